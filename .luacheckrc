@@ -1,0 +1,8 @@
+std = "lua54"
+max_line_length = 100
+codes = true
+exclude_files = { "build*/**" }
+
+files["spec/**"] = { std = "+busted" }
+files["Reloadfile.lua"] = { read_globals = { "service", "ignore", "flag", "run", "watch" } }
+files["examples/**/Reloadfile.lua"] = { read_globals = { "service", "ignore", "flag", "run", "watch" } }

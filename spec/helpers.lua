@@ -1,0 +1,569 @@
+--- Test helpers shared by every spec: build paths, waiting on conditions, temporary
+--- directories, processes, and the hygiene check that runs after each test.
+---
+--- Loaded twice: once by busted as the `helper` of .busted (that load puts the build tree on
+--- package.cpath and installs the after_each hygiene check for the whole suite), and by each
+--- spec file as `require("spec.helpers")`.
+local uv = require("luv")
+
+local M = {}
+
+M.root = uv.cwd()
+M.build_dir = os.getenv("RELOAD_BUILD_DIR") or (M.root .. "/build")
+M.reload_bin = M.build_dir .. "/bin/reload"
+M.fixtures_dir = M.build_dir .. "/fixtures"
+M.spec_fixtures = M.root .. "/spec/fixtures"
+
+local cpath = M.build_dir .. "/lib/?.so"
+if not package.cpath:find(cpath, 1, true) then
+  package.cpath = cpath .. ";" .. package.cpath
+end
+
+--- Path of a compiled fixture (spec/fixtures/NAME.c, built into build/fixtures/NAME).
+---@param name string
+---@return string
+function M.fixture(name)
+  return M.fixtures_dir .. "/" .. name
+end
+
+--- Milliseconds on a monotonic clock.
+---@return number
+function M.now_ms()
+  return uv.hrtime() / 1e6
+end
+
+--- Runs the loop for at most `ms` milliseconds (returns earlier if the loop has nothing to do
+--- and no timer of ours is pending).
+---@param ms number
+function M.run_for(ms)
+  local timer = uv.new_timer()
+  local done = false
+  timer:start(math.max(0, math.floor(ms)), 0, function() done = true end)
+  while not done do
+    uv.run("once")
+  end
+  timer:close()
+  uv.run("nowait")
+end
+
+--- Calls fn until it neither raises nor returns false/nil, running the loop in between.
+--- Fails after max_ms with the last thing fn raised or returned as its second value, so the
+--- message says what *was* seen.
+---@param max_ms number
+---@param fn fun(): any, any
+---@return any the first truthy result of fn
+function M.retry(max_ms, fn)
+  local deadline = M.now_ms() + max_ms
+  local last
+  while true do
+    local ok, res, why = pcall(fn)
+    if ok and res ~= false and res ~= nil then
+      return res
+    end
+    if ok then
+      last = why or tostring(res)
+    else
+      last = res
+    end
+    if M.now_ms() > deadline then
+      error(("retry: gave up after %d ms; last seen: %s"):format(max_ms, tostring(last)), 2)
+    end
+    M.run_for(5)
+  end
+end
+
+--- Runs the loop until cond() is true, at most max_ms; raises with `what` and the wait if not.
+---@param max_ms number
+---@param cond fun(): boolean
+---@param what string|fun(): string what was awaited (or a function that says what was seen)
+function M.wait_until(max_ms, cond, what)
+  local deadline = M.now_ms() + max_ms
+  local timer = uv.new_timer()
+  timer:start(5, 5, function() end)
+  while not cond() do
+    if M.now_ms() > deadline then
+      timer:close()
+      uv.run("nowait")
+      local msg = type(what) == "function" and what() or what
+      error(("timed out after %d ms waiting for %s"):format(max_ms, tostring(msg)), 2)
+    end
+    uv.run("once")
+  end
+  timer:close()
+  uv.run("nowait")
+end
+
+-- Temporary directories, removed after each test.
+local tmpdirs = {}
+
+--- A new empty directory under $TMPDIR, removed after the test.
+---@return string
+function M.tmpdir()
+  local base = os.getenv("TMPDIR") or "/tmp"
+  local dir = assert(uv.fs_mkdtemp(base .. "/reload-spec-XXXXXX"))
+  dir = assert(uv.fs_realpath(dir))
+  tmpdirs[#tmpdirs + 1] = dir
+  return dir
+end
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+M.shell_quote = shell_quote
+
+--- Writes a file the way editors and careful tools do: a temporary file, then a rename.
+---@param path string
+---@param content string
+function M.write_file(path, content)
+  local tmp = path .. ".tmp-" .. tostring(uv.hrtime())
+  local f = assert(io.open(tmp, "wb"))
+  f:write(content)
+  f:close()
+  assert(os.rename(tmp, path))
+end
+
+--- The whole content of a file, or nil.
+---@param path string
+---@return string|nil
+function M.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then
+    return nil
+  end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- A unique marker (for environments of process trees under test).
+---@return string
+function M.unique(prefix)
+  M._seq = (M._seq or 0) + 1
+  return ("%s-%d-%d-%d"):format(prefix or "t", uv.os_getpid(), M._seq, uv.hrtime() % 1000000007)
+end
+
+-- /proc ----------------------------------------------------------------------------------
+
+--- Fields of /proc/PID/stat: { pid, comm, state, ppid, pgid }, or nil if gone.
+---@param pid integer
+function M.proc_stat(pid)
+  local s = M.read_file("/proc/" .. pid .. "/stat")
+  if not s then
+    return nil
+  end
+  local comm, rest = s:match("^%d+ %((.*)%) (.*)$")
+  if not comm then
+    return nil
+  end
+  local state, ppid, pgid = rest:match("^(%S+) (%d+) (%d+)")
+  return { pid = pid, comm = comm, state = state, ppid = tonumber(ppid), pgid = tonumber(pgid) }
+end
+
+--- Every pid in /proc.
+---@return integer[]
+function M.all_pids()
+  local pids = {}
+  local req = uv.fs_scandir("/proc")
+  while req do
+    local name = uv.fs_scandir_next(req)
+    if not name then
+      break
+    end
+    local pid = tonumber(name)
+    if pid then
+      pids[#pids + 1] = pid
+    end
+  end
+  return pids
+end
+
+--- Live (non-zombie) processes whose environment contains the string `marker` (e.g. "TAG=x").
+---@param marker string
+---@return table[] list of proc_stat records
+function M.tagged(marker)
+  local found = {}
+  for _, pid in ipairs(M.all_pids()) do
+    local env = M.read_file("/proc/" .. pid .. "/environ")
+    if env and env:find(marker, 1, true) then
+      local st = M.proc_stat(pid)
+      if st and st.state ~= "Z" and st.state ~= "X" then
+        found[#found + 1] = st
+      end
+    end
+  end
+  return found
+end
+
+--- Children of pid (from every /proc/*/stat), zombies included, with their state.
+---@param pid integer
+---@return table[]
+function M.children_of(pid)
+  local found = {}
+  for _, p in ipairs(M.all_pids()) do
+    local st = M.proc_stat(p)
+    if st and st.ppid == pid then
+      found[#found + 1] = st
+    end
+  end
+  return found
+end
+
+--- "pid comm state ppid pgid" lines, for failure messages.
+---@param list table[]
+---@return string
+function M.describe(list)
+  local out = {}
+  for _, st in ipairs(list) do
+    out[#out + 1] = ("%d %s %s ppid=%d pgid=%d"):format(st.pid, st.comm, st.state, st.ppid, st.pgid)
+  end
+  return #out == 0 and "(none)" or table.concat(out, "; ")
+end
+
+--- Sends SIGKILL to each listed process (cleanup after a failed assertion).
+function M.kill_all(list)
+  for _, st in ipairs(list) do
+    pcall(uv.kill, st.pid, "sigkill")
+  end
+end
+
+-- Ports -----------------------------------------------------------------------------------
+
+--- True when 127.0.0.1:port can be bound with SO_REUSEADDR (libuv sets it on Unix), i.e. no
+--- process listens there any more.
+---@param port integer
+---@return boolean, string|nil
+function M.port_bindable(port)
+  local tcp = uv.new_tcp()
+  local ok, err = tcp:bind("127.0.0.1", port)
+  if ok then
+    ok, err = tcp:listen(1, function() end)
+  end
+  tcp:close()
+  uv.run("nowait")
+  return ok and true or false, err
+end
+
+--- True when something accepts connections on 127.0.0.1:port.
+---@param port integer
+---@return boolean
+function M.port_listening(port)
+  local tcp = uv.new_tcp()
+  local result
+  tcp:connect("127.0.0.1", port, function(err)
+    result = err == nil
+  end)
+  local deadline = M.now_ms() + 1000
+  while result == nil and M.now_ms() < deadline do
+    uv.run("once")
+  end
+  tcp:close()
+  uv.run("nowait")
+  return result == true
+end
+
+local next_port = nil
+--- A loopback port that is free now, below the ephemeral range (32768+) so that a client
+--- socket cannot take it between this check and the test's bind.
+---@return integer
+function M.free_port()
+  if not next_port then
+    next_port = 20000 + (uv.os_getpid() * 37) % 10000
+  end
+  for _ = 1, 2000 do
+    next_port = next_port + 1
+    if next_port >= 32000 then
+      next_port = 20000
+    end
+    if M.port_bindable(next_port) then
+      return next_port
+    end
+  end
+  error("free_port: no free port found in 20000-32000")
+end
+
+-- Processes started by tests --------------------------------------------------------------
+
+local started = {}
+
+--- Runs a command to completion (blocking the loop), returning exit code, stdout, stderr.
+---@param argv string[]
+---@param opts? { cwd?: string, env?: string[], stdin?: string, timeout_ms?: number }
+---@return integer code, string stdout, string stderr
+function M.run(argv, opts)
+  opts = opts or {}
+  local out, err = {}, {}
+  local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
+  local stdin = opts.stdin and uv.new_pipe(false) or nil
+  local code, done = nil, 0
+  local args = {}
+  for i = 2, #argv do
+    args[#args + 1] = argv[i]
+  end
+  local handle, pid
+  handle, pid = uv.spawn(argv[1], {
+    args = args,
+    cwd = opts.cwd,
+    env = opts.env,
+    stdio = { stdin, stdout, stderr },
+  }, function(c, sig)
+    code = sig ~= 0 and 128 + sig or c
+    handle:close()
+  end)
+  if not handle then
+    stdout:close()
+    stderr:close()
+    if stdin then stdin:close() end
+    error("run: cannot start " .. argv[1] .. ": " .. tostring(pid))
+  end
+  started[pid] = true
+  local function reader(buf)
+    return function(e, chunk)
+      assert(not e, e)
+      if chunk then
+        buf[#buf + 1] = chunk
+      else
+        done = done + 1
+      end
+    end
+  end
+  stdout:read_start(reader(out))
+  stderr:read_start(reader(err))
+  if stdin then
+    stdin:write(opts.stdin)
+    stdin:shutdown(function() stdin:close() end)
+  end
+  local ok, e = pcall(M.wait_until, opts.timeout_ms or 60000, function()
+    return code ~= nil and done == 2
+  end, "exit of " .. table.concat(argv, " "))
+  if not ok then
+    pcall(uv.kill, pid, "sigkill")
+    M.wait_until(5000, function() return code ~= nil end, "killed " .. argv[1])
+  end
+  stdout:close()
+  stderr:close()
+  started[pid] = nil
+  uv.run("nowait")
+  if not ok then
+    error(e .. "\nstdout: " .. table.concat(out) .. "\nstderr: " .. table.concat(err), 2)
+  end
+  return code, table.concat(out), table.concat(err)
+end
+
+--- Runs `reload ARGS...` to completion; returns code, stdout, stderr.
+function M.reload(args, opts)
+  local argv = { M.reload_bin }
+  for _, a in ipairs(args) do
+    argv[#argv + 1] = a
+  end
+  return M.run(argv, opts)
+end
+
+---@class spec.Proc
+---@field pid integer
+---@field output string[]
+---@field code integer|nil exit status (128+signal when killed), nil while running
+local Proc = {}
+Proc.__index = Proc
+
+--- Everything the process wrote so far (stdout and stderr interleaved).
+function Proc:text()
+  return table.concat(self.output)
+end
+
+--- Waits until the output matches a Lua pattern; fails with what was seen.
+function Proc:wait_output(pattern, max_ms, plain)
+  M.wait_until(max_ms or 10000, function()
+    return self:text():find(pattern, 1, plain) ~= nil
+  end, function()
+    return ("output matching %q; output so far:\n%s"):format(pattern, self:text())
+  end)
+end
+
+--- Waits until the process has exited; returns its status.
+function Proc:wait(max_ms)
+  M.wait_until(max_ms or 10000, function()
+    return self.code ~= nil and self.eof
+  end, function()
+    return "exit of pid " .. self.pid .. "; output so far:\n" .. self:text()
+  end)
+  return self.code
+end
+
+--- Sends a signal (name like "sigterm") to the process.
+function Proc:signal(sig)
+  if self.code == nil then
+    uv.kill(self.pid, sig)
+  end
+end
+
+--- Writes to its stdin (when started with stdin = true).
+function Proc:write(data)
+  self.stdin:write(data)
+end
+
+--- Kills its whole process group (it was started as a group leader) and waits for it.
+function Proc:kill()
+  if self.code == nil then
+    pcall(uv.kill, -self.pid, "sigkill")
+    pcall(uv.kill, self.pid, "sigkill")
+    pcall(self.wait, self, 5000)
+  end
+end
+
+--- Starts a long-running process in its own process group (so a test can end its whole tree),
+--- collecting its output. It is killed after the test if the test did not end it.
+---@param argv string[]
+---@param opts? { cwd?: string, env?: string[], stdin?: boolean }
+---@return spec.Proc
+function M.start(argv, opts)
+  opts = opts or {}
+  local self = setmetatable({ output = {}, eof = false }, Proc)
+  local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
+  self.stdin = opts.stdin and uv.new_pipe(false) or nil
+  local args = {}
+  for i = 2, #argv do
+    args[#args + 1] = argv[i]
+  end
+  local eofs = 0
+  local handle, pid
+  handle, pid = uv.spawn(argv[1], {
+    args = args,
+    cwd = opts.cwd,
+    env = opts.env,
+    detached = true, -- its own process group (setsid): the test can kill the whole group
+    stdio = { self.stdin or 0, stdout, stderr },
+  }, function(c, sig)
+    self.code = sig ~= 0 and 128 + sig or c
+    started[self.pid] = nil
+    handle:close()
+    if self.stdin and not self.stdin:is_closing() then
+      self.stdin:close()
+    end
+  end)
+  assert(handle, pid)
+  self.pid = pid
+  started[pid] = self
+  for _, pipe in ipairs({ stdout, stderr }) do
+    pipe:read_start(function(err, chunk)
+      if chunk then
+        self.output[#self.output + 1] = chunk
+      elseif not err then
+        eofs = eofs + 1
+        self.eof = eofs == 2
+        pipe:close()
+      end
+    end)
+  end
+  return self
+end
+
+--- Starts `reload ARGS...` as M.start does.
+function M.start_reload(args, opts)
+  local argv = { M.reload_bin }
+  for _, a in ipairs(args) do
+    argv[#argv + 1] = a
+  end
+  return M.start(argv, opts)
+end
+
+-- Hygiene ---------------------------------------------------------------------------------
+
+--- Every spec's environment carries this marker (set in this process with os_setenv), so any
+--- process a test started and failed to end is found after the test, wherever it moved.
+M.session_marker = "RELOAD_SPEC_SESSION=" .. (os.getenv("RELOAD_SPEC_SESSION") or "")
+
+--- Checks, after each test, that the test left nothing behind: no child process, no process
+--- carrying the session marker, no open luv handle, no live core reference, the same cwd.
+--- Whatever it finds it also cleans up, so one failure does not cascade.
+---@param cwd string the working directory before the test
+---@return string|nil problem
+function M.check_hygiene(cwd)
+  local problems = {}
+  -- Let closing handles finish closing.
+  uv.run("nowait")
+  for pid, proc in pairs(started) do
+    if type(proc) == "table" then
+      proc:kill()
+    else
+      pcall(uv.kill, pid, "sigkill")
+    end
+    problems[#problems + 1] = "the test left process " .. pid .. " running"
+  end
+  started = {}
+  local me = uv.os_getpid()
+  local kids = {}
+  for _, st in ipairs(M.children_of(me)) do
+    if st.state ~= "Z" then
+      kids[#kids + 1] = st
+    end
+  end
+  if #kids > 0 then
+    problems[#problems + 1] = "child processes left: " .. M.describe(kids)
+    M.kill_all(kids)
+  end
+  local strays = {}
+  for _, st in ipairs(M.tagged(M.session_marker)) do
+    if st.pid ~= me then
+      strays[#strays + 1] = st
+    end
+  end
+  if #strays > 0 then
+    problems[#problems + 1] = "processes of this test still alive: " .. M.describe(strays)
+    M.kill_all(strays)
+  end
+  local handles = {}
+  uv.walk(function(h)
+    if not h:is_closing() then
+      handles[#handles + 1] = tostring(h)
+      h:close()
+    end
+  end)
+  uv.run("nowait")
+  if #handles > 0 then
+    problems[#problems + 1] = "luv handles left open: " .. table.concat(handles, ", ")
+  end
+  local ok, core = pcall(require, "reload.core")
+  if ok and core._stats then
+    local stats = core._stats()
+    if stats.handles ~= 0 or stats.refs ~= 0 then
+      problems[#problems + 1] = ("core handles/refs still live: %d/%d"):format(stats.handles,
+        stats.refs)
+    end
+  end
+  if uv.cwd() ~= cwd then
+    problems[#problems + 1] = "cwd changed to " .. uv.cwd()
+    uv.chdir(cwd)
+  end
+  for _, dir in ipairs(tmpdirs) do
+    os.execute("rm -rf " .. shell_quote(dir))
+  end
+  tmpdirs = {}
+  if #problems > 0 then
+    return table.concat(problems, "\n")
+  end
+end
+
+-- When busted loads this file as the suite's helper: mark this process's environment and
+-- install the hygiene check around every test of every file.
+if not os.getenv("RELOAD_SPEC_SESSION") then
+  local id = ("%d-%d"):format(uv.os_getpid(), uv.hrtime() % 1000000007)
+  uv.os_setenv("RELOAD_SPEC_SESSION", id)
+  M.session_marker = "RELOAD_SPEC_SESSION=" .. id
+end
+
+local is_busted, busted = pcall(require, "busted")
+if is_busted and type(busted) == "table" and not package.loaded["spec.helpers"] then
+  package.loaded["spec.helpers"] = M
+  local cwd
+  busted.before_each(function()
+    cwd = uv.cwd()
+  end)
+  busted.after_each(function()
+    local problem = M.check_hygiene(cwd)
+    if problem then
+      error("hygiene: " .. problem, 0)
+    end
+  end)
+end
+
+return M
