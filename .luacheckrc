@@ -3,6 +3,6 @@ max_line_length = 100
 codes = true
 exclude_files = { "build*/**" }
 
-files["spec/**"] = { std = "+busted" }
+files["spec/**"] = { std = "+busted", max_string_line_length = false }
 files["Reloadfile.lua"] = { read_globals = { "service", "ignore", "flag", "run", "watch" } }
 files["examples/**/Reloadfile.lua"] = { read_globals = { "service", "ignore", "flag", "run", "watch" } }

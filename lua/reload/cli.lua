@@ -1,45 +1,573 @@
 --- The `reload` command line: parses arguments and hands off to the engine.
+---
+--- Exit status: 0 after a clean quit, 1 for a Reloadfile error at start (or a failed check),
+--- 2 for a usage error.
 local M = {}
+
+local core = require("reload.core")
+local uv = require("luv")
+local log = require("reload.log")
+local dsl = require("reload.dsl")
+local signals = require("reload.signals")
 
 -- Where the command writes; a spec may swap them.
 M.stdout = io.stdout
 M.stderr = io.stderr
 
-local core = require("reload.core")
-local uv = require("luv")
-
-M.usage = [[
-Usage: reload [OPTIONS]
+M.usage = [==[
+Usage: reload [OPTIONS] [SERVICE...]
+       reload run [OPTIONS] [-w GLOB]... [-i GLOB]... [--build CMD] -- COMMAND [ARG...]
+       reload check [-f FILE]
+       reload init [RECIPE]
        reload script FILE [ARG...]
 
 reload watches a project, rebuilds it on every change and restarts it, stopping the old
 process tree whole (every descendant, including debuggers' children) before the new one starts.
 
+With no command, reload loads Reloadfile.lua (the one given with -f, else the nearest one in
+this directory or a parent; its directory is the project root), starts every service (or the
+named ones and what they need), and rebuilds and restarts them on change until you quit.
+
 Commands:
-  script FILE [ARG...]  run a Lua file inside reload's runtime (luv and reload.core loaded,
-                        one event loop), then run the loop until nothing is left on it;
-                        exits with the number the file returns, else 0
+  run -- COMMAND...     the same with no Reloadfile: one service running COMMAND
+  check                 load and validate the Reloadfile, print the plan; exit 0, or 1 on errors
+  init [RECIPE]         write a starter Reloadfile.lua here (never overwrites one)
+  script FILE [ARG...]  run a Lua file inside reload's runtime (luv and reload.core loaded),
+                        then run the event loop until nothing is left on it
 
 Options:
-  -h, --help       show this help and exit
-  -V, --version    print the version and exit
-]]
+  -f, --file FILE       the Reloadfile to use
+  -D, --define KEY[=VALUE]
+                        set a flag the Reloadfile reads with flag("KEY") (VALUE defaults to true)
+      --debug           the same as -D debug (e.g. run under a debugger, if the file says so)
+      --clear           clear the screen before each rebuild
+      --notify          a desktop notification when a build fails (needs notify-send)
+  -v, --verbose         say more (commands, readiness, build output as it comes)
+  -q, --quiet           only errors
+      --no-color        no colours (NO_COLOR in the environment does the same)
+  -h, --help            show this help (reload COMMAND --help for a command's)
+  -V, --version         print the version
 
----@param out file*
----@param text string
+Keys (when stdin is a terminal): r rebuild and restart all, c clear, q quit, ? help.
+Quit with q, Ctrl-C, SIGTERM or SIGHUP: every process tree is stopped (with its grace
+period) before reload exits; Ctrl-C a second time kills them at once.
+]==]
+
+M.run_usage = [==[
+Usage: reload run [OPTIONS] [-w GLOB]... [-i GLOB]... [--build CMD] -- COMMAND [ARG...]
+
+Runs COMMAND, and on every change rebuilds (with --build) and restarts it, with no Reloadfile.
+The project root is the current directory.
+
+Options:
+  -w, --watch GLOB      a change to a matching file restarts (repeatable; default: any file
+                        that is not ignored). Globs follow .gitignore rules: "*.go" matches at
+                        any depth, "src/**/*.c" under src/.
+  -i, --ignore GLOB     ignore matching paths (repeatable), on top of .gitignore and defaults
+      --build CMD       a shell command run before each start; a failure keeps the old process
+      --signal SIG      the stop signal (default TERM)
+      --grace SECONDS   how long to wait after the stop signal before SIGKILL (default 3)
+      --debounce MS     quiet period after a change before rebuilding (default 5)
+      --restart POLICY  never | on-failure | always, when COMMAND exits on its own (default never)
+      --ready PORT      the command counts as up once it listens on PORT; before each start,
+                        wait until PORT is free
+      --shell           run COMMAND through /bin/sh -c (joined with spaces)
+  plus the global options of reload --help (-v, -q, --no-color, --clear, --notify).
+]==]
+
+M.check_usage = [==[
+Usage: reload check [-f FILE] [-D KEY[=VALUE]]...
+
+Loads and validates the Reloadfile and prints the plan: services, globs, commands, and how many
+directories would be watched. Exits 0 when it is valid, 1 with the errors (FILE:LINE: message).
+]==]
+
+M.init_usage = [==[
+Usage: reload init [RECIPE]
+
+Writes a starter Reloadfile.lua in the current directory (never overwrites one). With RECIPE
+(e.g. go, node, python, c, rust), the recipe's template; without, a commented generic one.
+]==]
+
 local function write(out, text)
   out:write(text)
   out:flush()
 end
 
---- `reload script FILE [ARG...]`
----@param argv table
----@return integer
-local function script(argv)
-  local file = argv[2]
+local function usage_error(msg, usage)
+  write(M.stderr, "reload: " .. msg .. "\n\n" .. (usage or M.usage))
+  return 2
+end
+
+-- Options -----------------------------------------------------------------------------------
+
+--- Parses options; returns opts, positional args, or nil, error message.
+local function parse(argv, first, spec)
+  local opts = { defines = {}, watch = {}, ignore = {} }
+  local rest = {}
+  local i = first
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--" then
+      for j = i + 1, #argv do
+        rest[#rest + 1] = argv[j]
+      end
+      opts.dashdash = true
+      break
+    end
+    local name, inline = a:match("^(%-%-[%w-]+)=(.*)$")
+    name = name or a
+    local def = spec[name]
+    if a:sub(1, 1) == "-" and a ~= "-" then
+      if not def then
+        return nil, ("unknown option '%s'"):format(a)
+      end
+      local value = true
+      if def.arg then
+        value = inline
+        if value == nil then
+          i = i + 1
+          value = argv[i]
+        end
+        if value == nil then
+          return nil, ("option '%s' needs a value"):format(a)
+        end
+      elseif inline then
+        return nil, ("option '%s' takes no value"):format(name)
+      end
+      if def.list then
+        table.insert(opts[def.key], value)
+      else
+        opts[def.key] = value
+      end
+    else
+      rest[#rest + 1] = a
+    end
+    i = i + 1
+  end
+  return opts, rest
+end
+
+local GLOBAL = {
+  ["-f"] = { key = "file", arg = true }, ["--file"] = { key = "file", arg = true },
+  ["-D"] = { key = "defines", arg = true, list = true },
+  ["--define"] = { key = "defines", arg = true, list = true },
+  ["--debug"] = { key = "debug" },
+  ["--clear"] = { key = "clear" },
+  ["--notify"] = { key = "notify" },
+  ["-v"] = { key = "verbose" }, ["--verbose"] = { key = "verbose" },
+  ["-q"] = { key = "quiet" }, ["--quiet"] = { key = "quiet" },
+  ["--no-color"] = { key = "no_color" },
+  ["-h"] = { key = "help" }, ["--help"] = { key = "help" },
+  ["-V"] = { key = "version" }, ["--version"] = { key = "version" },
+}
+
+local RUN = {
+  ["-w"] = { key = "watch", arg = true, list = true },
+  ["--watch"] = { key = "watch", arg = true, list = true },
+  ["-i"] = { key = "ignore", arg = true, list = true },
+  ["--ignore"] = { key = "ignore", arg = true, list = true },
+  ["--build"] = { key = "build", arg = true },
+  ["--signal"] = { key = "signal", arg = true },
+  ["--grace"] = { key = "grace", arg = true },
+  ["--debounce"] = { key = "debounce", arg = true },
+  ["--restart"] = { key = "restart", arg = true },
+  ["--ready"] = { key = "ready", arg = true },
+  ["--shell"] = { key = "shell" },
+}
+for k, v in pairs(GLOBAL) do
+  RUN[k] = v
+end
+
+local function flags_of(opts)
+  local flags = {}
+  for _, d in ipairs(opts.defines) do
+    local k, v = d:match("^([^=]+)=(.*)$")
+    if k then
+      flags[k] = v
+    else
+      flags[d] = true
+    end
+  end
+  if opts.debug then
+    flags.debug = true
+  end
+  return flags
+end
+
+local function setup_log(opts)
+  log.setup_color(opts.no_color)
+  log.level = opts.quiet and 0 or (opts.verbose and 2 or 1)
+end
+
+local function absolute(path)
+  if path:sub(1, 1) == "/" then
+    return path
+  end
+  return uv.cwd() .. "/" .. path
+end
+
+local function find_file(opts)
+  if opts.file then
+    local path = absolute(opts.file)
+    if not uv.fs_stat(path) then
+      return nil, ("%s: no such file"):format(opts.file)
+    end
+    return uv.fs_realpath(path) or path
+  end
+  local found = dsl.find(uv.cwd())
+  if not found then
+    return nil, "no Reloadfile.lua in " .. uv.cwd() .. " or its parents (reload init writes one)"
+  end
+  return found
+end
+
+-- Running -----------------------------------------------------------------------------------
+
+local function notifier(enabled)
+  if not enabled then
+    return nil
+  end
+  if not os.execute("command -v notify-send >/dev/null 2>&1") then
+    log.warn("--notify: notify-send is not installed; no desktop notifications")
+    return nil
+  end
+  return function(title, body)
+    uv.spawn("notify-send", { args = { "reload", title .. "\n" .. body:sub(1, 400) } },
+      function() end)
+  end
+end
+
+local function environment()
+  return uv.os_environ()
+end
+
+--- Reads keys from a terminal on stdin: r, c, q, ?.
+local function start_keys(engine, quit)
+  if uv.guess_handle(0) ~= "tty" then
+    return nil
+  end
+  for _, svc in ipairs(engine.services) do
+    if svc.cfg.stdin then
+      log.verbose("a service reads stdin: keys are off")
+      return nil
+    end
+  end
+  local tty = uv.new_tty(0, true)
+  if not tty then
+    return nil
+  end
+  tty:set_mode(1)
+  tty:read_start(function(err, data)
+    if err or not data then
+      return
+    end
+    for ch in data:gmatch(".") do
+      if ch == "q" or ch == "\3" then
+        quit(ch == "\3" and engine.quitting)
+      elseif ch == "r" then
+        log.info("rebuilding everything")
+        engine:rebuild_all()
+      elseif ch == "c" then
+        io.stdout:write("\27[H\27[2J\27[3J")
+        io.stdout:flush()
+      elseif ch == "?" or ch == "h" then
+        log.info("keys: r rebuild and restart all, c clear, q quit, ? this help")
+      end
+    end
+  end)
+  return tty
+end
+
+--- Runs the engine until quit; returns the exit status.
+local function run_engine(config, opts, only, loader)
+  local engine = require("reload.engine").new({
+    config = config,
+    core = core,
+    clock = require("reload.clock"),
+    env = environment(),
+    only = only,
+    loader = loader,
+    notify = notifier(opts.notify),
+    clear = opts.clear,
+  })
+  local ok, err = engine:start()
+  if not ok then
+    log.error("%s", err)
+    return 1
+  end
+  local handles = {}
+  local tty
+  local done = false
+  local function quit(force)
+    if engine.quitting and not force then
+      return
+    end
+    if not engine.quitting then
+      log.info("stopping")
+    end
+    engine:quit(function()
+      done = true
+      if tty then
+        tty:read_stop()
+        uv.tty_reset_mode()
+        tty:close()
+      end
+      for _, h in ipairs(handles) do
+        if not h:is_closing() then
+          h:close()
+        end
+      end
+      log.info("every process tree is gone; bye")
+    end, force)
+  end
+  local interrupts = 0
+  for _, name in ipairs({ "sigint", "sigterm", "sighup" }) do
+    local h = uv.new_signal()
+    h:start(name, function()
+      if name == "sigint" then
+        interrupts = interrupts + 1
+        quit(interrupts > 1)
+      else
+        quit(false)
+      end
+    end)
+    handles[#handles + 1] = h
+  end
+  tty = start_keys(engine, quit)
+  while not done do
+    uv.run("once")
+  end
+  uv.run("nowait")
+  return 0
+end
+
+local function load_config(file, flags)
+  local config, err = dsl.load(file, flags)
+  if not config then
+    return nil, err
+  end
+  return config
+end
+
+local function cmd_default(argv)
+  local opts, rest = parse(argv, 1, GLOBAL)
+  if not opts then
+    return usage_error(rest)
+  end
+  if opts.help then
+    write(M.stdout, M.usage)
+    return 0
+  end
+  setup_log(opts)
+  local file, err = find_file(opts)
   if not file then
-    write(M.stderr, "reload script: missing FILE\n" .. M.usage)
-    return 2
+    log.error("%s", err)
+    return 1
+  end
+  local flags = flags_of(opts)
+  local config
+  config, err = load_config(file, flags)
+  if not config then
+    log.error("%s", err)
+    return 1
+  end
+  for _, name in ipairs(rest) do
+    if not config.by_name[name] then
+      log.error("no service \"%s\" in %s", name, file)
+      return 2
+    end
+  end
+  return run_engine(config, opts, rest, function()
+    return load_config(file, flags)
+  end)
+end
+
+local function cmd_run(argv)
+  local opts, rest = parse(argv, 2, RUN)
+  if not opts then
+    return usage_error(rest, M.run_usage)
+  end
+  if opts.help then
+    write(M.stdout, M.run_usage)
+    return 0
+  end
+  setup_log(opts)
+  if #rest == 0 then
+    return usage_error("run: missing COMMAND (reload run [OPTIONS] -- COMMAND [ARG...])",
+      M.run_usage)
+  end
+  local svc = { watch = opts.watch, ignore = opts.ignore, stop = {} }
+  if opts.shell then
+    svc.run = table.concat(rest, " ")
+  else
+    svc.run = rest
+  end
+  if opts.build then
+    svc.build = opts.build
+  end
+  if opts.signal then
+    if not signals.normalize(opts.signal) then
+      return usage_error(("unknown signal '%s'"):format(opts.signal), M.run_usage)
+    end
+    svc.stop.signal = opts.signal
+  end
+  local function number(name, value)
+    local n = tonumber(value)
+    if not n or n < 0 then
+      return nil, ("--%s needs a number >= 0, not '%s'"):format(name, value)
+    end
+    return n
+  end
+  local err
+  if opts.grace then
+    svc.stop.grace, err = number("grace", opts.grace)
+    if err then
+      return usage_error(err, M.run_usage)
+    end
+  end
+  if opts.debounce then
+    svc.debounce, err = number("debounce", opts.debounce)
+    if err then
+      return usage_error(err, M.run_usage)
+    end
+  end
+  if opts.restart then
+    svc.restart = opts.restart
+  end
+  if opts.ready then
+    svc.ready = math.tointeger(tonumber(opts.ready))
+    if not svc.ready then
+      return usage_error(("--ready needs a port number, not '%s'"):format(opts.ready),
+        M.run_usage)
+    end
+  end
+  local config
+  config, err = dsl.from_table(uv.cwd(), svc, opts.ignore)
+  if not config then
+    return usage_error(err, M.run_usage)
+  end
+  -- The service's own ignore list is already pruned by the watcher.
+  config.services[1].ignore = {}
+  return run_engine(config, opts, nil, nil)
+end
+
+--- Counts the directories the watcher would watch, for `check`.
+local function count_dirs(config)
+  if not core.watch then
+    return nil
+  end
+  local w = core.watch({ root = config.root, ignore = config.ignore, on_events = function() end })
+  if not w then
+    return nil
+  end
+  local dirs = w:stats().dirs
+  w:close()
+  uv.run("nowait")
+  return dirs
+end
+
+local function cmd_check(argv)
+  local opts, rest = parse(argv, 2, GLOBAL)
+  if not opts then
+    return usage_error(rest, M.check_usage)
+  end
+  if opts.help then
+    write(M.stdout, M.check_usage)
+    return 0
+  end
+  if #rest > 0 then
+    return usage_error("check takes no arguments", M.check_usage)
+  end
+  setup_log(opts)
+  local file, err = find_file(opts)
+  if not file then
+    log.error("%s", err)
+    return 1
+  end
+  local config
+  config, err = load_config(file, flags_of(opts))
+  if not config then
+    write(M.stderr, err .. "\n")
+    return 1
+  end
+  local lines = { ("%s: ok"):format(file), ("root     %s"):format(config.root) }
+  if #config.ignore > 0 then
+    lines[#lines + 1] = ("ignore   %s"):format(table.concat(config.ignore, " "))
+  end
+  local dirs = count_dirs(config)
+  if dirs then
+    lines[#lines + 1] = ("watching %d directories"):format(dirs)
+  end
+  for _, l in ipairs(require("reload.engine").plan(config)) do
+    lines[#lines + 1] = l
+  end
+  write(M.stdout, table.concat(lines, "\n") .. "\n")
+  return 0
+end
+
+M.generic_template = [[
+-- Reloadfile.lua: what reload builds, runs and watches. `reload check` validates it.
+-- Docs: reload --help. Keys of a service: watch, ignore, build, run, wrap, env, cwd, stop,
+-- ready, restart, after, debounce, task, stdin.
+
+ignore { "tmp/", "*.log" }   -- on top of .gitignore and the defaults (.git, node_modules, ...)
+
+service "app" {
+  watch   = { "**/*" },                 -- .gitignore-style globs
+  -- build = "make",                    -- a shell string, an argv table, or steps { ... }
+  run     = "echo 'edit Reloadfile.lua: set run to your command'; sleep 100000",
+  stop    = { signal = "TERM", grace = 3 },
+  restart = "never",                    -- or "on-failure", "always"
+}
+]]
+
+local function cmd_init(argv)
+  local opts, rest = parse(argv, 2, GLOBAL)
+  if not opts then
+    return usage_error(rest, M.init_usage)
+  end
+  if opts.help then
+    write(M.stdout, M.init_usage)
+    return 0
+  end
+  setup_log(opts)
+  local target = uv.cwd() .. "/Reloadfile.lua"
+  if uv.fs_stat(target) then
+    log.error("%s already exists; not overwriting it", target)
+    return 1
+  end
+  local text = M.generic_template
+  local recipe = rest[1]
+  if recipe then
+    local ok, mod = pcall(require, "reload.recipes." .. recipe)
+    if not ok then
+      log.error("no recipe '%s' (%s)", recipe, tostring(mod):match("^[^\n]*"))
+      return 1
+    end
+    if type(mod) ~= "table" or type(mod.template) ~= "function" then
+      log.error("recipe '%s' provides no template", recipe)
+      return 1
+    end
+    text = mod.template()
+  end
+  local f, err = io.open(target, "w")
+  if not f then
+    log.error("cannot write %s: %s", target, err)
+    return 1
+  end
+  f:write(text)
+  f:close()
+  log.ok("wrote %s", target)
+  return 0
+end
+
+--- `reload script FILE [ARG...]`
+local function cmd_script(argv)
+  local file = argv[2]
+  if not file or file == "--help" or file == "-h" then
+    write(file and M.stdout or M.stderr, "Usage: reload script FILE [ARG...]\n")
+    return file and 0 or 2
   end
   local chunk, err = loadfile(file)
   if not chunk then
@@ -60,6 +588,8 @@ local function script(argv)
   return math.type(res) == "integer" and res or 0
 end
 
+local COMMANDS = { run = cmd_run, check = cmd_check, init = cmd_init, script = cmd_script }
+
 --- Entry point of the executable.
 ---@param argv table the script arguments (argv[1..n]; argv[0] is the program)
 ---@return integer exit status
@@ -69,19 +599,11 @@ function M.main(argv)
     write(M.stdout, "reload " .. core.version .. "\n")
     return 0
   end
-  if first == "-h" or first == "--help" then
-    write(M.stdout, M.usage)
-    return 0
+  local command = COMMANDS[first]
+  if command then
+    return command(argv)
   end
-  if first == "script" then
-    return script(argv)
-  end
-  if first == nil then
-    write(M.stderr, "reload: the engine is not built yet; see --help\n")
-    return 2
-  end
-  write(M.stderr, ("reload: unknown option or command '%s'\n%s"):format(first, M.usage))
-  return 2
+  return cmd_default(argv)
 end
 
 return M

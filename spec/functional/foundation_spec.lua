@@ -20,7 +20,7 @@ describe("the reload executable", function()
   it("rejects an unknown option with exit status 2 and the usage", function()
     local code, _, err = helpers.reload({ "--no-such-option" })
     assert.are.equal(2, code)
-    assert.matches("unknown option or command '%-%-no%-such%-option'", err)
+    assert.matches("unknown option '%-%-no%-such%-option'", err)
     assert.matches("Usage:", err)
   end)
 

@@ -1,0 +1,87 @@
+--- TCP ports on the loopback interface: is one free, who holds it, does it accept yet.
+local M = {}
+
+local uv = require("luv")
+
+--- True when 0.0.0.0:port can be bound. libuv sets SO_REUSEADDR, as Go, Node and Python do, so
+--- a socket of the previous run lingering in TIME_WAIT does not count as "in use".
+---@param port integer
+---@return boolean
+function M.bindable(port)
+  local tcp = uv.new_tcp()
+  local ok = tcp:bind("0.0.0.0", port)
+  if ok then
+    ok = tcp:listen(1, function() end)
+  end
+  tcp:close()
+  return ok and true or false
+end
+
+--- Calls fn(true) once 127.0.0.1:port accepts a connection, fn(false) if it refuses.
+---@param port integer
+---@param fn fun(ok: boolean)
+function M.connectable(port, fn)
+  local tcp = uv.new_tcp()
+  tcp:connect("127.0.0.1", port, function(err)
+    tcp:close()
+    fn(err == nil)
+  end)
+end
+
+local function listening_inodes(port)
+  local inodes = {}
+  for _, file in ipairs({ "/proc/net/tcp", "/proc/net/tcp6" }) do
+    local f = io.open(file, "r")
+    if f then
+      for line in f:lines() do
+        -- sl local_address rem_address st ... inode
+        local lport, st, inode = line:match(
+          "^%s*%d+:%s+%x+:(%x+)%s+%x+:%x+%s+(%x+)%s+%S+%s+%S+%s+%S+%s+%d+%s+%d+%s+(%d+)")
+        if lport and tonumber(lport, 16) == port and st == "0A" then
+          inodes["socket:[" .. inode .. "]"] = true
+        end
+      end
+      f:close()
+    end
+  end
+  return inodes
+end
+
+--- The process listening on the port, if it can be found: { pid =, comm = }.
+---@param port integer
+---@return { pid: integer, comm: string }|nil
+function M.holder(port)
+  local inodes = listening_inodes(port)
+  if next(inodes) == nil then
+    return nil
+  end
+  local dir = uv.fs_scandir("/proc")
+  while dir do
+    local name = uv.fs_scandir_next(dir)
+    if not name then
+      break
+    end
+    local pid = tonumber(name)
+    if pid then
+      local fds = uv.fs_scandir("/proc/" .. pid .. "/fd")
+      while fds do
+        local fd = uv.fs_scandir_next(fds)
+        if not fd then
+          break
+        end
+        local target = uv.fs_readlink("/proc/" .. pid .. "/fd/" .. fd)
+        if target and inodes[target] then
+          local f = io.open("/proc/" .. pid .. "/comm", "r")
+          local comm = f and f:read("l") or "?"
+          if f then
+            f:close()
+          end
+          return { pid = pid, comm = comm }
+        end
+      end
+    end
+  end
+  return nil
+end
+
+return M

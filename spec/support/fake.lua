@@ -1,0 +1,169 @@
+--- Fakes for unit specs: a clock whose timers fire only when the spec advances it, and a core
+--- whose processes change state only when the spec says so. Pure Lua, no loop, no sleeps.
+local M = {}
+
+--- A fake clock: now() and after(ms, fn); advance(ms) fires due timers in time order.
+function M.clock()
+  local clock = { t = 0, timers = {} }
+  function clock.now()
+    return clock.t
+  end
+  function clock.after(ms, fn)
+    local timer = { due = clock.t + ms, fn = fn, active = true }
+    function timer.stop()
+      timer.active = false
+    end
+    clock.timers[#clock.timers + 1] = timer
+    return timer
+  end
+  function clock.advance(ms)
+    local target = clock.t + ms
+    while true do
+      local next_timer
+      for _, t in ipairs(clock.timers) do
+        if t.active and t.due <= target and (not next_timer or t.due < next_timer.due) then
+          next_timer = t
+        end
+      end
+      if not next_timer then
+        break
+      end
+      next_timer.active = false
+      clock.t = math.max(clock.t, next_timer.due)
+      next_timer.fn()
+    end
+    clock.t = target
+  end
+  function clock.pending()
+    local n = 0
+    for _, t in ipairs(clock.timers) do
+      if t.active then
+        n = n + 1
+      end
+    end
+    return n
+  end
+  return clock
+end
+
+local Proc = {}
+Proc.__index = Proc
+
+function Proc:status()
+  return self.state
+end
+
+function Proc:stop(opts)
+  self.stops = self.stops + 1
+  self.stop_opts = opts
+  if self.state ~= "exited" then
+    self.state = "stopping"
+  end
+end
+
+function Proc:kill()
+  self.kills = self.kills + 1
+  if self.state ~= "exited" then
+    self.state = "forcing"
+  end
+end
+
+--- The spec makes the process report "started".
+function Proc:start(pid)
+  self.pid_ = pid or (1000 + self.id)
+  self.state = "running"
+  self.opts.on_event({ type = "started", pid = self.pid_, pgid = self.pid_ })
+end
+
+--- The spec makes the process tree end with a status.
+function Proc:exit(status, extra)
+  self.state = "exited"
+  local ev = { type = "exit", status = status, code = status < 128 and status or nil,
+    signal = status >= 128 and status - 128 or nil, forced = false }
+  for k, v in pairs(extra or {}) do
+    ev[k] = v
+  end
+  if self.opts.on_stdout and extra and extra.output then
+    self.opts.on_stdout(extra.output)
+  end
+  self.opts.on_event(ev)
+end
+
+function Proc:pid()
+  return self.pid_
+end
+
+--- A fake core: spawn records every call; glob matches with a small wildmatch subset.
+function M.core()
+  local core = { spawned = {} }
+  function core.spawn(opts)
+    local p = setmetatable({ opts = opts, id = #core.spawned + 1, state = "starting",
+      stops = 0, kills = 0 }, Proc)
+    core.spawned[#core.spawned + 1] = p
+    return p
+  end
+  --- The last process spawned whose argv contains `text`.
+  function core.last(text)
+    for i = #core.spawned, 1, -1 do
+      local p = core.spawned[i]
+      if table.concat(p.opts.cmd, " "):find(text, 1, true) then
+        return p
+      end
+    end
+  end
+  local function to_pattern(glob)
+    local p = glob:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0")
+    p = p:gsub("%*%*/", "\1"):gsub("%*%*", "\2"):gsub("%*", "[^/]*"):gsub("%?", "[^/]")
+    p = p:gsub("\1", ".-"):gsub("\2", ".*")
+    return "^" .. p .. "$"
+  end
+  function core.glob(pattern)
+    local pat = to_pattern(pattern)
+    local basename = not pattern:find("/")
+    return {
+      match = function(_, path)
+        if basename then
+          return path:match("[^/]*$"):find(pat) ~= nil or path:find(pat) ~= nil
+        end
+        return path:find(pat) ~= nil
+      end,
+    }
+  end
+  function core.ignore(opts)
+    local globs = {}
+    for _, p in ipairs(opts.patterns) do
+      globs[#globs + 1] = core.glob((p:gsub("/$", "/**")))
+    end
+    return {
+      ignored = function(_, path)
+        for _, g in ipairs(globs) do
+          if g:match(path) then
+            return true
+          end
+        end
+        return false
+      end,
+    }
+  end
+  function core.watch(opts)
+    core.watcher = { opts = opts, closed = false }
+    function core.watcher.stats()
+      return { dirs = 1, files = 0, backend = "fake" }
+    end
+    function core.watcher.close()
+      core.watcher.closed = true
+    end
+    return core.watcher
+  end
+  --- The spec delivers a batch of changed paths.
+  function core.change(...)
+    local batch = {}
+    for _, p in ipairs({ ... }) do
+      batch[#batch + 1] = { path = p, kind = "modify" }
+    end
+    core.watcher.opts.on_events(batch)
+  end
+  return core
+end
+
+return M

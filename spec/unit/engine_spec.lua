@@ -1,0 +1,277 @@
+-- The engine and its services against a fake core and a fake clock: policy only, no sleeps.
+local engine = require("reload.engine")
+local dsl = require("reload.dsl")
+local log = require("reload.log")
+local service = require("reload.service")
+local fake = require("spec.support.fake")
+local helpers = require("spec.helpers")
+
+local function config_of(text)
+  local dir = helpers.tmpdir()
+  helpers.write_file(dir .. "/Reloadfile.lua", text)
+  return assert(dsl.load(dir .. "/Reloadfile.lua"))
+end
+
+describe("reload.engine", function()
+  local core, clock, logged, saved_out
+
+  before_each(function()
+    core, clock = fake.core(), fake.clock()
+    logged = {}
+    saved_out = { log.out, log.services_out }
+    log.out = { write = function(_, s) logged[#logged + 1] = s end, flush = function() end }
+    log.services_out = log.out
+    log.color = false
+  end)
+
+  after_each(function()
+    log.out, log.services_out = saved_out[1], saved_out[2]
+  end)
+
+  local function text()
+    return table.concat(logged)
+  end
+
+  local function start(cfg_text, opts)
+    opts = opts or {}
+    local e = engine.new({ config = config_of(cfg_text), core = core, clock = clock, env = {},
+      loader = opts.loader })
+    assert(e:start())
+    return e
+  end
+
+  it("builds, then runs, and counts the service up once started", function()
+    local e = start('service "api" { build = "make", run = { "./api" } }')
+    local build = core.last("make")
+    assert.are.same({ "/bin/sh", "-c", "make" }, build.opts.cmd)
+    assert.is_nil(core.last("./api"))
+    build:exit(0)
+    local run = core.last("./api")
+    assert.truthy(run)
+    run:start()
+    assert.is_true(e.by_name.api.up)
+    assert.are.equal("running", e.by_name.api.state)
+  end)
+
+  it("rebuilds on a matching change and replaces the old tree only after the build", function()
+    local e = start('service "api" { watch = "**/*.go", build = "go build", run = "./api" }')
+    core.last("go build"):exit(0)
+    local old = core.last("./api")
+    old:start()
+    core.change("README.md")
+    clock.advance(100)
+    assert.are.equal(1, #(function()
+      local builds = {}
+      for _, p in ipairs(core.spawned) do
+        if p.opts.cmd[3] == "go build" then builds[#builds + 1] = p end
+      end
+      return builds
+    end)())
+    core.change("cmd/main.go")
+    clock.advance(5)
+    local build2 = core.last("go build")
+    assert.are_not.equal(1, build2.id)
+    assert.are.equal(0, old.stops) -- the old process keeps serving during the build
+    build2:exit(0)
+    assert.are.equal(1, old.stops)
+    assert.are.equal(old, core.last("./api")) -- nothing new before the old tree is gone
+    old:exit(143)
+    local new = core.last("./api")
+    assert.are_not.equal(old, new)
+    new:start()
+    assert.matches("restarted in", text())
+    assert.are.equal("running", e.by_name.api.state)
+  end)
+
+  it("keeps the old process when the build fails, and shows the build's output", function()
+    local e = start('service "api" { build = "go build", run = "./api" }')
+    core.last("go build"):exit(0)
+    local old = core.last("./api")
+    old:start()
+    core.change("main.go")
+    clock.advance(5)
+    core.last("go build"):exit(2, { output = "main.go:3: syntax error\n" })
+    assert.are.equal(0, old.stops)
+    assert.are.equal("running", e.by_name.api.state)
+    assert.matches("build failed.*exit status 2.*previous version keeps running", text())
+    assert.matches("main.go:3: syntax error", text())
+  end)
+
+  it("cancels a build (its whole tree) when a change arrives during it", function()
+    start('service "api" { build = "go build", run = "./api" }')
+    local first = core.last("go build")
+    core.change("a.go")
+    clock.advance(5)
+    assert.are.equal(1, first.kills)
+    local second = core.last("go build")
+    assert.are_not.equal(first, second)
+    first:exit(137) -- the cancelled build's exit must not start anything
+    assert.is_nil(core.last("./api"))
+    second:exit(0)
+    assert.truthy(core.last("./api"))
+  end)
+
+  it("backs off exponentially in a crash loop and resets after a stable run", function()
+    start('service "w" { run = "./w", restart = "on-failure" }')
+    local delays = {}
+    for i = 1, 4 do
+      local p = core.spawned[#core.spawned]
+      p:start()
+      local t0 = clock.now()
+      p:exit(1)
+      local before = #core.spawned
+      while #core.spawned == before do
+        clock.advance(10)
+      end
+      delays[i] = clock.now() - t0
+    end
+    for i = 2, 4 do
+      assert.is_true(delays[i] >= delays[i - 1] * 2 - 20,
+        "delays should double: " .. table.concat(delays, ", "))
+    end
+    assert.is_true(delays[4] <= service.backoff_max_ms + 10)
+    -- A run that stayed up longer than stable_ms resets the backoff.
+    local p = core.spawned[#core.spawned]
+    p:start()
+    clock.advance(service.stable_ms + 1)
+    p:exit(1)
+    local before = #core.spawned
+    clock.advance(service.backoff_base_ms)
+    assert.are.equal(before + 1, #core.spawned)
+  end)
+
+  it("does not restart a clean exit under on-failure, and never restarts under never", function()
+    local e = start('service "w" { run = "./w", restart = "on-failure" }')
+    local p = core.last("./w")
+    p:start()
+    p:exit(0)
+    clock.advance(60000)
+    assert.are.equal(p, core.last("./w"))
+    assert.are.equal("exited", e.by_name.w.state)
+  end)
+
+  it("starts a service `after` another only once that one is ready", function()
+    local e = start([[
+service "db" { run = "./db", ready = { pattern = "accepting connections" } }
+service "api" { run = "./api", after = { "db" } }
+]])
+    local db = core.last("./db")
+    db:start()
+    assert.is_nil(core.last("./api"))
+    db.opts.on_stdout("booting\n")
+    assert.is_nil(core.last("./api"))
+    db.opts.on_stdout("ready: accepting connections\n")
+    assert.truthy(core.last("./api"))
+    assert.is_true(e.by_name.db.up)
+  end)
+
+  it("counts a one-shot task as up once it exited 0", function()
+    start([[
+service "migrate" { run = "./migrate", task = true }
+service "api" { run = "./api", after = { "migrate" } }
+]])
+    local m = core.last("./migrate")
+    m:start()
+    assert.is_nil(core.last("./api"))
+    m:exit(0)
+    assert.truthy(core.last("./api"))
+  end)
+
+  it("applies wrappers to the run command, as argv", function()
+    start([[
+local function debugger(cmd)
+  local out = { "dlv", "exec", cmd[1], "--" }
+  for i = 2, #cmd do out[#out + 1] = cmd[i] end
+  return out
+end
+service "api" { run = { "./api", "-v" }, wrap = debugger }
+]])
+    assert.are.same({ "dlv", "exec", "./api", "--", "-v" }, core.spawned[1].opts.cmd)
+  end)
+
+  it("runs Lua steps with ctx.sh and the changed paths", function()
+    start([[
+service "a" {
+  build = function(ctx)
+    local ok = ctx.sh("generate " .. #ctx.changed)
+    if not ok then return false, "generate failed" end
+    ctx.sh({ "compile" })
+  end,
+  run = "./a",
+}
+]])
+    core.last("generate 0"):exit(0)
+    core.last("compile"):exit(0)
+    assert.truthy(core.last("./a"))
+  end)
+
+  it("reports an error in a user function and keeps running", function()
+    local e = start([[
+service "a" { build = function() error("hook exploded") end, run = "./a" }
+service "b" { run = "./b" }
+]])
+    assert.matches("hook exploded", text())
+    assert.matches("stack traceback", text())
+    assert.are.equal("failed", e.by_name.a.state)
+    assert.truthy(core.last("./b"))
+  end)
+
+  it("passes the changed paths in the environment", function()
+    start('service "a" { build = "make", run = "./a" }')
+    core.last("make"):exit(0)
+    core.last("./a"):start()
+    core.change("x/y.c", "z.h")
+    clock.advance(5)
+    local env = table.concat(core.last("make").opts.env, "\n")
+    assert.matches("RELOAD_CHANGED=x/y.c\nz.h", env, 1, true)
+    assert.matches("RELOAD_CHANGED_FILE=", env, 1, true)
+    assert.matches("RELOAD_SERVICE=a", env, 1, true)
+  end)
+
+  it("stops every tree on quit and finishes once all are gone", function()
+    local e = start([[
+service "a" { run = "./a" }
+service "b" { run = "./b", stop = { signal = "INT", grace = 1 } }
+]])
+    local a, b = core.last("./a"), core.last("./b")
+    a:start()
+    b:start()
+    local finished = false
+    e:quit(function() finished = true end)
+    assert.are.equal(1, a.stops)
+    assert.are.equal(1, b.stops)
+    assert.is_true(core.watcher.closed)
+    a:exit(143)
+    assert.is_false(finished)
+    b:exit(130)
+    assert.is_true(finished)
+  end)
+
+  it("reloads the config: restarts only the changed service, keeps the old on error", function()
+    local current = [[
+service "a" { run = "./a" }
+service "b" { run = "./b" }
+]]
+    local dir = helpers.tmpdir()
+    local file = dir .. "/Reloadfile.lua"
+    helpers.write_file(file, current)
+    local e = engine.new({ config = assert(dsl.load(file)), core = core, clock = clock, env = {},
+      loader = function() return dsl.load(file) end })
+    assert(e:start())
+    local a, b = core.last("./a"), core.last("./b")
+    a:start()
+    b:start()
+    helpers.write_file(file, 'service "a" { run = "./a" }\nservice "b" { run = "./b2" }\n')
+    core.change("Reloadfile.lua")
+    assert.are.equal(0, a.stops)
+    assert.are.equal(1, b.stops)
+    b:exit(143)
+    assert.truthy(core.last("./b2"))
+    -- A broken edit: the error is shown and nothing stops.
+    helpers.write_file(file, 'service "a" { run = "./a", bogus = 1 }\n')
+    core.change("Reloadfile.lua")
+    assert.matches("Reloadfile.lua:1: service \"a\": unknown key 'bogus'", text())
+    assert.matches("previous configuration keeps running", text())
+    assert.are.equal(0, a.stops)
+  end)
+end)
