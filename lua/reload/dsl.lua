@@ -433,7 +433,12 @@ local function read_lines(path)
   return lines
 end
 
---- The directories searched for `require` from a Reloadfile, in order.
+-- The folder holding reload's own Lua modules (the built-in recipes among them).
+M.builtin_dir = debug.getinfo(1, "S").source:match("^@(.*)/reload/dsl%.lua$") or "."
+
+--- The path templates searched by `require` in a Reloadfile, in order: the project's
+--- .reload/ folder, the user's $XDG_CONFIG_HOME/reload/ (default ~/.config/reload/), the
+--- LuaRocks trees on package.path, then reload's built-in modules and recipes.
 ---@param root string
 ---@return string[] path templates
 function M.search_path(root)
@@ -442,12 +447,24 @@ function M.search_path(root)
   if not xdg or xdg == "" then
     xdg = home .. "/.config"
   end
-  return {
+  local list = {
     root .. "/.reload/?.lua",
     root .. "/.reload/?/init.lua",
     xdg .. "/reload/?.lua",
     xdg .. "/reload/?/init.lua",
   }
+  local builtin = {}
+  for template in package.path:gmatch("[^;]+") do
+    if template:sub(1, #M.builtin_dir + 1) == M.builtin_dir .. "/" then
+      builtin[#builtin + 1] = template
+    elseif not template:match("^%./") then
+      list[#list + 1] = template
+    end
+  end
+  for _, template in ipairs(builtin) do
+    list[#list + 1] = template
+  end
+  return list
 end
 
 --- The line of the Reloadfile that the error at `level` points to.
@@ -543,12 +560,14 @@ function M.load(file, flags)
 
   -- require: project and user recipe folders first, then LuaRocks trees and built-ins.
   local search = table.concat(M.search_path(root), ";")
+  local fresh = {}
   function env.require(modname)
-    if package.loaded[modname] then
-      return package.loaded[modname]
+    if fresh[modname] ~= nil then
+      return fresh[modname]
     end
     local path = package.searchpath(modname, search)
-    if not path then
+    if not path or path:sub(1, #M.builtin_dir + 1) == M.builtin_dir .. "/" then
+      -- reload's own modules and C modules: shared with the engine, loaded once.
       return require(modname)
     end
     config.modules[#config.modules + 1] = path
@@ -556,18 +575,13 @@ function M.load(file, flags)
     if not chunk then
       error(err, 2)
     end
+    -- Loaded fresh on every load of the Reloadfile: an edit of the module must be seen.
     local res = chunk(modname, path)
     if res == nil then
       res = true
     end
-    package.loaded[modname] = res
+    fresh[modname] = res
     return res
-  end
-
-  -- Modules from the project are loaded fresh on every load (their edits must be seen).
-  local saved_loaded = {}
-  for k, v in pairs(package.loaded) do
-    saved_loaded[k] = v
   end
 
   local chunk, err = loadfile(file, "t", env)
@@ -582,11 +596,6 @@ function M.load(file, flags)
     return { lua = tostring(e), traceback = debug.traceback(tostring(e), 2),
       line = caller_line(file, 2) }
   end)
-  for k in pairs(package.loaded) do
-    if saved_loaded[k] == nil then
-      package.loaded[k] = nil
-    end
-  end
   if not ok then
     if res.dsl then
       return nil, located(res.dsl, res.line or 0)

@@ -1,0 +1,1 @@
+#define MESSAGE "hello from c-make"

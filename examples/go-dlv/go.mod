@@ -1,0 +1,3 @@
+module example.com/godlv
+
+go 1.19

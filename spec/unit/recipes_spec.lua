@@ -1,0 +1,127 @@
+-- Each recipe's generated commands, and that every template is a valid Reloadfile.
+local dsl = require("reload.dsl")
+local helpers = require("spec.helpers")
+local log = require("reload.log")
+
+local go = require("reload.recipes.go")
+local node = require("reload.recipes.node")
+local python = require("reload.recipes.python")
+local c = require("reload.recipes.c")
+local rust = require("reload.recipes.rust")
+
+local function quietly(fn, ...)
+  local out = log.out
+  log.out = { write = function() end, flush = function() end }
+  local res = table.pack(pcall(fn, ...))
+  log.out = out
+  assert(res[1], res[2])
+  return table.unpack(res, 2, res.n)
+end
+
+describe("recipes", function()
+  describe("go", function()
+    it("wraps a command in dlv exec, headless, continuing, multi-client", function()
+      assert.are.same({ "dlv", "exec", "--headless", "--continue", "--accept-multiclient",
+        "--listen", "127.0.0.1:4000", "--api-version", "2", "tmp/api", "--", "-port", "80" },
+        go.dlv({ "tmp/api", "-port", "80" }, { listen = "127.0.0.1:4000" }))
+      assert.are.same({ "dlv", "exec", "--headless", "--continue", "--accept-multiclient",
+        "--listen", "127.0.0.1:2345", "--api-version", "2", "tmp/api" }, go.dlv("tmp/api"))
+    end)
+
+    it("builds into tmp/NAME and ignores tests unless asked", function()
+      local svc = go.service({ name = "api", pkg = "./cmd/api" })
+      assert.are.same({ "go", "build", "-o", "tmp/api", "./cmd/api" }, svc.build)
+      assert.are.same({ "tmp/api" }, svc.run)
+      assert.truthy(table.concat(svc.ignore, " "):find("*_test.go", 1, true))
+      assert.falsy(table.concat(go.service({ tests = true }).ignore, " "):find("_test", 1, true))
+      assert.is_nil(svc.wrap)
+    end)
+
+    it("in debug mode builds without optimisations, wraps in Delve and waits on its port", function()
+      local svc = go.service({ name = "api", debug = { listen = "127.0.0.1:2999" } })
+      assert.are.equal("-gcflags=all=-N -l", svc.build[3])
+      assert.are.same({ port = 2999 }, svc.ready)
+      local argv = quietly(svc.wrap, { "tmp/api" })
+      assert.are.same({ "dlv", "exec", "--headless", "--continue", "--accept-multiclient",
+        "--listen", "127.0.0.1:2999", "--api-version", "2", "tmp/api" }, argv)
+    end)
+
+    it("prints how to attach the first time the wrapper runs", function()
+      local said = {}
+      local out = log.out
+      log.out = { write = function(_, s) said[#said + 1] = s end, flush = function() end }
+      local wrap = go.debugger({ listen = "127.0.0.1:2345" })
+      wrap({ "x" })
+      wrap({ "x" })
+      log.out = out
+      assert.matches("dlv connect 127.0.0.1:2345", said[1])
+      assert.matches('"mode": "remote"', said[1])
+      assert.falsy(said[2]:find("connect", 1, true))
+    end)
+
+    it("lets any service key override and rejects an unknown option", function()
+      local svc = go.service({ name = "api", restart = "always", watch = { "**/*.go" } })
+      assert.are.equal("always", svc.restart)
+      assert.are.same({ "**/*.go" }, svc.watch)
+      assert.has_error(function() go.service({ nmae = "api" }) end,
+        "recipes.go: unknown option 'nmae'")
+    end)
+  end)
+
+  it("node runs a file or an npm script, and inserts --inspect", function()
+    assert.are.same({ "node", "server.js" }, node.app({ main = "server.js" }).run)
+    assert.are.same({ "npm", "run", "dev" }, node.app({ script = "dev" }).run)
+    assert.are.same({ "node", "--inspect=127.0.0.1:9229", "server.js" },
+      node.inspect({ "node", "server.js" }))
+    assert.are.same({ "env", "NODE_OPTIONS=--inspect=127.0.0.1:9000", "npm", "run", "dev" },
+      node.inspect({ "npm", "run", "dev" }, "127.0.0.1:9000"))
+    assert.truthy(table.concat(node.app({}).ignore, " "):find("node_modules/", 1, true))
+  end)
+
+  it("python runs a module or a script, and wraps in debugpy", function()
+    assert.are.same({ "python3", "-m", "app", "--x" },
+      python.app({ module = "app", args = { "--x" } }).run)
+    assert.are.same({ "python3", "-m", "debugpy", "--listen", "127.0.0.1:5678", "main.py" },
+      python.debugpy({ "python3", "main.py" }))
+    assert.truthy(table.concat(python.app({}).ignore, " "):find("__pycache__/", 1, true))
+  end)
+
+  it("c builds with make or cmake, and wraps in gdbserver", function()
+    assert.are.same({ "make", "-j4", "srv" }, c.make({ target = "srv", jobs = 4, run = "./srv" })
+      .build)
+    local cm = c.cmake({ run = "build/app", target = "app" })
+    assert.are.equal(2, #cm.build)
+    assert.are.same({ "cmake", "--build", "build", "--target", "app" }, cm.build[2])
+    assert.are.same({ "gdbserver", "127.0.0.1:2159", "./srv", "-v" }, c.gdbserver("./srv -v"))
+  end)
+
+  it("rust builds with cargo and runs target/debug/BIN", function()
+    local svc = rust.cargo({ bin = "api", args = { "--port", "1" } })
+    assert.are.same({ "cargo", "build", "--bin", "api" }, svc.build)
+    assert.are.same({ "target/debug/api", "--port", "1" }, svc.run)
+    assert.are.same({ "target/release/api" }, rust.cargo({ bin = "api", release = true }).run)
+    assert.has_error(function() rust.cargo({}) end)
+  end)
+
+  it("every template is a Reloadfile that loads, plain and with --debug", function()
+    for _, name in ipairs({ "go", "node", "python", "c", "rust" }) do
+      local dir = helpers.tmpdir()
+      helpers.write_file(dir .. "/Reloadfile.lua", require("reload.recipes." .. name).template())
+      for _, flags in ipairs({ {}, { debug = true } }) do
+        local config, err = dsl.load(dir .. "/Reloadfile.lua", flags)
+        assert.is_nil(err, name .. ": " .. tostring(err))
+        assert.are.equal(1, #config.services, name)
+      end
+    end
+  end)
+
+  it("dsl validates what a recipe returns like any service", function()
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/Reloadfile.lua", [[
+local go = require("reload.recipes.go")
+service "api" (go.service { name = "api", restart = "sometimes" })
+]])
+    local _, err = dsl.load(dir .. "/Reloadfile.lua")
+    assert.matches("Reloadfile.lua:2: service \"api\": 'restart' must be", err)
+  end)
+end)
