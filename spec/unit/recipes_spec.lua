@@ -37,7 +37,7 @@ describe("recipes", function()
       assert.is_nil(svc.wrap)
     end)
 
-    it("in debug mode builds without optimisations, wraps in Delve and waits on its port", function()
+    it("in debug mode builds unoptimised, wraps in Delve and waits on its port", function()
       local svc = go.service({ name = "api", debug = { listen = "127.0.0.1:2999" } })
       assert.are.equal("-gcflags=all=-N -l", svc.build[3])
       assert.are.same({ port = 2999 }, svc.ready)

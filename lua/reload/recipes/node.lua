@@ -46,7 +46,8 @@ function M.app(opts)
     end, ("the inspector listens on %s: open chrome://inspect or attach your editor"):format(addr),
       "the inspector listens on " .. addr)
   end
-  return recipe.merge("recipes.node", defaults, opts, { main = true, script = true, inspect = true })
+  return recipe.merge("recipes.node", defaults, opts,
+    { main = true, script = true, inspect = true })
 end
 
 function M.template()
