@@ -261,6 +261,47 @@ function M.port_listening(port)
   return result == true
 end
 
+--- GET / from 127.0.0.1:port: returns the response body, or nil and what went wrong.
+---@param port integer
+---@return string|nil body, string|nil err
+function M.http_get(port)
+  local tcp = uv.new_tcp()
+  local chunks, done, err = {}, false, nil
+  tcp:connect("127.0.0.1", port, function(cerr)
+    if cerr then
+      err, done = cerr, true
+      return
+    end
+    tcp:write("GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    tcp:read_start(function(rerr, chunk)
+      if rerr then
+        err, done = rerr, true
+      elseif chunk then
+        chunks[#chunks + 1] = chunk
+      else
+        done = true
+      end
+    end)
+  end)
+  local deadline = M.now_ms() + 2000
+  while not done and M.now_ms() < deadline do
+    local t = uv.new_timer()
+    t:start(10, 0, function() end)
+    uv.run("once")
+    t:close()
+  end
+  tcp:close()
+  uv.run("nowait")
+  if not done then
+    return nil, "no complete answer within 2 s"
+  end
+  if err then
+    return nil, err
+  end
+  local text = table.concat(chunks)
+  return text:match("\r\n\r\n(.*)$") or text
+end
+
 local next_port = nil
 --- A loopback port that is free now, below the ephemeral range (32768+) so that a client
 --- socket cannot take it between this check and the test's bind.
@@ -464,6 +505,35 @@ function M.start_reload(args, opts)
     argv[#argv + 1] = a
   end
   return M.start(argv, opts)
+end
+
+--- This process's environment as a "K=V" list, with extra variables set (or removed: false).
+---@param extra? table<string, string|false>
+---@return string[]
+function M.env_with(extra)
+  local env = uv.os_environ()
+  for k, v in pairs(extra or {}) do
+    env[k] = v or nil
+  end
+  local list = {}
+  for k, v in pairs(env) do
+    list[#list + 1] = k .. "=" .. v
+  end
+  return list
+end
+
+--- A temporary project: writes each file (path relative to the new directory) and returns
+--- the directory.
+---@param files table<string, string>
+---@return string
+function M.project(files)
+  local dir = M.tmpdir()
+  for path, content in pairs(files) do
+    local parent = (dir .. "/" .. path):match("^(.*)/[^/]*$")
+    assert(os.execute("mkdir -p " .. shell_quote(parent)))
+    M.write_file(dir .. "/" .. path, content)
+  end
+  return dir
 end
 
 -- Hygiene ---------------------------------------------------------------------------------
