@@ -170,7 +170,7 @@ service "api" {
     stop(proc, marker)
   end)
 
-  it("reloads the Reloadfile: restarts the changed service, keeps going on a broken edit", function()
+  it("reloads the Reloadfile: restarts what changed, keeps going on a broken edit", function()
     local dir = helpers.project({
       ["Reloadfile.lua"] = [[
 service "a" { run = "echo a-v1; sleep 1000", watch = "*.nothing" }
