@@ -1,0 +1,1 @@
+-- edit me to re-run the seed task
