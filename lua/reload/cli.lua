@@ -86,7 +86,8 @@ M.init_usage = [==[
 Usage: reload init [RECIPE]
 
 Writes a starter Reloadfile.lua in the current directory (never overwrites one). With RECIPE
-(e.g. go, node, python, c, rust), the recipe's template; without, a commented generic one.
+(go, node, python, c, rust, or any module with a template(), e.g. teamrecipes.webapp, found
+like a Reloadfile's require), the recipe's template; without, a commented generic one.
 ]==]
 
 local function write(out, text)
@@ -540,7 +541,10 @@ local function cmd_init(argv)
   local text = M.generic_template
   local recipe = rest[1]
   if recipe then
-    local ok, mod = pcall(require, "reload.recipes." .. recipe)
+    -- A bare name is a built-in recipe; a dotted one is any module on the search path.
+    local modname = recipe:find(".", 1, true) and recipe or ("reload.recipes." .. recipe)
+    package.path = table.concat(dsl.search_path(uv.cwd()), ";")
+    local ok, mod = pcall(require, modname)
     if not ok then
       log.error("no recipe '%s' (%s)", recipe, tostring(mod):match("^[^\n]*"))
       return 1
