@@ -592,7 +592,6 @@ static void rl_check_keys(lua_State *L, int idx, const char *const keys[])
       for (int i = 0; keys[i] && !known; i++)
         known = strcmp(lua_tostring(L, -1), keys[i]) == 0;
     if (!known) {
-      lua_pop(L, 1);
       luaL_error(L, "unknown option '%s'", luaL_tolstring(L, -1, NULL));
     }
   }
