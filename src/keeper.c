@@ -62,7 +62,7 @@ typedef struct {
   int no_pdeathsig, no_eof, scan_only;
   /* state */
   pid_t self, main_pid, pgid;
-  int ctl, sfd, phase, main_done, main_status, forced, empty;
+  int ctl, sfd, phase, main_done, main_status, forced, empty, reaped;
   int64_t stop_ns, deadline_ns, next_sweep_ns;
   char line[512];
   size_t line_len;
@@ -353,6 +353,7 @@ static void rl_reap(rl_keeper_t *k)
     }
     if (pid == 0)
       return;
+    k->reaped = 1;
     if (pid == k->main_pid) {
       k->main_done = 1;
       k->main_status = status;
@@ -651,10 +652,13 @@ static void rl_tick(rl_keeper_t *k)
   int64_t now = rl_now_ns();
   if (k->phase == RL_POLITE && now >= k->deadline_ns) {
     rl_begin_forced(k);
-  } else if (k->phase == RL_POLITE && now >= k->next_sweep_ns) {
+  } else if (k->phase == RL_POLITE && (k->reaped || now >= k->next_sweep_ns)) {
+    /* A death in the tree can have just reparented a setsid'd grandchild to us, after the last
+     * sweep read our list: sweep now rather than at the next 10 ms tick. */
     rl_polite_fixpoint(k);
     k->next_sweep_ns = now + 10000000;
   }
+  k->reaped = 0;
   if (k->phase == RL_FORCED)
     rl_forced_pass(k);
 }
