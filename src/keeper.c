@@ -18,7 +18,8 @@
  * Options: --parent-pid PID, --run-id ID (RELOAD_RUN in the command's environment), --signal N,
  * --grace MS, --orphan-grace MS, --setsid, --kill-tree.
  * Test hooks (removed from the command's environment): RELOAD_KEEPER_NO_PDEATHSIG=1,
- * RELOAD_KEEPER_NO_EOF=1, RELOAD_KEEPER_ENUM=scan.
+ * RELOAD_KEEPER_NO_EOF=1, RELOAD_KEEPER_ENUM=scan, RELOAD_KEEPER_DELAY_BEFORE_PRCTL_MS=N (opens
+ * the window in which reload can die before PDEATHSIG is armed).
  *
  * The teardown path uses static buffers only: it must work when memory is short, and it runs
  * often enough that a leak would matter.
@@ -59,7 +60,7 @@ typedef struct {
   pid_t parent_pid;
   int stop_signal, grace_ms, orphan_grace_ms, use_setsid, kill_tree;
   /* hooks */
-  int no_pdeathsig, no_eof, scan_only;
+  int no_pdeathsig, no_eof, scan_only, delay_ms;
   /* state */
   pid_t self, main_pid, pgid;
   int ctl, sfd, phase, main_done, main_status, forced, empty, reaped;
@@ -590,9 +591,12 @@ static void rl_read_hooks(rl_keeper_t *k)
   k->no_eof = rl_env_flag("RELOAD_KEEPER_NO_EOF");
   const char *e = getenv("RELOAD_KEEPER_ENUM");
   k->scan_only = e && strcmp(e, "scan") == 0;
+  const char *delay = getenv("RELOAD_KEEPER_DELAY_BEFORE_PRCTL_MS");
+  k->delay_ms = delay ? atoi(delay) : 0;
   unsetenv("RELOAD_KEEPER_NO_PDEATHSIG");
   unsetenv("RELOAD_KEEPER_NO_EOF");
   unsetenv("RELOAD_KEEPER_ENUM");
+  unsetenv("RELOAD_KEEPER_DELAY_BEFORE_PRCTL_MS");
   char probe[64];
   snprintf(probe, sizeof probe, "/proc/%d/task/%d/children", (int)k->self, (int)k->self);
   if (access(probe, R_OK) != 0) /* kernel without CONFIG_PROC_CHILDREN */
@@ -629,6 +633,10 @@ static int rl_setup_parent(rl_keeper_t *k)
   }
   if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
     return -1;
+  if (k->delay_ms > 0) {
+    struct timespec ts = {k->delay_ms / 1000, (long)(k->delay_ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+  }
   if (!k->no_pdeathsig && prctl(PR_SET_PDEATHSIG, SIGHUP) < 0)
     return -1;
   if (k->parent_pid > 0 && getppid() != k->parent_pid)

@@ -327,6 +327,29 @@ describe("when the API caller is SIGKILLed", function()
   end)
 end)
 
+describe("when the API caller dies before the keeper armed PDEATHSIG", function()
+  it("the keeper sees the wrong parent and starts nothing", function()
+    local dir = helpers.tmpdir()
+    local marker = "RELOAD_PROC_TAG=" .. helpers.unique("race")
+    helpers.write_file(dir .. "/caller.lua", ([[
+      local uv = require("luv")
+      local core = require("reload.core")
+      core.spawn{ cmd = { "/bin/sh", "-c", "touch %s/started; sleep 5" },
+        stdout = "null", stderr = "null" }
+      uv.kill(uv.os_getpid(), "sigkill")
+    ]]):format(dir))
+    local caller = helpers.start_reload({ "script", dir .. "/caller.lua" }, {
+      env = env_with(marker, "RELOAD_KEEPER_DELAY_BEFORE_PRCTL_MS=300", "RELOAD_KEEPER_NO_EOF=1"),
+    })
+    caller:wait()
+    helpers.retry(3000, function()
+      local left = helpers.tagged(marker)
+      return #left == 0, "still alive: " .. helpers.describe(left)
+    end)
+    assert.is_nil(helpers.read_file(dir .. "/started"), "the command started")
+  end)
+end)
+
 describe("core.spawn over many runs", function()
   it("50 spawn/stop cycles: 50 exit events, no zombie, only fds 0-2 in the command", function()
     -- A fd opened by Lua is not CLOEXEC: it must not reach the command anyway.
