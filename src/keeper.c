@@ -1,12 +1,723 @@
-/* keeper.c: placeholder until the keeper lands. */
+/*
+ * keeper.c: keeper mode of the reload executable, `reload --keeper-v1 [OPTIONS] -- ARGV...`.
+ *
+ * One keeper sits between reload and each user command (notes/process-tree.md §3, §11). It is a
+ * child subreaper, so every descendant of the command, however it forks, setsid()s or
+ * double-forks, is reparented to it; `waitpid(-1)` answering ECHILD therefore means that nothing
+ * of the tree is left anywhere. Enumerating the tree (children files, or a /proc scan) only
+ * decides whom to signal; correctness rests on ECHILD.
+ *
+ * Boundary: plain C, no libuv, no Lua. It talks to reload over fd 3 (a socketpair made by
+ * uv_spawn) in text lines:
+ *   keeper -> reload: "started PID PGID", "exec-error ERRNO", "main-exit CODE SIG",
+ *                     "stopping", "forcing", "tree-empty FORCED DURATION_US"
+ *   reload -> keeper: "term SIG GRACE_MS", "kill", "signal SIG main|group|tree"
+ * EOF on fd 3, or the parent-death signal (SIGHUP), means reload is gone: the tree is torn down
+ * with the orphan grace. The keeper exits with the main command's code, or 128+signal.
+ *
+ * Options: --parent-pid PID, --run-id ID (RELOAD_RUN in the command's environment), --signal N,
+ * --grace MS, --orphan-grace MS, --setsid, --kill-tree.
+ * Test hooks (removed from the command's environment): RELOAD_KEEPER_NO_PDEATHSIG=1,
+ * RELOAD_KEEPER_NO_EOF=1, RELOAD_KEEPER_ENUM=scan, RELOAD_KEEPER_DELAY_BEFORE_PRCTL_MS=N (opens
+ * the window in which reload can die before PDEATHSIG is armed).
+ *
+ * The teardown path uses static buffers only: it must work when memory is short, and it runs
+ * often enough that a leak would matter.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "core.h"
 
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+extern char **environ;
+
+enum { RL_CTL_FD = 3, RL_MAX_PIDS = 16384, RL_SEEN_SLOTS = 32768 };
+enum { RL_RUNNING, RL_POLITE, RL_FORCED };
+
+typedef struct {
+  /* options */
+  char **argv;
+  const char *run_id;
+  pid_t parent_pid;
+  int stop_signal, grace_ms, orphan_grace_ms, use_setsid, kill_tree;
+  /* hooks */
+  int no_pdeathsig, no_eof, scan_only, delay_ms;
+  /* state */
+  pid_t self, main_pid, pgid;
+  int ctl, sfd, phase, main_done, main_status, forced, empty, reaped;
+  int64_t stop_ns, deadline_ns, next_sweep_ns;
+  char line[512];
+  size_t line_len;
+} rl_keeper_t;
+
+/* Teardown scratch space (static: no heap in the teardown path). */
+static pid_t rl_queue[RL_MAX_PIDS];
+static pid_t rl_seen[RL_SEEN_SLOTS];
+static pid_t rl_snap_pid[RL_MAX_PIDS], rl_snap_ppid[RL_MAX_PIDS];
+static int rl_snap_count;
+static char rl_dents[16384];
+static char rl_text[65536];
+
+static int64_t rl_now_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- control channel ------------------------------------------------------------------ */
+
+static void rl_say(rl_keeper_t *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void rl_say(rl_keeper_t *k, const char *fmt, ...)
+{
+  if (k->ctl < 0)
+    return;
+  char buf[128];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return;
+  buf[n++] = '\n';
+  /* MSG_NOSIGNAL: reload may be gone; a SIGPIPE must not kill the keeper mid-teardown. */
+  while (send(k->ctl, buf, (size_t)n, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+  }
+}
+
+/* ---- enumeration ------------------------------------------------------------------------ */
+
+static int rl_parse_pids(const char *s, pid_t *out, int n, int max)
+{
+  while (*s && n < max) {
+    while (*s == ' ' || *s == '\n')
+      s++;
+    if (*s < '0' || *s > '9')
+      break;
+    long v = strtol(s, (char **)&s, 10);
+    out[n++] = (pid_t)v;
+  }
+  return n;
+}
+
+static ssize_t rl_read_file(const char *path, char *buf, size_t size)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  size_t len = 0;
+  for (;;) {
+    ssize_t r = read(fd, buf + len, size - 1 - len);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    len += (size_t)r;
+    if (len >= size - 1)
+      break;
+  }
+  close(fd);
+  buf[len] = '\0';
+  return (ssize_t)len;
+}
+
+static int rl_is_number(const char *s)
+{
+  if (!*s)
+    return 0;
+  for (; *s; s++)
+    if (*s < '0' || *s > '9')
+      return 0;
+  return 1;
+}
+
+/* Children of pid through every thread's children file: a child forked by a non-main thread
+ * (Go's runtime does that) is listed only under that thread's tid. */
+static int rl_children_files(pid_t pid, pid_t *out, int max)
+{
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+  int dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0)
+    return 0;
+  int n = 0;
+  ssize_t got;
+  while ((got = getdents64(dir, rl_dents, sizeof rl_dents)) > 0) {
+    for (ssize_t off = 0; off < got;) {
+      struct dirent64 *d = (struct dirent64 *)(void *)(rl_dents + off);
+      off += d->d_reclen;
+      if (!rl_is_number(d->d_name))
+        continue;
+      char file[320];
+      snprintf(file, sizeof file, "/proc/%d/task/%s/children", (int)pid, d->d_name);
+      if (rl_read_file(file, rl_text, sizeof rl_text) > 0)
+        n = rl_parse_pids(rl_text, out, n, max);
+    }
+  }
+  close(dir);
+  return n;
+}
+
+/* The fallback enumerator (kernels without CONFIG_PROC_CHILDREN): one scan of every /proc/PID/stat per
+ * pass, parents looked up in that snapshot. */
+static void rl_snapshot(void)
+{
+  rl_snap_count = 0;
+  int dir = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0)
+    return;
+  ssize_t got;
+  while ((got = getdents64(dir, rl_dents, sizeof rl_dents)) > 0) {
+    for (ssize_t off = 0; off < got && rl_snap_count < RL_MAX_PIDS;) {
+      struct dirent64 *d = (struct dirent64 *)(void *)(rl_dents + off);
+      off += d->d_reclen;
+      if (!rl_is_number(d->d_name))
+        continue;
+      char file[300];
+      snprintf(file, sizeof file, "/proc/%s/stat", d->d_name);
+      if (rl_read_file(file, rl_text, 1024) <= 0)
+        continue;
+      /* comm may hold spaces and parentheses: the fields start after the last ')'. */
+      char *close_paren = strrchr(rl_text, ')');
+      int ppid;
+      char state;
+      if (!close_paren || sscanf(close_paren + 1, " %c %d", &state, &ppid) != 2)
+        continue;
+      rl_snap_pid[rl_snap_count] = (pid_t)atoi(d->d_name);
+      rl_snap_ppid[rl_snap_count] = (pid_t)ppid;
+      rl_snap_count++;
+    }
+  }
+  close(dir);
+}
+
+static int rl_children_snapshot(pid_t pid, pid_t *out, int max)
+{
+  int n = 0;
+  for (int i = 0; i < rl_snap_count && n < max; i++)
+    if (rl_snap_ppid[i] == pid)
+      out[n++] = rl_snap_pid[i];
+  return n;
+}
+
+/* Children of pid, newest first. Newest-first matters against fork loops: a short-lived
+ * "hopper" is appended at the tail of the list, and reaching it first keeps a sweep from
+ * chasing it for hundreds of passes (§3 "hopper chase"). */
+static int rl_children(const rl_keeper_t *k, pid_t pid, pid_t *out, int max)
+{
+  int n = k->scan_only ? rl_children_snapshot(pid, out, max) : rl_children_files(pid, out, max);
+  for (int i = 0, j = n - 1; i < j; i++, j--) {
+    pid_t t = out[i];
+    out[i] = out[j];
+    out[j] = t;
+  }
+  return n;
+}
+
+static void rl_seen_clear(void)
+{
+  memset(rl_seen, 0, sizeof rl_seen);
+}
+
+/* Adds pid to the seen set; returns 1 if it was new. A full set answers "new", which at worst
+ * signals a process twice. */
+static int rl_seen_add(pid_t pid)
+{
+  unsigned h = ((unsigned)pid * 2654435761u) % RL_SEEN_SLOTS;
+  for (int i = 0; i < RL_SEEN_SLOTS; i++) {
+    unsigned slot = (h + (unsigned)i) % RL_SEEN_SLOTS;
+    if (rl_seen[slot] == pid)
+      return 0;
+    if (rl_seen[slot] == 0) {
+      rl_seen[slot] = pid;
+      return 1;
+    }
+  }
+  return 1;
+}
+
+/* ---- teardown --------------------------------------------------------------------------- */
+
+/* One breadth-first walk from the keeper. Polite: each process outside the command's group not
+ * seen before gets sig + SIGCONT (the group got them by kill(-pgid)). Forced: every process gets
+ * SIGKILL *before* its children are read, so its list is final: a fork cannot complete once a
+ * fatal signal is pending (kernel/fork.c). Returns how many new processes were signalled. */
+static int rl_sweep(rl_keeper_t *k, int sig)
+{
+  if (k->scan_only)
+    rl_snapshot();
+  int head = 0, tail = 0, signalled = 0;
+  rl_queue[tail++] = k->self;
+  while (head < tail) {
+    pid_t parent = rl_queue[head++];
+    int first = tail;
+    tail += rl_children(k, parent, rl_queue + tail, RL_MAX_PIDS - tail);
+    for (int i = first; i < tail; i++) {
+      pid_t pid = rl_queue[i];
+      if (sig == SIGKILL) {
+        kill(pid, SIGKILL);
+        signalled++;
+      } else if (rl_seen_add(pid) && getpgid(pid) != k->pgid) {
+        kill(pid, sig);
+        kill(pid, SIGCONT);
+        signalled++;
+      }
+    }
+  }
+  return signalled;
+}
+
+/* Repeats the polite walk until it finds nobody new: a parent killed by the group signal can
+ * reparent its setsid'd child to the keeper after the keeper's own list was read (§3). */
+static void rl_polite_fixpoint(rl_keeper_t *k)
+{
+  for (int pass = 0; pass < 1000 && rl_sweep(k, k->stop_signal) > 0; pass++) {
+  }
+}
+
+static void rl_begin_forced(rl_keeper_t *k)
+{
+  if (k->phase == RL_FORCED)
+    return;
+  if (k->phase == RL_RUNNING)
+    k->stop_ns = rl_now_ns();
+  k->phase = RL_FORCED;
+  k->forced = 1;
+  rl_say(k, "forcing");
+}
+
+static void rl_begin_polite(rl_keeper_t *k, int sig, int grace_ms)
+{
+  if (k->phase != RL_RUNNING)
+    return;
+  k->phase = RL_POLITE;
+  k->stop_signal = sig;
+  k->stop_ns = rl_now_ns();
+  k->deadline_ns = k->stop_ns + (int64_t)grace_ms * 1000000;
+  rl_say(k, "stopping");
+  if (grace_ms <= 0) {
+    rl_begin_forced(k);
+    return;
+  }
+  /* SIGCONT: a stopped process that handles the stop signal could not run its handler. */
+  kill(-k->pgid, sig);
+  kill(-k->pgid, SIGCONT);
+  rl_seen_clear();
+  rl_polite_fixpoint(k);
+  k->next_sweep_ns = rl_now_ns() + 10000000;
+}
+
+static void rl_forced_pass(rl_keeper_t *k)
+{
+  kill(-k->pgid, SIGKILL);
+  rl_sweep(k, SIGKILL);
+}
+
+static int rl_exit_status(int status)
+{
+  if (WIFSIGNALED(status))
+    return 128 + WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
+
+/* Reaps every zombie that has reparented to us; ECHILD means the whole tree is gone. */
+static void rl_reap(rl_keeper_t *k)
+{
+  for (;;) {
+    int status;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid < 0 && errno == EINTR)
+      continue;
+    if (pid < 0) {
+      k->empty = errno == ECHILD;
+      return;
+    }
+    if (pid == 0)
+      return;
+    k->reaped = 1;
+    if (pid == k->main_pid) {
+      k->main_done = 1;
+      k->main_status = status;
+      rl_say(k, "main-exit %d %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+             WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+      if (k->kill_tree)
+        rl_begin_polite(k, k->stop_signal, k->grace_ms);
+    }
+  }
+}
+
+/* ---- control input ---------------------------------------------------------------------- */
+
+static void rl_signal_scope(rl_keeper_t *k, int sig, const char *scope)
+{
+  if (strcmp(scope, "main") == 0) {
+    if (!k->main_done)
+      kill(k->main_pid, sig);
+  } else if (strcmp(scope, "group") == 0) {
+    kill(-k->pgid, sig);
+  } else if (strcmp(scope, "tree") == 0) {
+    kill(-k->pgid, sig);
+    rl_seen_clear();
+    for (int pass = 0; pass < 1000 && rl_sweep(k, sig) > 0; pass++) {
+    }
+  }
+}
+
+static void rl_command(rl_keeper_t *k, const char *line)
+{
+  int sig, grace;
+  char scope[16];
+  if (sscanf(line, "term %d %d", &sig, &grace) == 2)
+    rl_begin_polite(k, sig, grace);
+  else if (strcmp(line, "kill") == 0)
+    rl_begin_forced(k);
+  else if (sscanf(line, "signal %d %15s", &sig, scope) == 2)
+    rl_signal_scope(k, sig, scope);
+}
+
+/* reload is gone (EOF or parent-death signal): nobody will ever ask for a stop. */
+static void rl_orphaned(rl_keeper_t *k)
+{
+  rl_begin_polite(k, k->stop_signal, k->orphan_grace_ms);
+}
+
+static void rl_read_ctl(rl_keeper_t *k)
+{
+  ssize_t r = read(k->ctl, k->line + k->line_len, sizeof k->line - 1 - k->line_len);
+  if (r < 0 && (errno == EINTR || errno == EAGAIN))
+    return;
+  if (r <= 0) {
+    close(k->ctl);
+    k->ctl = -1;
+    if (!k->no_eof)
+      rl_orphaned(k);
+    return;
+  }
+  k->line_len += (size_t)r;
+  k->line[k->line_len] = '\0';
+  char *start = k->line, *nl;
+  while ((nl = strchr(start, '\n'))) {
+    *nl = '\0';
+    rl_command(k, start);
+    start = nl + 1;
+  }
+  k->line_len = strlen(start);
+  memmove(k->line, start, k->line_len);
+  if (k->line_len == sizeof k->line - 1) /* a line too long to be ours: drop it */
+    k->line_len = 0;
+}
+
+static void rl_read_signals(rl_keeper_t *k)
+{
+  struct signalfd_siginfo si;
+  while (read(k->sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+    switch (si.ssi_signo) {
+    case SIGTERM: rl_begin_polite(k, k->stop_signal, k->grace_ms); break;
+    case SIGUSR1: rl_begin_forced(k); break;
+    case SIGHUP: rl_orphaned(k); break;
+    default: break; /* SIGCHLD: reaped below; SIGINT/SIGQUIT from the tty: reload decides */
+    }
+  }
+}
+
+/* ---- starting the command --------------------------------------------------------------- */
+
+/* Only 0, 1 and 2 may reach the command: a leaked listening socket or the control socket
+ * would outlive the tree's teardown (port held, EOF never seen). CLOEXEC rather than close, so
+ * that the exec-error pipe still works until exec. */
+static void rl_cloexec_from(int lowfd)
+{
+  if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+    return;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d)
+    return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    int fd = atoi(e->d_name);
+    if (rl_is_number(e->d_name) && fd >= lowfd && fd != dirfd(d))
+      fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+  closedir(d);
+}
+
+static void rl_reset_signals(void)
+{
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP)
+      sigaction(sig, &sa, NULL); /* glibc-reserved RT signals answer EINVAL: fine */
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* exec, retried on ETXTBSY: a binary rebuilt a moment ago can still be open for writing by the
+ * linker (or by a forked child that has not exec'd yet). Bounded: about 1 s in all. */
+static void rl_exec(char **argv)
+{
+  struct timespec delay = {0, 2000000};
+  for (int attempt = 0; attempt < 40; attempt++) {
+    execvp(argv[0], argv);
+    if (errno != ETXTBSY)
+      return;
+    nanosleep(&delay, NULL);
+    if (delay.tv_nsec < 50000000)
+      delay.tv_nsec *= 2;
+  }
+}
+
+static void rl_child(const rl_keeper_t *k, int errfd) __attribute__((noreturn));
+
+static void rl_child(const rl_keeper_t *k, int errfd)
+{
+  if (k->use_setsid)
+    setsid();
+  else
+    setpgid(0, 0);
+  /* If the keeper is SIGKILLed, the main command at least dies with it. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != k->self)
+    _exit(127);
+  if (k->run_id)
+    setenv("RELOAD_RUN", k->run_id, 1);
+  rl_cloexec_from(3);
+  /* Signals last: dispositions inherited as SIG_IGN (a shell started in the background ignores
+   * SIGINT) would make the polite signal a no-op; the keeper's blocked mask must not leak. */
+  rl_reset_signals();
+  rl_exec(k->argv);
+  int err = errno;
+  while (write(errfd, &err, sizeof err) < 0 && errno == EINTR) {
+  }
+  _exit(err == ENOENT ? 127 : 126);
+}
+
+/* Forks the command. Returns the exec errno (0 when it started); the child's fate is reaped
+ * like any other. */
+static int rl_start(rl_keeper_t *k)
+{
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) < 0)
+    return errno;
+  pid_t pid = fork();
+  if (pid < 0) {
+    int err = errno;
+    close(pipefd[0]);
+    close(pipefd[1]);
+    return err;
+  }
+  if (pid == 0) {
+    close(pipefd[0]);
+    rl_child(k, pipefd[1]);
+  }
+  close(pipefd[1]);
+  k->main_pid = pid;
+  k->pgid = pid;
+  /* Both sides set the group, so that a stop arriving before the child ran cannot miss it. */
+  if (!k->use_setsid)
+    setpgid(pid, pid);
+  int err = 0;
+  ssize_t r;
+  while ((r = read(pipefd[0], &err, sizeof err)) < 0 && errno == EINTR) {
+  }
+  close(pipefd[0]);
+  return r == (ssize_t)sizeof err ? err : 0;
+}
+
+/* ---- setup ------------------------------------------------------------------------------ */
+
+static int rl_parse(rl_keeper_t *k, int argc, char **argv)
+{
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--") == 0) {
+      k->argv = argv + i + 1;
+      return i + 1 < argc ? 0 : -1;
+    } else if (strcmp(a, "--setsid") == 0) {
+      k->use_setsid = 1;
+    } else if (strcmp(a, "--kill-tree") == 0) {
+      k->kill_tree = 1;
+    } else if (v && strcmp(a, "--parent-pid") == 0) {
+      k->parent_pid = (pid_t)atoi(v), i++;
+    } else if (v && strcmp(a, "--run-id") == 0) {
+      k->run_id = v, i++;
+    } else if (v && strcmp(a, "--signal") == 0) {
+      k->stop_signal = atoi(v), i++;
+    } else if (v && strcmp(a, "--grace") == 0) {
+      k->grace_ms = atoi(v), i++;
+    } else if (v && strcmp(a, "--orphan-grace") == 0) {
+      k->orphan_grace_ms = atoi(v), i++;
+    } else {
+      fprintf(stderr, "reload keeper: bad option '%s'\n", a);
+      return -1;
+    }
+  }
+  return -1;
+}
+
+static int rl_env_flag(const char *name)
+{
+  const char *v = getenv(name);
+  return v && *v && strcmp(v, "0") != 0;
+}
+
+/* Test hooks are read, then removed, so that they never reach the user command. */
+static void rl_read_hooks(rl_keeper_t *k)
+{
+  k->no_pdeathsig = rl_env_flag("RELOAD_KEEPER_NO_PDEATHSIG");
+  k->no_eof = rl_env_flag("RELOAD_KEEPER_NO_EOF");
+  const char *e = getenv("RELOAD_KEEPER_ENUM");
+  k->scan_only = e && strcmp(e, "scan") == 0;
+  const char *delay = getenv("RELOAD_KEEPER_DELAY_BEFORE_PRCTL_MS");
+  k->delay_ms = delay ? atoi(delay) : 0;
+  unsetenv("RELOAD_KEEPER_NO_PDEATHSIG");
+  unsetenv("RELOAD_KEEPER_NO_EOF");
+  unsetenv("RELOAD_KEEPER_ENUM");
+  unsetenv("RELOAD_KEEPER_DELAY_BEFORE_PRCTL_MS");
+  char probe[64];
+  snprintf(probe, sizeof probe, "/proc/%d/task/%d/children", (int)k->self, (int)k->self);
+  if (access(probe, R_OK) != 0) /* kernel without CONFIG_PROC_CHILDREN */
+    k->scan_only = 1;
+}
+
+/* The keeper's own signals go through a signalfd (no work in handlers). Their dispositions
+ * are set to SIG_DFL first: a signalfd never sees a signal that is ignored. */
+static int rl_setup_signals(rl_keeper_t *k)
+{
+  static const int handled[] = {SIGCHLD, SIGTERM, SIGHUP, SIGINT, SIGQUIT, SIGUSR1};
+  sigset_t set;
+  sigemptyset(&set);
+  for (size_t i = 0; i < sizeof handled / sizeof handled[0]; i++) {
+    signal(handled[i], SIG_DFL);
+    sigaddset(&set, handled[i]);
+  }
+  signal(SIGPIPE, SIG_IGN);
+  if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+    return -1;
+  k->sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  return k->sfd < 0 ? -1 : 0;
+}
+
+/* Parent death is covered twice: PDEATHSIG here, EOF on fd 3 in the loop. PDEATHSIG is armed
+ * after exec, so the parent may already be gone: compare getppid() with the pid reload gave. */
+static int rl_setup_parent(rl_keeper_t *k)
+{
+  if (fcntl(RL_CTL_FD, F_GETFD) >= 0) {
+    k->ctl = RL_CTL_FD;
+    fcntl(k->ctl, F_SETFD, FD_CLOEXEC);
+  } else {
+    k->ctl = -1;
+  }
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+    return -1;
+  if (k->delay_ms > 0) {
+    struct timespec ts = {k->delay_ms / 1000, (long)(k->delay_ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  if (!k->no_pdeathsig && prctl(PR_SET_PDEATHSIG, SIGHUP) < 0)
+    return -1;
+  if (k->parent_pid > 0 && getppid() != k->parent_pid)
+    return -1;
+  return 0;
+}
+
+static int rl_poll_timeout_ms(const rl_keeper_t *k)
+{
+  if (k->phase == RL_FORCED)
+    return 1;
+  if (k->phase != RL_POLITE)
+    return -1;
+  int64_t next = k->next_sweep_ns < k->deadline_ns ? k->next_sweep_ns : k->deadline_ns;
+  int64_t left = next - rl_now_ns();
+  return left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+}
+
+static void rl_tick(rl_keeper_t *k)
+{
+  int64_t now = rl_now_ns();
+  if (k->phase == RL_POLITE && now >= k->deadline_ns) {
+    rl_begin_forced(k);
+  } else if (k->phase == RL_POLITE && (k->reaped || now >= k->next_sweep_ns)) {
+    /* A death in the tree can have just reparented a setsid'd grandchild to us, after the last
+     * sweep read our list: sweep now rather than at the next 10 ms tick. */
+    rl_polite_fixpoint(k);
+    k->next_sweep_ns = now + 10000000;
+  }
+  k->reaped = 0;
+  if (k->phase == RL_FORCED)
+    rl_forced_pass(k);
+}
+
+static void rl_loop_until_empty(rl_keeper_t *k)
+{
+  for (;;) {
+    rl_reap(k);
+    if (k->empty)
+      return;
+    rl_tick(k);
+    rl_reap(k);
+    if (k->empty)
+      return;
+    struct pollfd fds[2] = {{k->sfd, POLLIN, 0}, {k->ctl, POLLIN, 0}};
+    int n = poll(fds, k->ctl >= 0 ? 2 : 1, rl_poll_timeout_ms(k));
+    if (n <= 0)
+      continue;
+    if (fds[0].revents)
+      rl_read_signals(k);
+    if (k->ctl >= 0 && fds[1].revents)
+      rl_read_ctl(k);
+  }
+}
+
 int rl_keeper_main(int argc, char **argv)
 {
-  (void)argc;
-  (void)argv;
-  fprintf(stderr, "reload: keeper mode is not built yet\n");
-  return 127;
+  static rl_keeper_t keeper;
+  rl_keeper_t *k = &keeper;
+  k->stop_signal = SIGTERM;
+  k->grace_ms = 3000;
+  k->orphan_grace_ms = 1000;
+  k->self = getpid();
+  if (rl_parse(k, argc, argv) < 0) {
+    fprintf(stderr, "usage: reload --keeper-v1 [OPTIONS] -- COMMAND [ARG...]\n");
+    return 2;
+  }
+  /* Fds reload leaked to us (a Lua io.open is not CLOEXEC) would be held until we exit. */
+  syscall(SYS_close_range, 4U, ~0U, 0U);
+  rl_read_hooks(k);
+  if (rl_setup_parent(k) < 0 || rl_setup_signals(k) < 0)
+    return 1;
+  int err = rl_start(k);
+  if (err)
+    rl_say(k, "exec-error %d", err);
+  else
+    rl_say(k, "started %d %d", (int)k->main_pid, (int)k->pgid);
+  if (k->main_pid == 0) /* fork failed: nothing to wait for */
+    return 126;
+  rl_loop_until_empty(k);
+  int64_t duration_us = k->phase == RL_RUNNING ? -1 : (rl_now_ns() - k->stop_ns) / 1000;
+  rl_say(k, "tree-empty %d %lld", k->forced, (long long)duration_us);
+  return rl_exit_status(k->main_status);
 }

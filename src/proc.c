@@ -1,7 +1,1165 @@
-/* proc.c: placeholder until its primitive lands; registers nothing. */
+/*
+ * proc.c: whole-tree process control for Lua, the `reload.Process` handle (core.spawn).
+ *
+ * Each run is started through a keeper (keeper.c), which reload spawns with uv_spawn: libuv
+ * then owns exactly one pid per run, and reload never becomes a subreaper nor calls
+ * waitpid(-1) (both break libuv: notes/process-tree.md §7). This file speaks the keeper's line
+ * protocol over fd 3, turns its lines into events for Lua, and covers the keeper's own death:
+ * a watchdog at grace + 2 s, and a fallback sweep (kill(-pgid) plus a scan of every process's
+ * environment for the run's RELOAD_RUN marker) when the keeper dies by a signal.
+ *
+ * Boundary: mechanism only. When to stop, restart or give up is the engine's business.
+ *
+ * Lifetime: the handle and its callbacks are held in the registry from spawn until the "exit"
+ * event, which comes once every libuv handle of the run is closed; the C state is freed by
+ * __gc after that.
+ */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "core.h"
+
+#define RL_PROCESS_MT "reload.Process"
+
+extern char **environ;
+
+enum { RL_STARTING, RL_RUNNING, RL_MAIN_EXITED, RL_STOPPING, RL_FORCING, RL_EXITED };
+static const char *const rl_state_names[] = {"starting", "running", "main-exited",
+                                             "stopping", "forcing",  "exited"};
+
+enum { RL_IO_NULL, RL_IO_INHERIT, RL_IO_PIPE };
+static const char *const rl_io_names[] = {"null", "inherit", "pipe", NULL};
+
+typedef struct rl_proc_s rl_proc_t;
+
+struct rl_proc_s {
+  lua_State *L; /* main thread */
+  uv_process_t keeper;
+  uv_pipe_t ctl;
+  uv_pipe_t io[3];
+  uv_timer_t watchdog; /* SIGKILLs a keeper that does not finish a stop in time */
+  uv_timer_t aux;      /* fallback sweep ticks, then the limit on draining pipes */
+  int io_mode[3];
+  int io_open[3];  /* pipe handle not yet closed */
+  int open_handles;
+  int self_ref, event_ref, out_ref, err_ref;
+  int state;
+  char run_id[64];
+  int stop_signal, grace_ms;
+  int pid, pgid, keeper_pid;
+  int have_main, main_code, main_signal;
+  int spawn_errno;
+  int forced, fallback, tree_empty, keeper_done, keeper_status, keeper_signal;
+  int ctl_open, sweeping, sweep_ticks, finishing, finished, detached, failed;
+  uint64_t stop_ns, empty_ns;
+  double keeper_duration_ms;
+  char line[256];
+  size_t line_len;
+};
+
+typedef struct {
+  rl_proc_t *p;
+} rl_proc_box_t;
+
+static unsigned rl_run_seq;
+
+/* ---- signals ----------------------------------------------------------------------------- */
+
+static const struct {
+  const char *name;
+  int num;
+} rl_signals[] = {
+  {"HUP", SIGHUP},   {"INT", SIGINT},       {"QUIT", SIGQUIT}, {"ILL", SIGILL},
+  {"TRAP", SIGTRAP}, {"ABRT", SIGABRT},     {"BUS", SIGBUS},   {"FPE", SIGFPE},
+  {"KILL", SIGKILL}, {"USR1", SIGUSR1},     {"SEGV", SIGSEGV}, {"USR2", SIGUSR2},
+  {"PIPE", SIGPIPE}, {"ALRM", SIGALRM},     {"TERM", SIGTERM}, {"CHLD", SIGCHLD},
+  {"CONT", SIGCONT}, {"STOP", SIGSTOP},     {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},
+  {"TTOU", SIGTTOU}, {"URG", SIGURG},       {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
+  {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},
+  {"PWR", SIGPWR},   {"SYS", SIGSYS},
+};
+
+/* A signal as a name ("TERM", "SIGTERM", "term") or a number; -1 if it is neither. */
+static int rl_to_signal(lua_State *L, int idx)
+{
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    lua_Integer n = lua_isinteger(L, idx) ? lua_tointeger(L, idx) : -1;
+    return n >= 1 && n < NSIG ? (int)n : -1;
+  }
+  if (lua_type(L, idx) != LUA_TSTRING)
+    return -1;
+  const char *s = lua_tostring(L, idx);
+  const char *name = strncasecmp(s, "SIG", 3) == 0 ? s + 3 : s;
+  for (size_t i = 0; i < sizeof rl_signals / sizeof rl_signals[0]; i++)
+    if (strcasecmp(name, rl_signals[i].name) == 0)
+      return rl_signals[i].num;
+  return -1;
+}
+
+/* A signal argument of a method; raises on anything else. */
+static int rl_check_signal(lua_State *L, int arg)
+{
+  int sig = rl_to_signal(L, arg);
+  if (sig < 0)
+    luaL_argerror(L, arg, lua_pushfstring(L, "unknown signal '%s'", luaL_tolstring(L, arg, NULL)));
+  return sig;
+}
+
+/* A signal in an option table (value on top of the stack); raises naming the option. */
+static int rl_check_signal_opt(lua_State *L, const char *key)
+{
+  int sig = rl_to_signal(L, -1);
+  if (sig < 0)
+    luaL_error(L, "option '%s': unknown signal '%s'", key, luaL_tolstring(L, -1, NULL));
+  return sig;
+}
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+static rl_proc_t *rl_check_process(lua_State *L, int idx)
+{
+  rl_proc_box_t *box = luaL_checkudata(L, idx, RL_PROCESS_MT);
+  return box->p;
+}
+
+static void rl_unref(lua_State *L, int *ref)
+{
+  if (*ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+    *ref = LUA_NOREF;
+    rl_stat_add(RL_STAT_REFS, -1);
+  }
+}
+
+static int rl_ref(lua_State *L, int idx)
+{
+  lua_pushvalue(L, idx);
+  rl_stat_add(RL_STAT_REFS, 1);
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* Calls the callback held in ref with the value on top of the stack (popped). */
+static void rl_callback(rl_proc_t *p, int ref)
+{
+  lua_State *L = p->L;
+  if (ref == LUA_NOREF || p->detached) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  lua_insert(L, -2);
+  rl_call(L, 1);
+}
+
+static void rl_set_int(lua_State *L, const char *key, lua_Integer v)
+{
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, key);
+}
+
+/* Pushes a new event table {type = type}. */
+static void rl_event_new(rl_proc_t *p, const char *type)
+{
+  lua_createtable(p->L, 0, 8);
+  lua_pushstring(p->L, type);
+  lua_setfield(p->L, -2, "type");
+}
+
+static void rl_emit_simple(rl_proc_t *p, const char *type)
+{
+  rl_event_new(p, type);
+  rl_callback(p, p->event_ref);
+}
+
+/* ---- control channel out ----------------------------------------------------------------- */
+
+typedef struct {
+  uv_write_t req;
+  char text[64];
+} rl_ctl_write_t;
+
+static void rl_ctl_written(uv_write_t *req, int status)
+{
+  (void)status; /* a keeper gone mid-write is seen through its exit */
+  free(req->data);
+}
+
+static void rl_ctl_send(rl_proc_t *p, const char *text)
+{
+  if (!p->ctl_open || p->finishing)
+    return;
+  rl_ctl_write_t *w = malloc(sizeof *w);
+  if (!w)
+    return;
+  snprintf(w->text, sizeof w->text, "%s\n", text);
+  w->req.data = w;
+  uv_buf_t buf = uv_buf_init(w->text, (unsigned)strlen(w->text));
+  if (uv_write(&w->req, (uv_stream_t *)&p->ctl, &buf, 1, rl_ctl_written) < 0)
+    free(w);
+}
+
+/* ---- finishing ---------------------------------------------------------------------------- */
+
+static void rl_finish(rl_proc_t *p);
+
+static void rl_handle_closed(uv_handle_t *h)
+{
+  rl_proc_t *p = h->data;
+  if (--p->open_handles > 0)
+    return;
+  if (p->failed)
+    free(p);
+  else
+    rl_finish(p);
+}
+
+static void rl_close_handle(rl_proc_t *p, uv_handle_t *h)
+{
+  (void)p;
+  if (!uv_is_closing(h))
+    uv_close(h, rl_handle_closed);
+}
+
+static int rl_exit_status(const rl_proc_t *p)
+{
+  if (p->spawn_errno)
+    return p->spawn_errno == ENOENT ? 127 : 126;
+  if (p->have_main && p->main_signal > 0)
+    return 128 + p->main_signal;
+  if (p->have_main && p->main_code >= 0)
+    return p->main_code;
+  if (p->keeper_signal)
+    return 128 + SIGKILL; /* keeper died first: its PDEATHSIG(SIGKILL) took the command */
+  return p->keeper_status;
+}
+
+static void rl_push_exit_event(rl_proc_t *p)
+{
+  lua_State *L = p->L;
+  rl_event_new(p, "exit");
+  if (p->have_main && p->main_code >= 0)
+    rl_set_int(L, "code", p->main_code);
+  if (p->have_main && p->main_signal > 0)
+    rl_set_int(L, "signal", p->main_signal);
+  else if (!p->have_main && p->keeper_signal)
+    rl_set_int(L, "signal", SIGKILL);
+  rl_set_int(L, "status", rl_exit_status(p));
+  lua_pushboolean(L, p->forced);
+  lua_setfield(L, -2, "forced");
+  lua_pushboolean(L, p->fallback);
+  lua_setfield(L, -2, "fallback");
+  if (p->stop_ns) {
+    lua_pushnumber(L, (double)(p->empty_ns - p->stop_ns) / 1e6);
+    lua_setfield(L, -2, "duration_ms");
+  } else if (p->keeper_duration_ms >= 0) {
+    lua_pushnumber(L, p->keeper_duration_ms);
+    lua_setfield(L, -2, "duration_ms");
+  }
+  if (p->spawn_errno) {
+    int err = -p->spawn_errno;
+    lua_pushfstring(L, "%s: %s", uv_err_name(err), uv_strerror(err));
+    lua_setfield(L, -2, "spawn_error");
+  }
+}
+
+/* Every handle is closed: the run is over. Report it, then let go of Lua's objects. */
+static void rl_finish(rl_proc_t *p)
+{
+  p->finished = 1;
+  p->state = RL_EXITED;
+  rl_stat_add(RL_STAT_HANDLES, -1);
+  if (p->detached) {
+    free(p);
+    return;
+  }
+  lua_State *L = p->L;
+  if (!p->empty_ns)
+    p->empty_ns = uv_hrtime();
+  rl_push_exit_event(p);
+  rl_callback(p, p->event_ref);
+  rl_unref(L, &p->event_ref);
+  rl_unref(L, &p->out_ref);
+  rl_unref(L, &p->err_ref);
+  rl_unref(L, &p->self_ref); /* last: the box may be collected from here on */
+}
+
+static void rl_close_all(rl_proc_t *p)
+{
+  p->finishing = 1;
+  p->ctl_open = 0;
+  rl_close_handle(p, (uv_handle_t *)&p->keeper);
+  rl_close_handle(p, (uv_handle_t *)&p->ctl);
+  rl_close_handle(p, (uv_handle_t *)&p->watchdog);
+  rl_close_handle(p, (uv_handle_t *)&p->aux);
+  for (int i = 0; i < 3; i++)
+    if (p->io_open[i]) {
+      p->io_open[i] = 0;
+      rl_close_handle(p, (uv_handle_t *)&p->io[i]);
+    }
+}
+
+static int rl_outputs_open(const rl_proc_t *p)
+{
+  return p->io_open[1] || p->io_open[2];
+}
+
+static void rl_drain_expired(uv_timer_t *t);
+
+/* The run ends when the keeper is reaped, the control socket is at EOF (its last lines read),
+ * a fallback sweep (if any) has found nobody, and the output pipes are at EOF (so on_stdout's
+ * nil comes before "exit"). A pipe that some escaped process still holds is not waited for
+ * more than a second. */
+static void rl_maybe_finish(rl_proc_t *p)
+{
+  if (p->finishing || !p->keeper_done || p->sweeping)
+    return;
+  if (!p->empty_ns)
+    p->empty_ns = uv_hrtime();
+  if (p->ctl_open || rl_outputs_open(p)) {
+    if (!uv_is_active((uv_handle_t *)&p->aux))
+      uv_timer_start(&p->aux, rl_drain_expired, 1000, 0);
+    return;
+  }
+  rl_close_all(p);
+}
+
+static void rl_output_eof(rl_proc_t *p, int fd)
+{
+  if (!p->io_open[fd])
+    return;
+  p->io_open[fd] = 0;
+  uv_read_stop((uv_stream_t *)&p->io[fd]);
+  rl_close_handle(p, (uv_handle_t *)&p->io[fd]);
+  lua_pushnil(p->L);
+  rl_callback(p, fd == 1 ? p->out_ref : p->err_ref);
+}
+
+static void rl_drain_expired(uv_timer_t *t)
+{
+  rl_proc_t *p = t->data;
+  rl_output_eof(p, 1);
+  rl_output_eof(p, 2);
+  if (p->ctl_open) {
+    p->ctl_open = 0;
+    uv_read_stop((uv_stream_t *)&p->ctl);
+  }
+  rl_maybe_finish(p);
+}
+
+/* ---- fallback sweep (the keeper died) ----------------------------------------------------- */
+
+/* True when /proc/PID/environ holds exactly the entry `marker` (not a longer id it prefixes). */
+static int rl_environ_has(const char *pid, const char *marker, char *buf, size_t size)
+{
+  char path[300];
+  snprintf(path, sizeof path, "/proc/%s/environ", pid);
+  FILE *f = fopen(path, "rbe");
+  if (!f)
+    return 0;
+  size_t n = fread(buf, 1, size - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  size_t mlen = strlen(marker);
+  for (size_t off = 0; off < n; off += strlen(buf + off) + 1)
+    if (strncmp(buf + off, marker, mlen) == 0 && buf[off + mlen] == '\0')
+      return 1;
+  return 0;
+}
+
+/* SIGKILLs every process carrying the run's marker; returns how many it found. */
+static int rl_kill_marked(const rl_proc_t *p)
+{
+  char marker[96];
+  snprintf(marker, sizeof marker, "RELOAD_RUN=%s", p->run_id);
+  DIR *d = opendir("/proc");
+  if (!d)
+    return 0;
+  size_t size = 256 * 1024;
+  char *buf = malloc(size);
+  int found = 0;
+  struct dirent *e;
+  while (buf && (e = readdir(d))) {
+    int pid = atoi(e->d_name);
+    if (pid > 0 && pid != getpid() && rl_environ_has(e->d_name, marker, buf, size)) {
+      kill(pid, SIGKILL);
+      found++;
+    }
+  }
+  free(buf);
+  closedir(d);
+  return found;
+}
+
+static void rl_sweep_tick(uv_timer_t *t)
+{
+  rl_proc_t *p = t->data;
+  /* A zombie's environ reads empty, so "none found" means none alive; give up after ~5 s. */
+  if (rl_kill_marked(p) == 0 || ++p->sweep_ticks > 5000) {
+    uv_timer_stop(t);
+    p->sweeping = 0;
+    p->empty_ns = uv_hrtime();
+    rl_maybe_finish(p);
+  }
+}
+
+static void rl_start_fallback(rl_proc_t *p)
+{
+  p->fallback = 1;
+  p->forced = 1;
+  p->sweeping = 1;
+  if (p->pgid > 0)
+    kill(-p->pgid, SIGKILL);
+  uv_timer_start(&p->aux, rl_sweep_tick, 0, 1);
+}
+
+/* ---- keeper events ------------------------------------------------------------------------ */
+
+static void rl_keeper_exited(uv_process_t *h, int64_t status, int term_signal)
+{
+  rl_proc_t *p = h->data;
+  p->keeper_done = 1;
+  p->keeper_status = (int)status;
+  p->keeper_signal = term_signal;
+  uv_timer_stop(&p->watchdog);
+  if (term_signal && !p->tree_empty)
+    rl_start_fallback(p);
+  rl_maybe_finish(p);
+}
+
+static void rl_watchdog_fired(uv_timer_t *t)
+{
+  rl_proc_t *p = t->data;
+  if (!p->keeper_done)
+    uv_process_kill(&p->keeper, SIGKILL);
+}
+
+static void rl_on_started(rl_proc_t *p, int pid, int pgid)
+{
+  p->pid = pid;
+  p->pgid = pgid;
+  if (p->state == RL_STARTING)
+    p->state = RL_RUNNING;
+  rl_event_new(p, "started");
+  rl_set_int(p->L, "pid", pid);
+  rl_set_int(p->L, "pgid", pgid);
+  rl_callback(p, p->event_ref);
+}
+
+static void rl_on_main_exit(rl_proc_t *p, int code, int sig)
+{
+  p->have_main = 1;
+  p->main_code = code;
+  p->main_signal = sig;
+  if (p->spawn_errno) /* reported once, by "exit" with spawn_error */
+    return;
+  if (p->state == RL_RUNNING || p->state == RL_STARTING)
+    p->state = RL_MAIN_EXITED;
+  rl_event_new(p, "main-exit");
+  if (code >= 0)
+    rl_set_int(p->L, "code", code);
+  if (sig > 0)
+    rl_set_int(p->L, "signal", sig);
+  rl_callback(p, p->event_ref);
+}
+
+static void rl_on_line(rl_proc_t *p, const char *line)
+{
+  int a, b;
+  long long us;
+  if (sscanf(line, "started %d %d", &a, &b) == 2) {
+    rl_on_started(p, a, b);
+  } else if (sscanf(line, "exec-error %d", &a) == 1) {
+    p->spawn_errno = a;
+  } else if (sscanf(line, "main-exit %d %d", &a, &b) == 2) {
+    rl_on_main_exit(p, a, b);
+  } else if (strcmp(line, "stopping") == 0) {
+    if (p->state < RL_STOPPING)
+      p->state = RL_STOPPING;
+    rl_emit_simple(p, "stopping");
+  } else if (strcmp(line, "forcing") == 0) {
+    p->state = RL_FORCING;
+    p->forced = 1;
+    rl_emit_simple(p, "forcing");
+  } else if (sscanf(line, "tree-empty %d %lld", &a, &us) == 2) {
+    p->tree_empty = 1;
+    p->forced = a;
+    p->empty_ns = uv_hrtime();
+    p->keeper_duration_ms = us >= 0 ? (double)us / 1000.0 : -1;
+  }
+}
+
+static void rl_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  (void)h;
+  buf->base = malloc(suggested);
+  buf->len = buf->base ? suggested : 0;
+}
+
+static void rl_ctl_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+  rl_proc_t *p = s->data;
+  for (ssize_t i = 0; i < n; i++) {
+    char c = buf->base[i];
+    if (c == '\n') {
+      p->line[p->line_len] = '\0';
+      p->line_len = 0;
+      rl_on_line(p, p->line);
+    } else if (p->line_len < sizeof p->line - 1) {
+      p->line[p->line_len++] = c;
+    }
+  }
+  free(buf->base);
+  if (n < 0) {
+    p->ctl_open = 0;
+    uv_read_stop(s);
+    rl_maybe_finish(p);
+  }
+}
+
+static void rl_output_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+  rl_proc_t *p = s->data;
+  int fd = s == (uv_stream_t *)&p->io[1] ? 1 : 2;
+  if (n > 0 && !p->detached) {
+    lua_pushlstring(p->L, buf->base, (size_t)n);
+    rl_callback(p, fd == 1 ? p->out_ref : p->err_ref);
+  }
+  free(buf->base);
+  if (n < 0) {
+    rl_output_eof(p, fd);
+    rl_maybe_finish(p);
+  }
+}
+
+/* ---- spawning ------------------------------------------------------------------------------ */
+
+/* The keeper: $RELOAD_KEEPER, else this executable (inside reload), else bin/reload found from
+ * core.so's own path (build tree and install prefix share the layout lib/reload/core.so). */
+static const char *rl_keeper_path(void)
+{
+  static char path[PATH_MAX];
+  const char *env = getenv("RELOAD_KEEPER");
+  if (env && *env)
+    return env;
+  if (rl_self_exe)
+    return rl_self_exe;
+  if (path[0])
+    return path;
+  Dl_info info;
+  if (!dladdr((void *)rl_keeper_path, &info) || !info.dli_fname)
+    return NULL;
+  char so[PATH_MAX];
+  if (!realpath(info.dli_fname, so))
+    return NULL;
+  for (int up = 0; up < 3; up++) { /* .../lib/reload/core.so -> ... */
+    char *slash = strrchr(so, '/');
+    if (!slash)
+      return NULL;
+    *slash = '\0';
+  }
+  snprintf(path, sizeof path, "%.*s/bin/reload", PATH_MAX - 16, so);
+  return path;
+}
+
+typedef struct {
+  const char *shell_cmd; /* cmd as a string, else NULL and the table at cmd_idx */
+  int cmd_idx, env_idx;
+  const char *cwd;
+  int io[3];
+  int stop_signal, grace_ms, kill_tree, use_setsid;
+  int on_event, on_stdout, on_stderr; /* stack indices, 0 = none */
+} rl_spawn_opts_t;
+
+static const char *const rl_spawn_keys[] = {
+  "cmd", "cwd", "env", "stdin", "stdout", "stderr", "on_stdout", "on_stderr", "stop_signal",
+  "grace_ms", "on_main_exit", "setsid", "on_event", NULL,
+};
+
+static void rl_check_keys(lua_State *L, int idx, const char *const keys[])
+{
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    int known = 0;
+    if (lua_type(L, -1) == LUA_TSTRING)
+      for (int i = 0; keys[i] && !known; i++)
+        known = strcmp(lua_tostring(L, -1), keys[i]) == 0;
+    if (!known) {
+      luaL_error(L, "unknown option '%s'", luaL_tolstring(L, -1, NULL));
+    }
+  }
+}
+
+/* Pushes opts[key] and returns its stack index if it has the expected type, 0 if nil. */
+static int rl_opt(lua_State *L, int idx, const char *key, int type)
+{
+  int t = lua_getfield(L, idx, key);
+  if (t == LUA_TNIL)
+    return 0;
+  if (t != type)
+    luaL_error(L, "option '%s': %s expected, got %s", key, lua_typename(L, type),
+               luaL_typename(L, -1));
+  return lua_gettop(L);
+}
+
+/* opts[key] as the index of one of names; raises naming the option and the choices. */
+static int rl_opt_enum(lua_State *L, int idx, const char *key, const char *const names[],
+                       int dflt)
+{
+  if (!rl_opt(L, idx, key, LUA_TSTRING))
+    return dflt;
+  const char *v = lua_tostring(L, -1);
+  for (int i = 0; names[i]; i++)
+    if (strcmp(v, names[i]) == 0)
+      return i;
+  return luaL_error(L, "option '%s': invalid value '%s'", key, v);
+}
+
+static void rl_check_strings(lua_State *L, int idx, const char *what, int need_one)
+{
+  lua_Integer n = luaL_len(L, idx);
+  if (need_one && n < 1)
+    luaL_error(L, "option '%s': empty", what);
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (lua_geti(L, idx, i) != LUA_TSTRING)
+      luaL_error(L, "option '%s': item %d is not a string", what, (int)i);
+    lua_pop(L, 1);
+  }
+}
+
+/* A grace period in ms (value on top of the stack): an integer >= 0. */
+static int rl_check_grace(lua_State *L, const char *key)
+{
+  lua_Integer g = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
+  if (g < 0 || g > INT_MAX)
+    luaL_error(L, "option '%s': an integer >= 0 expected", key);
+  return (int)g;
+}
+
+static void rl_parse_spawn(lua_State *L, rl_spawn_opts_t *o)
+{
+  luaL_checkstack(L, 40, NULL);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  rl_check_keys(L, 1, rl_spawn_keys);
+  memset(o, 0, sizeof *o);
+  int t = lua_getfield(L, 1, "cmd");
+  if (t == LUA_TSTRING) {
+    o->shell_cmd = lua_tostring(L, -1);
+  } else if (t == LUA_TTABLE) {
+    o->cmd_idx = lua_gettop(L);
+    rl_check_strings(L, o->cmd_idx, "cmd", 1);
+  } else {
+    luaL_error(L, "option 'cmd': string or table expected, got %s", luaL_typename(L, -1));
+  }
+  if ((o->env_idx = rl_opt(L, 1, "env", LUA_TTABLE)))
+    rl_check_strings(L, o->env_idx, "env", 0);
+  if (rl_opt(L, 1, "cwd", LUA_TSTRING))
+    o->cwd = lua_tostring(L, -1);
+  o->io[0] = rl_opt_enum(L, 1, "stdin", rl_io_names, RL_IO_NULL);
+  o->io[1] = rl_opt_enum(L, 1, "stdout", rl_io_names, RL_IO_INHERIT);
+  o->io[2] = rl_opt_enum(L, 1, "stderr", rl_io_names, RL_IO_INHERIT);
+  o->on_event = rl_opt(L, 1, "on_event", LUA_TFUNCTION);
+  o->on_stdout = rl_opt(L, 1, "on_stdout", LUA_TFUNCTION);
+  o->on_stderr = rl_opt(L, 1, "on_stderr", LUA_TFUNCTION);
+  o->stop_signal = SIGTERM;
+  if (lua_getfield(L, 1, "stop_signal") != LUA_TNIL)
+    o->stop_signal = rl_check_signal_opt(L, "stop_signal");
+  o->grace_ms = 3000;
+  if (rl_opt(L, 1, "grace_ms", LUA_TNUMBER))
+    o->grace_ms = rl_check_grace(L, "grace_ms");
+  static const char *const policies[] = {"wait-tree", "kill-tree", NULL};
+  o->kill_tree = rl_opt_enum(L, 1, "on_main_exit", policies, 0) == 1;
+  if (rl_opt(L, 1, "setsid", LUA_TBOOLEAN))
+    o->use_setsid = lua_toboolean(L, -1);
+}
+
+/* The keeper's argv (a userdata-backed array, freed with the stack). */
+static char **rl_keeper_argv(lua_State *L, const rl_spawn_opts_t *o, rl_proc_t *p,
+                             const char *keeper)
+{
+  lua_Integer ncmd = o->shell_cmd ? 3 : luaL_len(L, o->cmd_idx);
+  char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(ncmd + 20), 0);
+  int n = 0;
+  argv[n++] = (char *)keeper;
+  argv[n++] = "--keeper-v1";
+  argv[n++] = "--parent-pid";
+  argv[n++] = (char *)lua_pushfstring(L, "%d", (int)getpid());
+  argv[n++] = "--run-id";
+  argv[n++] = p->run_id;
+  argv[n++] = "--signal";
+  argv[n++] = (char *)lua_pushfstring(L, "%d", o->stop_signal);
+  argv[n++] = "--grace";
+  argv[n++] = (char *)lua_pushfstring(L, "%d", o->grace_ms);
+  /* reload gone: the tree goes within a second even when the run's grace is longer. */
+  argv[n++] = "--orphan-grace";
+  argv[n++] = (char *)lua_pushfstring(L, "%d", o->grace_ms < 1000 ? o->grace_ms : 1000);
+  if (o->use_setsid)
+    argv[n++] = "--setsid";
+  if (o->kill_tree)
+    argv[n++] = "--kill-tree";
+  argv[n++] = "--";
+  if (o->shell_cmd) {
+    argv[n++] = "/bin/sh";
+    argv[n++] = "-c";
+    argv[n++] = (char *)o->shell_cmd;
+  } else {
+    for (lua_Integer i = 1; i <= ncmd; i++) {
+      lua_geti(L, o->cmd_idx, i); /* the string stays alive: cmd table is on the stack */
+      argv[n++] = (char *)lua_tostring(L, -1);
+      lua_pop(L, 1);
+    }
+  }
+  argv[n] = NULL;
+  return argv;
+}
+
+/* The environment: the given one, plus the keeper's test hooks (RELOAD_KEEPER_*) from reload's
+ * own environment, which the keeper reads and removes before the command starts. */
+static char **rl_keeper_env(lua_State *L, const rl_spawn_opts_t *o)
+{
+  if (!o->env_idx)
+    return NULL;
+  lua_Integer n = luaL_len(L, o->env_idx);
+  size_t hooks = 0;
+  for (char **e = environ; *e; e++)
+    hooks++;
+  char **env = lua_newuserdatauv(L, sizeof(char *) * ((size_t)n + hooks + 1), 0);
+  size_t k = 0;
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, o->env_idx, i);
+    env[k++] = (char *)lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  for (char **e = environ; *e; e++)
+    if (strncmp(*e, "RELOAD_KEEPER_", 14) == 0)
+      env[k++] = *e;
+  env[k] = NULL;
+  return env;
+}
+
+static int rl_init_handles(lua_State *L, rl_proc_t *p, const rl_spawn_opts_t *o,
+                           uv_stdio_container_t stdio[4])
+{
+  uv_loop_t *loop = rl_loop(L);
+  uv_pipe_init(loop, &p->ctl, 0);
+  uv_timer_init(loop, &p->watchdog);
+  uv_timer_init(loop, &p->aux);
+  p->ctl.data = p->watchdog.data = p->aux.data = p->keeper.data = p;
+  p->open_handles = 4; /* keeper, ctl, watchdog, aux */
+  for (int i = 0; i < 3; i++) {
+    p->io_mode[i] = o->io[i];
+    if (o->io[i] == RL_IO_PIPE) {
+      uv_pipe_init(loop, &p->io[i], 0);
+      p->io[i].data = p;
+      p->io_open[i] = 1;
+      p->open_handles++;
+      stdio[i].flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
+      stdio[i].data.stream = (uv_stream_t *)&p->io[i];
+    } else if (o->io[i] == RL_IO_INHERIT) {
+      stdio[i].flags = UV_INHERIT_FD;
+      stdio[i].data.fd = i;
+    } else {
+      stdio[i].flags = UV_IGNORE; /* libuv gives fds 0-2 /dev/null */
+    }
+  }
+  stdio[3].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
+  stdio[3].data.stream = (uv_stream_t *)&p->ctl;
+  return 0;
+}
+
+static void rl_hold_callbacks(lua_State *L, rl_proc_t *p, const rl_spawn_opts_t *o)
+{
+  p->event_ref = o->on_event ? rl_ref(L, o->on_event) : LUA_NOREF;
+  p->out_ref = o->on_stdout ? rl_ref(L, o->on_stdout) : LUA_NOREF;
+  p->err_ref = o->on_stderr ? rl_ref(L, o->on_stderr) : LUA_NOREF;
+}
+
+/* core.spawn(opts) -> Process | nil, err, code */
+static int rl_proc_spawn(lua_State *L)
+{
+  rl_spawn_opts_t o;
+  rl_parse_spawn(L, &o);
+  const char *keeper = rl_keeper_path();
+  if (!keeper)
+    return rl_push_error_what(L, UV_ENOENT, "cannot find the reload executable for the keeper");
+  rl_proc_t *p = calloc(1, sizeof *p);
+  if (!p)
+    return luaL_error(L, "out of memory");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  p->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  p->self_ref = p->event_ref = p->out_ref = p->err_ref = LUA_NOREF;
+  p->keeper_duration_ms = -1;
+  p->stop_signal = o.stop_signal;
+  p->grace_ms = o.grace_ms;
+  snprintf(p->run_id, sizeof p->run_id, "%d.%u.%llu", (int)getpid(), ++rl_run_seq,
+           (unsigned long long)(uv_hrtime() % 1000000007));
+
+  uv_stdio_container_t stdio[4];
+  rl_init_handles(L, p, &o, stdio);
+  uv_process_options_t opts;
+  memset(&opts, 0, sizeof opts);
+  opts.file = keeper;
+  opts.args = rl_keeper_argv(L, &o, p, keeper);
+  opts.env = rl_keeper_env(L, &o);
+  opts.cwd = o.cwd;
+  opts.stdio = stdio;
+  opts.stdio_count = 4;
+  opts.exit_cb = rl_keeper_exited;
+  int err = uv_spawn(rl_loop(L), &p->keeper, &opts);
+  if (err) {
+    p->failed = 1;
+    rl_close_all(p); /* frees p once libuv has let go of every handle */
+    return rl_push_error_what(L, err, keeper);
+  }
+  p->keeper_pid = p->keeper.pid;
+  p->ctl_open = 1;
+  uv_read_start((uv_stream_t *)&p->ctl, rl_alloc, rl_ctl_read);
+  for (int i = 1; i < 3; i++)
+    if (p->io_open[i])
+      uv_read_start((uv_stream_t *)&p->io[i], rl_alloc, rl_output_read);
+
+  rl_proc_box_t *box = lua_newuserdatauv(L, sizeof *box, 0);
+  box->p = p;
+  luaL_setmetatable(L, RL_PROCESS_MT);
+  rl_stat_add(RL_STAT_HANDLES, 1);
+  p->self_ref = rl_ref(L, -1);
+  rl_hold_callbacks(L, p, &o);
+  return 1;
+}
+
+/* ---- methods ------------------------------------------------------------------------------- */
+
+static int rl_push_pid(lua_State *L, int pid)
+{
+  if (pid > 0)
+    lua_pushinteger(L, pid);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+/* p:pid() -> integer | nil (before "started", or when the command never started) */
+static int rl_proc_pid(lua_State *L)
+{
+  return rl_push_pid(L, rl_check_process(L, 1)->pid);
+}
+
+/* p:pgid() -> integer | nil */
+static int rl_proc_pgid(lua_State *L)
+{
+  return rl_push_pid(L, rl_check_process(L, 1)->pgid);
+}
+
+/* p:keeper_pid() -> integer */
+static int rl_proc_keeper_pid(lua_State *L)
+{
+  return rl_push_pid(L, rl_check_process(L, 1)->keeper_pid);
+}
+
+/* p:status() -> "starting"|"running"|"main-exited"|"stopping"|"forcing"|"exited" */
+static int rl_proc_status(lua_State *L)
+{
+  lua_pushstring(L, rl_state_names[rl_check_process(L, 1)->state]);
+  return 1;
+}
+
+static int rl_active(const rl_proc_t *p)
+{
+  return !p->finishing && !p->finished && !p->keeper_done;
+}
+
+static void rl_arm_watchdog(rl_proc_t *p, int grace_ms)
+{
+  uv_timer_start(&p->watchdog, rl_watchdog_fired, (uint64_t)grace_ms + 2000, 0);
+}
+
+static void rl_stop(rl_proc_t *p, int sig, int grace_ms)
+{
+  if (!rl_active(p) || p->stop_ns)
+    return;
+  p->stop_ns = uv_hrtime();
+  char cmd[64];
+  snprintf(cmd, sizeof cmd, "term %d %d", sig, grace_ms);
+  rl_ctl_send(p, cmd);
+  rl_arm_watchdog(p, grace_ms);
+}
+
+/* p:stop{ signal = "INT", grace_ms = 1000 } -> true   (the result comes as the "exit" event) */
+static int rl_proc_stop(lua_State *L)
+{
+  rl_proc_t *p = rl_check_process(L, 1);
+  int sig = p->stop_signal, grace = p->grace_ms;
+  if (!lua_isnoneornil(L, 2)) {
+    static const char *const keys[] = {"signal", "grace_ms", NULL};
+    luaL_checktype(L, 2, LUA_TTABLE);
+    rl_check_keys(L, 2, keys);
+    if (lua_getfield(L, 2, "signal") != LUA_TNIL)
+      sig = rl_check_signal_opt(L, "signal");
+    if (lua_getfield(L, 2, "grace_ms") != LUA_TNIL)
+      grace = rl_check_grace(L, "grace_ms");
+  }
+  rl_stop(p, sig, grace);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* p:kill() -> true   (straight to the SIGKILL sweeps) */
+static int rl_proc_kill(lua_State *L)
+{
+  rl_proc_t *p = rl_check_process(L, 1);
+  if (rl_active(p)) {
+    if (!p->stop_ns)
+      p->stop_ns = uv_hrtime();
+    rl_ctl_send(p, "kill");
+    rl_arm_watchdog(p, 0);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* p:signal(sig, scope = "group") -> true   scope: "main" | "group" | "tree"; no teardown */
+static int rl_proc_signal(lua_State *L)
+{
+  static const char *const scopes[] = {"main", "group", "tree", NULL};
+  rl_proc_t *p = rl_check_process(L, 1);
+  int sig = rl_check_signal(L, 2);
+  int scope = luaL_checkoption(L, 3, "group", scopes);
+  if (rl_active(p)) {
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "signal %d %s", sig, scopes[scope]);
+    rl_ctl_send(p, cmd);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+typedef struct {
+  int pid, ppid, pgid;
+  char comm[32];
+} rl_ps_t;
+
+static int rl_read_stat(int pid, rl_ps_t *out)
+{
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen(path, "re");
+  if (!f)
+    return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *open_paren = strchr(buf, '('), *close_paren = strrchr(buf, ')');
+  char state;
+  if (!open_paren || !close_paren ||
+      sscanf(close_paren + 1, " %c %d %d", &state, &out->ppid, &out->pgid) != 3)
+    return -1;
+  if (state == 'Z' || state == 'X')
+    return -1;
+  out->pid = pid;
+  snprintf(out->comm, sizeof out->comm, "%.*s", (int)(close_paren - open_paren - 1),
+           open_paren + 1);
+  return 0;
+}
+
+/* Every live process on the system, from one /proc scan (heap: this is not a teardown path). */
+static rl_ps_t *rl_ps_all(size_t *count)
+{
+  DIR *d = opendir("/proc");
+  if (!d)
+    return NULL;
+  size_t cap = 256, n = 0;
+  rl_ps_t *list = malloc(cap * sizeof *list);
+  struct dirent *e;
+  while (list && (e = readdir(d))) {
+    int pid = atoi(e->d_name);
+    if (pid <= 0)
+      continue;
+    if (n == cap) {
+      rl_ps_t *bigger = realloc(list, 2 * cap * sizeof *list);
+      if (!bigger)
+        break;
+      list = bigger;
+      cap *= 2;
+    }
+    if (rl_read_stat(pid, &list[n]) == 0)
+      n++;
+  }
+  closedir(d);
+  *count = n;
+  return list;
+}
+
+static void rl_push_ps(lua_State *L, const rl_ps_t *ps)
+{
+  lua_createtable(L, 0, 4);
+  rl_set_int(L, "pid", ps->pid);
+  rl_set_int(L, "ppid", ps->ppid);
+  rl_set_int(L, "pgid", ps->pgid);
+  lua_pushstring(L, ps->comm);
+  lua_setfield(L, -2, "comm");
+}
+
+/* p:descendants() -> { {pid=, ppid=, pgid=, comm=}, ... } live processes under the keeper,
+ * parents before children. Every one is reparented to the keeper at worst, so this is the
+ * whole tree. */
+static int rl_proc_descendants(lua_State *L)
+{
+  rl_proc_t *p = rl_check_process(L, 1);
+  lua_newtable(L);
+  if (!rl_active(p))
+    return 1;
+  size_t n = 0;
+  rl_ps_t *all = rl_ps_all(&n);
+  if (!all)
+    return 1;
+  char *in_tree = calloc(n ? n : 1, 1);
+  /* Walk levels: a process whose parent is the keeper or already in the tree joins it. */
+  lua_Integer out = 0;
+  for (int grew = 1; grew && in_tree;) {
+    grew = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (in_tree[i])
+        continue;
+      int parent_in = all[i].ppid == p->keeper_pid;
+      for (size_t j = 0; j < n && !parent_in; j++)
+        parent_in = in_tree[j] && all[j].pid == all[i].ppid;
+      if (parent_in) {
+        in_tree[i] = 1;
+        grew = 1;
+        rl_push_ps(L, &all[i]);
+        lua_rawseti(L, -2, ++out);
+      }
+    }
+  }
+  free(in_tree);
+  free(all);
+  return 1;
+}
+
+static uv_pipe_t *rl_stdin_pipe(lua_State *L, rl_proc_t *p)
+{
+  if (p->io_mode[0] != RL_IO_PIPE)
+    luaL_error(L, "stdin is not a pipe (spawn with stdin = \"pipe\")");
+  return p->io_open[0] ? &p->io[0] : NULL;
+}
+
+typedef struct {
+  uv_write_t req;
+  char data[];
+} rl_data_write_t;
+
+/* p:write(data) -> true | nil, err, code */
+static int rl_proc_write(lua_State *L)
+{
+  rl_proc_t *p = rl_check_process(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  uv_pipe_t *pipe = rl_stdin_pipe(L, p);
+  if (!pipe)
+    return rl_push_error_what(L, UV_EPIPE, "stdin is closed");
+  rl_data_write_t *w = malloc(sizeof *w + len);
+  if (!w)
+    return luaL_error(L, "out of memory");
+  memcpy(w->data, data, len);
+  w->req.data = w;
+  uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
+  int err = uv_write(&w->req, (uv_stream_t *)pipe, &buf, 1, rl_ctl_written);
+  if (err) {
+    free(w);
+    return rl_push_error(L, err);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* p:close_stdin() -> true */
+static int rl_proc_close_stdin(lua_State *L)
+{
+  rl_proc_t *p = rl_check_process(L, 1);
+  if (rl_stdin_pipe(L, p)) {
+    p->io_open[0] = 0;
+    rl_close_handle(p, (uv_handle_t *)&p->io[0]);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* p:close() -- stops a running tree (default signal and grace); idempotent. The handle is
+ * released after the "exit" event. */
+static int rl_proc_close(lua_State *L)
+{
+  rl_proc_t *p = rl_check_process(L, 1);
+  if (rl_active(p))
+    rl_stop(p, p->stop_signal, p->grace_ms);
+  return 0;
+}
+
+/* __gc: after "exit" the C state goes with the handle. A run still active here means the Lua
+ * state itself is closing (the registry held it): the run is left to its keeper, which sees EOF
+ * once reload exits, and no callback will touch Lua again. */
+static int rl_proc_gc(lua_State *L)
+{
+  rl_proc_box_t *box = luaL_checkudata(L, 1, RL_PROCESS_MT);
+  rl_proc_t *p = box->p;
+  box->p = NULL;
+  if (!p)
+    return 0;
+  if (p->finished)
+    free(p);
+  else
+    p->detached = 1;
+  return 0;
+}
+
+static int rl_proc_tostring(lua_State *L)
+{
+  rl_proc_t *p = rl_check_process(L, 1);
+  lua_pushfstring(L, "reload.Process (%s, pid %d)", rl_state_names[p->state], p->pid);
+  return 1;
+}
+
+static const luaL_Reg rl_proc_methods[] = {
+  {"pid",          rl_proc_pid},
+  {"pgid",         rl_proc_pgid},
+  {"keeper_pid",   rl_proc_keeper_pid},
+  {"status",       rl_proc_status},
+  {"stop",         rl_proc_stop},
+  {"kill",         rl_proc_kill},
+  {"signal",       rl_proc_signal},
+  {"descendants",  rl_proc_descendants},
+  {"write",        rl_proc_write},
+  {"close_stdin",  rl_proc_close_stdin},
+  {"close",        rl_proc_close},
+  {NULL, NULL},
+};
+
+static const luaL_Reg rl_proc_metamethods[] = {
+  {"__gc",        rl_proc_gc},
+  {"__close",     rl_proc_close},
+  {"__tostring",  rl_proc_tostring},
+  {NULL, NULL},
+};
+
+static const luaL_Reg rl_proc_functions[] = {
+  {"spawn",  rl_proc_spawn},
+  {NULL, NULL},
+};
 
 void rl_proc_open(lua_State *L)
 {
-  (void)L;
+  if (luaL_newmetatable(L, RL_PROCESS_MT)) {
+    luaL_setfuncs(L, rl_proc_metamethods, 0);
+    luaL_newlib(L, rl_proc_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  luaL_setfuncs(L, rl_proc_functions, 0);
 }

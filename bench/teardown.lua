@@ -1,0 +1,170 @@
+--- Teardown benchmark: for each tree shape of the treegen fixture, time from the stop request
+--- to the "exit" event (tree empty, keeper reaped) and to the port being bindable again.
+---
+---   build/bin/reload script bench/teardown.lua [--runs N] [--grace MS]
+---   lua5.4 bench/teardown.lua [--runs N]          (from the source tree, after scripts/build)
+---
+--- Prints a markdown table with the targets of issue 3. Not part of the test suite: timings on
+--- a shared machine are noisy, so the specs only assert generous bounds.
+local uv = require("luv")
+
+local build_dir = os.getenv("RELOAD_BUILD_DIR") or (uv.cwd() .. "/build")
+package.cpath = build_dir .. "/lib/?.so;" .. package.cpath
+local core = require("reload.core")
+local treegen = build_dir .. "/fixtures/treegen"
+
+local runs, grace = 20, 300
+do
+  local args = _G.arg or {}
+  local i = 1
+  while args[i] do
+    if args[i] == "--runs" then
+      runs = assert(tonumber(args[i + 1]), "--runs N")
+      i = i + 1
+    elseif args[i] == "--grace" then
+      grace = assert(tonumber(args[i + 1]), "--grace MS")
+      i = i + 1
+    end
+    i = i + 1
+  end
+end
+
+local function now_ms()
+  return uv.hrtime() / 1e6
+end
+
+local function port_bindable(port)
+  local tcp = uv.new_tcp()
+  local ok = tcp:bind("127.0.0.1", port) and tcp:listen(1, function() end)
+  tcp:close()
+  return ok and true or false
+end
+
+local function port_listening(port)
+  local tcp = uv.new_tcp()
+  local result
+  tcp:connect("127.0.0.1", port, function(err) result = err == nil end)
+  while result == nil do
+    uv.run("once")
+  end
+  tcp:close()
+  return result
+end
+
+local next_port = 20000 + (uv.os_getpid() * 53) % 10000
+local function free_port()
+  repeat
+    next_port = next_port >= 31999 and 20000 or next_port + 1
+  until port_bindable(next_port)
+  return next_port
+end
+
+local function wait(cond, max_ms, what)
+  local deadline = now_ms() + max_ms
+  local timer = uv.new_timer()
+  timer:start(1, 1, function() end)
+  while not cond() do
+    assert(now_ms() < deadline, "timed out waiting for " .. what)
+    uv.run("once")
+  end
+  timer:close()
+end
+
+--- Live processes whose environment holds marker.
+local function survivors(marker)
+  local n = 0
+  local req = uv.fs_scandir("/proc")
+  while req do
+    local name = uv.fs_scandir_next(req)
+    if not name then break end
+    if tonumber(name) then
+      local f = io.open("/proc/" .. name .. "/environ", "rb")
+      local env = f and f:read("a")
+      if f then f:close() end
+      if env and env:find(marker, 1, true) then
+        n = n + 1
+      end
+    end
+  end
+  return n
+end
+
+local base_env = {}
+for k, v in pairs(uv.os_environ()) do
+  base_env[#base_env + 1] = k .. "=" .. v
+end
+
+--- One run: returns ms to "exit", ms to port bindable, survivors at exit.
+local function one(mode, how)
+  local port = free_port()
+  local marker = ("RELOAD_BENCH_TAG=%d-%d"):format(uv.os_getpid(), uv.hrtime())
+  local env = { marker }
+  table.move(base_env, 1, #base_env, 2, env)
+  local exit_at, left
+  local p = assert(core.spawn({
+    cmd = { treegen, mode, tostring(port) }, env = env, grace_ms = grace,
+    on_event = function(ev)
+      if ev.type == "exit" then
+        exit_at = now_ms()
+        left = survivors(marker)
+      end
+    end,
+  }))
+  wait(function() return port_listening(port) end, 10000, mode .. " listening")
+  if mode == "forkloop" then
+    local t = uv.new_timer()
+    local ready = false
+    t:start(60, 0, function() ready = true end)
+    wait(function() return ready end, 1000, "fork loop warm-up")
+    t:close()
+  end
+  local t0 = now_ms()
+  if how == "kill" then p:kill() else p:stop() end
+  wait(function() return exit_at ~= nil end, grace + 10000, mode .. " exit")
+  while not port_bindable(port) do
+    uv.run("nowait")
+  end
+  local port_at = now_ms()
+  p:close()
+  uv.run("nowait")
+  return exit_at - t0, port_at - t0, left
+end
+
+local function median(xs)
+  table.sort(xs)
+  local n = #xs
+  return n % 2 == 1 and xs[(n + 1) / 2] or (xs[n / 2] + xs[n / 2 + 1]) / 2
+end
+
+local shapes = {
+  { mode = "chain3", target = 2 },
+  { mode = "setsid", target = 2 },
+  { mode = "daemon", target = 2 },
+  { mode = "daemon_exit", target = 2 },
+  { mode = "threadfork_setsid", target = 2 },
+  { mode = "forkloop", target = 10 },
+  { mode = "ignterm", target = grace + 5, label = ("grace+5 (%d)"):format(grace + 5) },
+  { mode = "setsid", how = "kill", target = 2 },
+  { mode = "forkloop", how = "kill", target = 10 },
+}
+
+print(("teardown: %d runs per shape, grace %d ms, stop -> exit event / port bindable"):format(runs,
+  grace))
+print("")
+print("| shape | median exit ms | worst exit ms | median port ms | worst port ms | survivors "
+  .. "| target (median) | met |")
+print("|---|---|---|---|---|---|---|---|")
+for _, s in ipairs(shapes) do
+  local exits, ports, left = {}, {}, 0
+  for i = 1, runs do
+    local l
+    exits[i], ports[i], l = one(s.mode, s.how)
+    left = left + l
+  end
+  local worst_exit, worst_port = math.max(table.unpack(exits)), math.max(table.unpack(ports))
+  local med_exit, med_port = median(exits), median(ports)
+  local met = med_exit < s.target and med_port < s.target and left == 0
+  print(("| %s%s | %.2f | %.2f | %.2f | %.2f | %d | < %s ms | %s |"):format(s.mode,
+    s.how and (" (" .. s.how .. ")") or "", med_exit, worst_exit, med_port, worst_port, left,
+    s.label or tostring(s.target), met and "met" or "not met"))
+end

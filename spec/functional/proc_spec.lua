@@ -1,0 +1,582 @@
+-- Whole-tree process control (issue 3): core.spawn and its keeper against real process trees
+-- that try to escape (notes/process-tree.md §12). Every tree carries a unique marker in its
+-- environment; "no survivor" means no live process carries it. Survivors are counted inside
+-- the "exit" callback, and the port is probed right after the loop returns from it: no sleep.
+local helpers = require("spec.helpers")
+local uv = require("luv")
+local core = require("reload.core")
+
+local treegen = helpers.fixture("treegen")
+
+--- The environment of this process plus `extra` entries, as a "K=V" list.
+local function env_with(...)
+  local env = {}
+  for k, v in pairs(uv.os_environ()) do
+    env[#env + 1] = k .. "=" .. v
+  end
+  for _, e in ipairs({ ... }) do
+    env[#env + 1] = e
+  end
+  return env
+end
+
+--- Names in a directory, sorted.
+local function listdir(path)
+  local names = {}
+  local req = uv.fs_scandir(path)
+  while req do
+    local name = uv.fs_scandir_next(req)
+    if not name then break end
+    names[#names + 1] = name
+  end
+  table.sort(names)
+  return names
+end
+
+local runs = {}
+
+--- Spawns a tree with a fresh marker; records its events, and its survivors at "exit".
+local function start(opts, ...)
+  local run = { events = {}, marker = "RELOAD_PROC_TAG=" .. helpers.unique("tree") }
+  opts.env = opts.env or env_with(run.marker, ...)
+  opts.on_event = function(ev)
+    run.events[#run.events + 1] = ev
+    if ev.type == "exit" then
+      run.survivors = helpers.tagged(run.marker)
+      run.exit = ev
+    end
+  end
+  local p, err = core.spawn(opts)
+  assert(p, err)
+  run.p = p
+  runs[#runs + 1] = run
+  return run
+end
+
+local function event_types(run)
+  local t = {}
+  for _, ev in ipairs(run.events) do
+    t[#t + 1] = ev.type
+  end
+  return table.concat(t, ",")
+end
+
+local function wait_event(run, type, max_ms)
+  helpers.wait_until(max_ms or 10000, function()
+    for _, ev in ipairs(run.events) do
+      if ev.type == type then
+        return true
+      end
+    end
+    return false
+  end, function()
+    return ("event %q; events so far: %s"):format(type, event_types(run))
+  end)
+end
+
+local function wait_exit(run, max_ms)
+  helpers.wait_until(max_ms or 10000, function() return run.exit ~= nil end, function()
+    return ("the exit event; events so far: %s; tree: %s"):format(event_types(run),
+      helpers.describe(helpers.tagged(run.marker)))
+  end)
+  return run.exit
+end
+
+--- Waits until the port listens and, with a run, until "started" has arrived too: on a busy
+--- machine the tree can bind before the keeper gets to report the start.
+local function wait_listening(port, run)
+  helpers.wait_until(10000, function() return helpers.port_listening(port) end, function()
+    return ("port %d to listen; events: %s"):format(port, run and event_types(run) or "")
+  end)
+  if run then
+    wait_event(run, "started")
+  end
+end
+
+--- Asserts, as soon as "exit" has arrived, that nothing of the tree is left and the ports are
+--- free.
+local function assert_clean(run, ports)
+  assert.are.equal(0, #run.survivors, "survivors at exit: " .. helpers.describe(run.survivors))
+  for _, port in ipairs(ports or {}) do
+    local ok, err = helpers.port_bindable(port)
+    assert.is_true(ok, ("port %d still bound at exit: %s"):format(port, tostring(err)))
+  end
+end
+
+local function count_type(run, type)
+  local n = 0
+  for _, ev in ipairs(run.events) do
+    n = n + (ev.type == type and 1 or 0)
+  end
+  return n
+end
+
+after_each(function()
+  -- A failed test must not leave a tree (and live core refs) to the next one.
+  for _, run in ipairs(runs) do
+    if not run.exit then
+      run.p:kill()
+      pcall(wait_exit, run, 5000)
+    end
+  end
+  runs = {}
+end)
+
+describe("core.spawn stops the whole tree", function()
+  it("of a three-level chain of real shells: sh -> sh -> server", function()
+    local port = helpers.free_port()
+    local inner = ("sh -c %s; true"):format(helpers.shell_quote(treegen .. " server " .. port
+      .. "; true"))
+    local run = start({ cmd = inner, grace_ms = 300 })
+    wait_listening(port, run)
+    local list = run.p:descendants()
+    assert.are.equal(3, #list, helpers.describe(list))
+    assert.are.same({ "sh", "sh", "treegen" }, { list[1].comm, list[2].comm, list[3].comm })
+    assert.are.equal(run.p:keeper_pid(), list[1].ppid)
+    assert.are.equal(list[1].pid, list[2].ppid)
+    assert.are.equal(list[2].pid, list[3].ppid)
+    assert.are.equal(run.p:pid(), list[1].pid)
+    assert.are.equal(run.p:pgid(), list[3].pgid)
+    run.p:stop()
+    local ev = wait_exit(run)
+    assert_clean(run, { port })
+    assert.is_false(ev.forced)
+    assert.is_false(ev.fallback)
+    assert.is_number(ev.duration_ms)
+    assert.are.equal("started,stopping,main-exit,exit", event_types(run))
+    assert.are.equal("exited", run.p:status())
+  end)
+
+  for _, case in ipairs({
+    { mode = "chain3" },
+    { mode = "setsid", what = "a grandchild that calls setsid" },
+    { mode = "daemon", what = "a double-fork daemon whose top process stays" },
+    { mode = "daemon_exit", what = "a double-fork daemon whose top process already exited" },
+    { mode = "threadfork_setsid", what = "a child forked by a non-main thread that setsid()s" },
+    { mode = "setsid", scan = true, what = "setsid, found by the /proc/*/stat scan fallback" },
+    { mode = "daemon_exit", scan = true, what = "daemon_exit, found by the scan fallback" },
+  }) do
+    it("of " .. (case.what or case.mode), function()
+      local port = helpers.free_port()
+      -- A long grace: on a busy machine a cooperative tree must still end politely.
+      local run = start({ cmd = { treegen, case.mode, tostring(port) }, grace_ms = 3000 },
+        case.scan and "RELOAD_KEEPER_ENUM=scan" or nil)
+      wait_listening(port, run)
+      if case.mode == "daemon_exit" then
+        -- wait-tree (the default): the run goes on while the daemon lives.
+        wait_event(run, "main-exit")
+        assert.are.equal(0, run.events[2].code)
+        assert.are.equal("main-exited", run.p:status())
+        assert.is_true(#run.p:descendants() >= 1)
+      else
+        local env = helpers.read_file("/proc/" .. run.p:pid() .. "/environ")
+        assert.is_nil(env:find("RELOAD_KEEPER_", 1, true), "a keeper hook reached the command")
+        assert.is_truthy(env:find("RELOAD_RUN=", 1, true))
+      end
+      run.p:stop()
+      local ev = wait_exit(run)
+      assert_clean(run, { port })
+      assert.is_false(ev.forced)
+      assert.is_true(ev.duration_ms < 1000, "duration " .. ev.duration_ms)
+    end)
+  end
+
+  it("that ignores SIGTERM: SIGKILL after the grace period", function()
+    local port = helpers.free_port()
+    local grace = 300
+    local run = start({ cmd = { treegen, "ignterm", tostring(port) }, grace_ms = grace })
+    wait_listening(port, run)
+    run.p:stop()
+    local ev = wait_exit(run)
+    assert_clean(run, { port })
+    assert.is_true(ev.forced)
+    assert.is_true(ev.duration_ms >= grace and ev.duration_ms < grace + 2000,
+      "duration " .. ev.duration_ms)
+    assert.are.equal("started,stopping,forcing,main-exit,exit", event_types(run))
+  end)
+
+  it("that keeps forking while it is stopped", function()
+    local port = helpers.free_port()
+    local run = start({ cmd = { treegen, "forkloop", tostring(port) }, grace_ms = 300 })
+    wait_listening(port, run)
+    -- Stop it while it forks at full speed.
+    helpers.wait_until(5000, function() return #run.p:descendants() > 10 end, function()
+      return "a dozen forks: " .. helpers.describe(run.p:descendants())
+    end)
+    run.p:stop()
+    wait_exit(run)
+    assert_clean(run, { port })
+  end)
+
+  it("with stopped processes: their SIGTERM handlers still run (SIGCONT)", function()
+    local port = helpers.free_port()
+    local dir = helpers.tmpdir()
+    local run = start({ cmd = { treegen, "stopped", tostring(port), dir }, grace_ms = 3000 })
+    wait_listening(port, run)
+    helpers.wait_until(5000, function()
+      local stopped = 0
+      for _, d in ipairs(run.p:descendants()) do
+        local st = helpers.proc_stat(d.pid)
+        stopped = stopped + ((st and st.state == "T") and 1 or 0)
+      end
+      return stopped == 2
+    end, function() return "two stopped processes: " .. helpers.describe(run.p:descendants()) end)
+    run.p:stop()
+    local ev = wait_exit(run)
+    assert_clean(run, { port })
+    assert.is_false(ev.forced)
+    local ran = listdir(dir)
+    assert.are.equal(3, #ran, "TERM handlers that ran: " .. table.concat(ran, " "))
+  end)
+
+  it("at once with kill(), and tears down after the main exits with kill-tree", function()
+    local port = helpers.free_port()
+    local run = start({ cmd = { treegen, "setsid", tostring(port) }, grace_ms = 3000 })
+    wait_listening(port, run)
+    run.p:kill()
+    local ev = wait_exit(run)
+    assert_clean(run, { port })
+    assert.is_true(ev.forced)
+    assert.are.equal(9, ev.signal)
+
+    port = helpers.free_port()
+    run = start({ cmd = { treegen, "daemon_exit", tostring(port) }, grace_ms = 300,
+      on_main_exit = "kill-tree" })
+    ev = wait_exit(run)
+    assert_clean(run, { port })
+    assert.are.equal(0, ev.code)
+    assert.is_number(ev.duration_ms)
+  end)
+
+  it("when the keeper itself is SIGKILLed: reload's fallback sweep", function()
+    local port = helpers.free_port()
+    local run = start({ cmd = { treegen, "setsid", tostring(port) }, grace_ms = 300 })
+    wait_listening(port, run)
+    uv.kill(run.p:keeper_pid(), "sigkill")
+    local ev = wait_exit(run)
+    assert_clean(run, { port })
+    assert.is_true(ev.fallback)
+    assert.is_true(ev.forced)
+  end)
+
+  it("when a process is closed while running", function()
+    local run = start({ cmd = { treegen, "sleep" } })
+    wait_event(run, "started")
+    run.p:close()
+    run.p:close()
+    wait_exit(run)
+    assert_clean(run)
+  end)
+end)
+
+describe("when the API caller is SIGKILLed", function()
+  local script = [[
+    local uv = require("luv")
+    local core = require("reload.core")
+    local treegen, port, marker = arg[1], arg[2], arg[3]
+    local env = {}
+    for k, v in pairs(uv.os_environ()) do env[#env + 1] = k .. "=" .. v end
+    env[#env + 1] = marker
+    core.spawn{ cmd = { treegen, "setsid", port }, env = env, grace_ms = 300,
+      stdout = "null", stderr = "null",
+      on_event = function(ev)
+        if ev.type == "started" then io.stdout:write("started\n"); io.stdout:flush() end
+      end }
+  ]]
+
+  local function caller_killed(...)
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/caller.lua", script)
+    local port = helpers.free_port()
+    local marker = "RELOAD_PROC_TAG=" .. helpers.unique("orphan")
+    local caller = helpers.start_reload({ "script", dir .. "/caller.lua", treegen,
+      tostring(port), marker }, { env = env_with(...) })
+    caller:wait_output("started")
+    wait_listening(port)
+    assert.is_true(#helpers.tagged(marker) >= 4, "keeper, P0, P1, P2")
+    caller:signal("sigkill")
+    caller:wait()
+    return port, marker
+  end
+
+  local function assert_gone_within_1s(port, marker)
+    helpers.retry(1000, function()
+      local left = helpers.tagged(marker)
+      return #left == 0, "survivors: " .. helpers.describe(left)
+    end)
+    assert.is_true((helpers.port_bindable(port)))
+  end
+
+  it("the keeper's parent-death signal alone tears the tree down", function()
+    assert_gone_within_1s(caller_killed("RELOAD_KEEPER_NO_EOF=1"))
+  end)
+
+  it("EOF on the control socket alone tears the tree down", function()
+    assert_gone_within_1s(caller_killed("RELOAD_KEEPER_NO_PDEATHSIG=1"))
+  end)
+
+  it("with both paths disabled the tree is left (so each test above proves its path)", function()
+    local port, marker = caller_killed("RELOAD_KEEPER_NO_EOF=1",
+      "RELOAD_KEEPER_NO_PDEATHSIG=1")
+    helpers.run_for(300)
+    local left = helpers.tagged(marker)
+    helpers.kill_all(left)
+    assert.is_true(#left >= 3, helpers.describe(left))
+    helpers.retry(1000, function() return #helpers.tagged(marker) == 0 end)
+    helpers.retry(1000, function() return helpers.port_bindable(port) end)
+  end)
+end)
+
+describe("when the API caller dies before the keeper armed PDEATHSIG", function()
+  it("the keeper sees the wrong parent and starts nothing", function()
+    local dir = helpers.tmpdir()
+    local marker = "RELOAD_PROC_TAG=" .. helpers.unique("race")
+    helpers.write_file(dir .. "/caller.lua", ([[
+      local uv = require("luv")
+      local core = require("reload.core")
+      core.spawn{ cmd = { "/bin/sh", "-c", "touch %s/started; sleep 5" },
+        stdout = "null", stderr = "null" }
+      uv.kill(uv.os_getpid(), "sigkill")
+    ]]):format(dir))
+    local caller = helpers.start_reload({ "script", dir .. "/caller.lua" }, {
+      env = env_with(marker, "RELOAD_KEEPER_DELAY_BEFORE_PRCTL_MS=300", "RELOAD_KEEPER_NO_EOF=1"),
+    })
+    caller:wait()
+    helpers.retry(3000, function()
+      local left = helpers.tagged(marker)
+      return #left == 0, "still alive: " .. helpers.describe(left)
+    end)
+    assert.is_nil(helpers.read_file(dir .. "/started"), "the command started")
+  end)
+end)
+
+describe("core.spawn over many runs", function()
+  it("50 spawn/stop cycles: 50 exit events, no zombie, only fds 0-2 in the command", function()
+    -- A fd opened by Lua is not CLOEXEC: it must not reach the command anyway.
+    local leaky = assert(io.open(helpers.tmpdir() .. "/leaky", "w"))
+    local exits = 0
+    for i = 1, 50 do
+      local run = start({ cmd = { treegen, "sleep" }, grace_ms = 1000 })
+      wait_event(run, "started")
+      -- Right after exec the dynamic loader briefly holds fd 3 (ld.so.cache, libc): a leak is
+      -- an fd that stays.
+      helpers.retry(2000, function()
+        local fds = listdir("/proc/" .. run.p:pid() .. "/fd")
+        return table.concat(fds, ",") == "0,1,2", ("cycle %d: fds %s"):format(i,
+          table.concat(fds, ","))
+      end)
+      run.p:stop()
+      wait_exit(run)
+      assert_clean(run)
+      exits = exits + count_type(run, "exit")
+    end
+    leaky:close()
+    assert.are.equal(50, exits)
+    local zombies = {}
+    for _, st in ipairs(helpers.children_of(uv.os_getpid())) do
+      if st.state == "Z" then
+        zombies[#zombies + 1] = st
+      end
+    end
+    assert.are.equal(0, #zombies, helpers.describe(zombies))
+  end)
+end)
+
+describe("the exit event", function()
+  it("carries the main command's exit code", function()
+    local run = start({ cmd = "exit 7" })
+    local ev = wait_exit(run)
+    assert.are.equal(7, ev.code)
+    assert.are.equal(7, ev.status)
+    assert.is_nil(ev.signal)
+    assert.is_nil(ev.duration_ms)
+    assert.is_false(ev.forced)
+  end)
+
+  it("carries the signal that killed the main command", function()
+    local run = start({ cmd = "kill -9 $$" })
+    local ev = wait_exit(run)
+    assert.are.equal(9, ev.signal)
+    assert.are.equal(137, ev.status)
+    assert.is_nil(ev.code)
+  end)
+
+  it("reports a missing program as spawn_error, status 127, with no keeper left", function()
+    local run = start({ cmd = { "no-such-program-" .. helpers.unique() } })
+    local ev = wait_exit(run)
+    assert.matches("^ENOENT: ", ev.spawn_error)
+    assert.are.equal(127, ev.status)
+    assert.are.equal("exit", event_types(run))
+    assert.is_nil(helpers.proc_stat(run.p:keeper_pid()))
+  end)
+
+  it("reports a program that cannot be executed as status 126", function()
+    local file = helpers.tmpdir() .. "/not-executable"
+    helpers.write_file(file, "#!/bin/sh\n")
+    local ev = wait_exit(start({ cmd = { file } }))
+    assert.matches("^EACCES: ", ev.spawn_error)
+    assert.are.equal(126, ev.status)
+  end)
+end)
+
+describe("the command's process", function()
+  it("starts with no ignored or blocked signal even when the spawner ignores SIGINT", function()
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/status.lua", ([[
+      local core = require("reload.core")
+      core.spawn{ cmd = { %q, "status" } }
+    ]]):format(treegen))
+    local code, out, err = helpers.run({ "/bin/sh", "-c", "trap '' INT QUIT; exec "
+      .. helpers.shell_quote(helpers.reload_bin) .. " script " .. dir .. "/status.lua" })
+    assert.are.equal(0, code, err)
+    assert.matches("SigBlk:%s+0+\n", out)
+    assert.matches("SigIgn:%s+0+\n", out)
+  end)
+
+  it("runs in its own session with setsid = true", function()
+    local run = start({ cmd = { treegen, "sleep" }, setsid = true })
+    wait_event(run, "started")
+    local stat = helpers.read_file("/proc/" .. run.p:pid() .. "/stat")
+    local sid = tonumber(stat:match("%) %S+ %d+ %d+ (%d+)"))
+    assert.are.equal(run.p:pid(), sid)
+    run.p:stop()
+    wait_exit(run)
+    assert_clean(run)
+  end)
+
+  it("gets signals from p:signal for the main process, its group or the whole tree", function()
+    local out = {}
+    local function loop(name)
+      return ("trap 'echo hup-%s' HUP; echo ready-%s; while :; do sleep 0.01; done"):format(name,
+        name)
+    end
+    local run = start({
+      cmd = ("sh -c %s & setsid sh -c %s & %s"):format(helpers.shell_quote(loop("group")),
+        helpers.shell_quote(loop("tree")), loop("main")),
+      stdout = "pipe",
+      on_stdout = function(chunk) out[#out + 1] = chunk end,
+    })
+    local function seen(word, n)
+      helpers.wait_until(5000, function()
+        local _, count = table.concat(out):gsub(word, "")
+        return count >= n
+      end, function() return ("%d x %s; output: %s"):format(n, word, table.concat(out)) end)
+    end
+    seen("ready%-", 3)
+    run.p:signal("HUP", "main")
+    seen("hup%-main", 1)
+    run.p:signal("SIGHUP", "group")
+    seen("hup%-main", 2)
+    seen("hup%-group", 1)
+    run.p:signal(1, "tree")
+    seen("hup%-tree", 1)
+    seen("hup%-main", 3)
+    seen("hup%-group", 2)
+    run.p:stop()
+    wait_exit(run)
+    assert_clean(run)
+  end)
+
+  it("writes to stdout and stderr pipes: chunks, then nil, then exit", function()
+    local order = {}
+    local out, err = {}, {}
+    local run = start({
+      cmd = { "/bin/sh", "-c", "cat; echo oops >&2" },
+      stdin = "pipe", stdout = "pipe", stderr = "pipe",
+      on_stdout = function(chunk)
+        out[#out + 1] = chunk
+        if not chunk then order[#order + 1] = "stdout-eof" end
+      end,
+      on_stderr = function(chunk)
+        err[#err + 1] = chunk
+        if not chunk then order[#order + 1] = "stderr-eof" end
+      end,
+    })
+    run.p:write("hello ")
+    run.p:write("world\n")
+    run.p:close_stdin()
+    local ev = wait_exit(run)
+    assert.are.equal(0, ev.code)
+    assert.are.equal("hello world\n", table.concat(out))
+    assert.are.equal("oops\n", table.concat(err))
+    table.sort(order)
+    assert.are.same({ "stderr-eof", "stdout-eof" }, order)
+    local ok, _, code = run.p:write("x")
+    assert.is_nil(ok)
+    assert.are.equal("EPIPE", code)
+  end)
+end)
+
+describe("core.spawn misuse", function()
+  it("raises on wrong options and returns OS errors", function()
+    assert.has_error(function() core.spawn({ cmd = { "true" }, bogus = 1 }) end,
+      "unknown option 'bogus'")
+    assert.has_error(function() core.spawn({ cmd = {} }) end, "option 'cmd': empty")
+    assert.has_error(function() core.spawn({ cmd = "true", stop_signal = "NOPE" }) end,
+      "option 'stop_signal': unknown signal 'NOPE'")
+    assert.has_error(function() core.spawn({ cmd = "true", stdin = "tty" }) end,
+      "option 'stdin': invalid value 'tty'")
+    local p, err, code = core.spawn({ cmd = "true", cwd = "/no/such/dir" })
+    assert.is_nil(p)
+    assert.are.equal("ENOENT", code)
+    assert.matches("^ENOENT: ", err)
+    local run = start({ cmd = { treegen, "sleep" } })
+    assert.has_error(function() run.p:signal("NOPE") end)
+    assert.has_error(function() run.p:write("x") end)
+    assert.has_error(function() run.p:stop({ grace = 1 }) end, "unknown option 'grace'")
+    run.p:kill()
+    wait_exit(run)
+  end)
+end)
+
+describe("under Delve", function()
+  local function build_server()
+    if helpers.run({ "/bin/sh", "-c", "command -v go && command -v dlv" }) ~= 0 then
+      return nil
+    end
+    -- Built into the build tree, with its own Go cache: the second build is instant.
+    local dir = helpers.build_dir .. "/goserver"
+    local code, _, err = helpers.run({ "go", "build", "-o", dir .. "/server",
+      helpers.spec_fixtures .. "/goserver/main.go" }, {
+      env = env_with("GOCACHE=" .. dir .. "/gocache", "GOPATH=" .. dir .. "/gopath",
+        "GOFLAGS=", "CGO_ENABLED=0"),
+      timeout_ms = 120000,
+    })
+    assert.are.equal(0, code, err)
+    return dir .. "/server"
+  end
+
+  local function under_dlv(stop)
+    local server = build_server()
+    if not server then
+      pending("go or dlv is not installed")
+      return
+    end
+    local port = ("%d"):format(helpers.free_port())
+    local dlv_port = ("%d"):format(helpers.free_port())
+    -- Go programs and ASan's LD_PRELOAD do not mix: the tree gets a clean environment.
+    local env = {}
+    for _, e in ipairs(env_with()) do
+      if not e:find("^LD_PRELOAD=") then env[#env + 1] = e end
+    end
+    local marker = "RELOAD_PROC_TAG=" .. helpers.unique("dlv")
+    env[#env + 1] = marker
+    local run = start({ cmd = { "dlv", "exec", "--headless", "--continue", "--accept-multiclient",
+      "--listen", "127.0.0.1:" .. dlv_port, "--api-version", "2", server, "--",
+      port }, env = env, grace_ms = 3000, stdout = "null" })
+    run.marker = marker
+    wait_listening(tonumber(dlv_port), run)
+    wait_listening(tonumber(port), run)
+    stop(run.p)
+    wait_exit(run, 15000)
+    assert_clean(run, { tonumber(port), tonumber(dlv_port) })
+  end
+
+  it("stop frees both the app's and the debugger's port", function()
+    under_dlv(function(p) p:stop() end)
+  end)
+
+  it("kill frees both ports at once", function()
+    under_dlv(function(p) p:kill() end)
+  end)
+end)

@@ -1,0 +1,118 @@
+---@meta reload.core
+-- LuaLS description of the reload.core C module (src/*.c). Not loaded at run time: point
+-- LuaLS's workspace.library at types/ to use it.
+
+---@class reload.core
+---@field version string "MAJOR.MINOR.PATCH"
+local core = {}
+
+---@class reload.core.Stats
+---@field handles integer live core handles (a Process counts as one from spawn to "exit")
+---@field refs integer live registry references held by the core
+
+--- Live handles and references, for leak checks in tests.
+---@return reload.core.Stats
+function core._stats() end
+
+--- A one-shot timer on the core's loop (proves luv and the core share one loop).
+---@param ms integer
+---@param fn fun()
+---@return true|nil ok, string? err, string? code
+function core._timer_probe(ms, fn) end
+
+---@alias reload.SignalName
+---| "HUP" | "INT" | "QUIT" | "TERM" | "KILL" | "USR1" | "USR2" | "CONT" | "STOP" | "WINCH"
+---| string  # any of those with or without "SIG", any case; also "ALRM", "PIPE", "TSTP", ...
+
+---@alias reload.Signal reload.SignalName|integer
+
+---@class reload.SpawnOptions
+---@field cmd string|string[] string: /bin/sh -c STRING; table: argv, PATH lookup
+---@field cwd? string working directory of the command
+---@field env? string[] the command's whole environment ("K=V"); nil inherits reload's
+---@field stdin? "null"|"inherit"|"pipe" default "null" (a background group reading the tty
+--- would be stopped by SIGTTIN)
+---@field stdout? "inherit"|"null"|"pipe" default "inherit"
+---@field stderr? "inherit"|"null"|"pipe" default "inherit"
+---@field on_stdout? fun(chunk: string|nil) with "pipe": each chunk, then nil once at EOF
+--- (before "exit")
+---@field on_stderr? fun(chunk: string|nil)
+---@field stop_signal? reload.Signal polite signal of stop(); default "TERM"
+---@field grace_ms? integer polite phase before SIGKILL; default 3000
+---@field on_main_exit? "wait-tree"|"kill-tree" when the main command exits on its own: keep the
+--- run while any descendant lives (default), or tear the rest down
+---@field setsid? boolean new session instead of a new process group; default false
+---@field on_event? fun(ev: reload.ProcessEvent)
+
+---@class reload.ProcessEvent
+---@field type "started"|"main-exit"|"stopping"|"forcing"|"exit"
+---@field pid? integer "started": the main command's pid
+---@field pgid? integer "started": its process group
+---@field code? integer "main-exit", "exit": the main command's exit code (nil if killed)
+---@field signal? integer "main-exit", "exit": the signal that killed it
+---@field status? integer "exit": code, or 128+signal, or 127/126 with spawn_error
+---@field forced? boolean "exit": SIGKILL was needed
+---@field duration_ms? number "exit": stop request -> tree empty; nil if it ended on its own
+---@field fallback? boolean "exit": the keeper died; reload's own sweep was used
+---@field spawn_error? string "exit": "ENOENT: no such file or directory" when exec failed
+
+---@class reload.ProcessInfo
+---@field pid integer
+---@field ppid integer
+---@field pgid integer
+---@field comm string
+
+--- A command and every process it creates, started through a keeper. "exit" is the last
+--- event, exactly once, when the whole tree is gone; the handle is held until then.
+---@class reload.Process
+local Process = {}
+
+---@return integer|nil pid of the main command (nil before "started" or if exec failed)
+function Process:pid() end
+
+---@return integer|nil
+function Process:pgid() end
+
+---@return integer
+function Process:keeper_pid() end
+
+---@return "starting"|"running"|"main-exited"|"stopping"|"forcing"|"exited"
+function Process:status() end
+
+--- Polite signal to the whole tree, SIGKILL after the grace; idempotent. The result is the
+--- "exit" event.
+---@param opts? { signal?: reload.Signal, grace_ms?: integer }
+---@return true
+function Process:stop(opts) end
+
+--- Straight to the SIGKILL sweeps.
+---@return true
+function Process:kill() end
+
+--- Sends a signal without teardown.
+---@param sig reload.Signal
+---@param scope? "main"|"group"|"tree" default "group"
+---@return true
+function Process:signal(sig, scope) end
+
+--- Live descendants of the keeper (the whole tree), parents before children.
+---@return reload.ProcessInfo[]
+function Process:descendants() end
+
+--- Writes to the command's stdin (spawned with stdin = "pipe", else raises).
+---@param data string
+---@return true|nil ok, string? err, string? code
+function Process:write(data) end
+
+---@return true
+function Process:close_stdin() end
+
+--- Stops a running tree (default signal and grace); idempotent. Also __close.
+function Process:close() end
+
+--- Starts cmd under a keeper.
+---@param opts reload.SpawnOptions
+---@return reload.Process|nil process, string? err, string? code
+function core.spawn(opts) end
+
+return core
