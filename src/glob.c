@@ -854,7 +854,7 @@ const rl_ilist_t *rl_ignore_dir(rl_ignore_t *ig, const char *dir, size_t len, in
   if (v)
     return v == (void *)&rl_tombstone ? NULL : v;
   rl_ilist_t *l = NULL;
-  if (exists) {
+  if (exists && ig->root) {
     size_t n = strlen(ig->root) + len + 16;
     char *file = malloc(n);
     if (!file)
@@ -870,6 +870,23 @@ const rl_ilist_t *rl_ignore_dir(rl_ignore_t *ig, const char *dir, size_t len, in
     return NULL;
   }
   return l;
+}
+
+int rl_ignore_set_rules(rl_ignore_t *ig, const char *dir, size_t len, char *buf, size_t size)
+{
+  rl_ilist_t *l = rl_ilist_new(dir, len);
+  if (!l || rl_ilist_parse(l, buf, size) < 0) {
+    rl_ilist_free(l);
+    return -1;
+  }
+  int oom;
+  rl_ilist_free(rl_map_put(ig->dirs, dir, len, l, &oom));
+  if (oom) {
+    rl_ilist_free(l);
+    return -1;
+  }
+  ig->gitignore = 1;
+  return 0;
 }
 
 void rl_ignore_forget(rl_ignore_t *ig, const char *dir, size_t len)

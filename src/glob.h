@@ -38,6 +38,10 @@ int rl_ignore_add(rl_ignore_t *ig, const char *pattern, int braces, char *err, s
  * directory has none. exists: 0 = known not to exist, 1 = exists or unknown. */
 const rl_ilist_t *rl_ignore_dir(rl_ignore_t *ig, const char *dir, size_t len, int exists);
 
+/* Sets the rules of dir from a gitignore-format buffer (modified in place), as if read from
+ * dir/.gitignore: for tests and the fuzzer. Returns 0 or -1 (out of memory). */
+int rl_ignore_set_rules(rl_ignore_t *ig, const char *dir, size_t len, char *buf, size_t size);
+
 /* Forgets the cached rules of dir (its .gitignore changed); the next rl_ignore_dir reads it. */
 void rl_ignore_forget(rl_ignore_t *ig, const char *dir, size_t len);
 
