@@ -308,7 +308,7 @@ local next_port = nil
 ---@return integer
 function M.free_port()
   if not next_port then
-    next_port = 20000 + (uv.os_getpid() * 37) % 10000
+    next_port = 20000 + (math.tointeger(uv.os_getpid()) * 37) % 10000
   end
   for _ = 1, 2000 do
     next_port = next_port + 1
@@ -442,13 +442,17 @@ function Proc:write(data)
   self.stdin:write(data)
 end
 
---- Kills its whole process group (it was started as a group leader) and waits for it.
+--- Ends it: SIGKILL to the process alone first, so that a reload under test still gets its
+--- keepers' teardown (parent-death signal), then to its whole process group.
 function Proc:kill()
   if self.code == nil then
-    pcall(uv.kill, -self.pid, "sigkill")
     pcall(uv.kill, self.pid, "sigkill")
     pcall(self.wait, self, 5000)
   end
+  pcall(M.wait_until, 3000, function()
+    return uv.kill(-self.pid, 0) == nil -- ESRCH: the group is empty
+  end, "the group of " .. self.pid)
+  pcall(uv.kill, -self.pid, "sigkill")
 end
 
 --- Starts a long-running process in its own process group (so a test can end its whole tree),

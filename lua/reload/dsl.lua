@@ -359,7 +359,7 @@ end
 --- The line where `key =` is written, searching from the service's own line. Lua does not
 --- record where a table constructor's keys are, so the source text is the only witness.
 local function key_line(lines, from, key)
-  for i = from, #lines do
+  for i = math.max(from, 1), #lines do
     if lines[i]:find("%f[%w_]" .. key:gsub("%p", "%%%0") .. "%s*=") then
       return i
     end
