@@ -337,6 +337,8 @@ static void rl_output_eof(rl_proc_t *p, int fd)
   p->io_open[fd] = 0;
   uv_read_stop((uv_stream_t *)&p->io[fd]);
   rl_close_handle(p, (uv_handle_t *)&p->io[fd]);
+  if (p->detached)
+    return;
   lua_pushnil(p->L);
   rl_callback(p, fd == 1 ? p->out_ref : p->err_ref);
 }
@@ -473,6 +475,8 @@ static void rl_on_line(rl_proc_t *p, const char *line)
 {
   int a, b;
   long long us;
+  if (p->detached)
+    return;
   if (sscanf(line, "started %d %d", &a, &b) == 2) {
     rl_on_started(p, a, b);
   } else if (sscanf(line, "exec-error %d", &a) == 1) {
@@ -1103,8 +1107,10 @@ static int rl_proc_close(lua_State *L)
 }
 
 /* __gc: after "exit" the C state goes with the handle. A run still active here means the Lua
- * state itself is closing (the registry held it): the run is left to its keeper, which sees EOF
- * once reload exits, and no callback will touch Lua again. */
+ * state itself is closing (the registry held it). Our handles are closed now, with our own
+ * callback: stock luv's loop __gc then closes every handle still open with a callback that
+ * takes handle->data for its own structure. Closing fd 3 is EOF for the keeper, which tears
+ * the tree down as it does when reload dies; no callback touches Lua again. */
 static int rl_proc_gc(lua_State *L)
 {
   rl_proc_box_t *box = luaL_checkudata(L, 1, RL_PROCESS_MT);
@@ -1112,10 +1118,13 @@ static int rl_proc_gc(lua_State *L)
   box->p = NULL;
   if (!p)
     return 0;
-  if (p->finished)
+  if (p->finished) {
     free(p);
-  else
-    p->detached = 1;
+    return 0;
+  }
+  p->detached = 1;
+  if (!p->finishing)
+    rl_close_all(p);
   return 0;
 }
 

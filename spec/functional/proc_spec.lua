@@ -327,6 +327,30 @@ describe("when the API caller is SIGKILLed", function()
   end)
 end)
 
+describe("a Lua state closed while a run is active", function()
+  it("does not crash stock lua5.4 (luv's loop __gc), and the tree goes", function()
+    local dir = helpers.tmpdir()
+    local port = helpers.free_port()
+    local marker = "RELOAD_PROC_TAG=" .. helpers.unique("close")
+    helpers.write_file(dir .. "/closing.lua", ([[
+      package.cpath = %q .. "/lib/?.so;" .. package.cpath
+      local uv = require("luv")
+      local core = require("reload.core")
+      local p = core.spawn{ cmd = { %q, "setsid", "%d" }, env = { %q }, grace_ms = 300,
+        stdout = "pipe", on_stdout = function() end }
+      while not p:pid() do uv.run("once") end
+      io.stdout:write("started\n")
+    ]]):format(helpers.build_dir, treegen, port, marker))
+    local code, out, err = helpers.run({ "lua5.4", dir .. "/closing.lua" })
+    assert.are.equal(0, code, err)
+    assert.are.equal("started\n", out)
+    helpers.retry(1000, function()
+      local left = helpers.tagged(marker)
+      return #left == 0, "survivors: " .. helpers.describe(left)
+    end)
+  end)
+end)
+
 describe("when the API caller dies before the keeper armed PDEATHSIG", function()
   it("the keeper sees the wrong parent and starts nothing", function()
     local dir = helpers.tmpdir()
