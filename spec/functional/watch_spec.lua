@@ -329,7 +329,8 @@ describe("core.watch", function()
       end
       for i = 1, 6 do
         helpers.wait_until(3000, function()
-          return rec.find("create", "d" .. i .. "/sub/f") or rec.find("rename", "d" .. i .. "/sub/f")
+          local path = "d" .. i .. "/sub/f"
+          return rec.find("create", path) or rec.find("rename", path)
         end, function() return "d" .. i .. "/sub/f; seen " .. rec.describe() end)
       end
     end)
