@@ -449,8 +449,10 @@ enum {
 
 typedef struct {
   unsigned flags;
-  char *prefix; /* literal start of an anchored pattern, compared before wildmatch runs */
+  char *prefix; /* literal start of an anchored pattern, compared before wildmatch runs; for a
+                 * basename pattern without wildcards (or "*" + such), the literal (suffix) */
   size_t prefixlen;
+  int literal; /* basename pattern: 1 = the whole name is prefix, 2 = "*" + prefix */
   rl_wild_t wild;
 } rl_pat_t;
 
@@ -499,6 +501,25 @@ static const char *rl_pat_compile(rl_pat_t *pat, const char *s)
     pat->flags |= RL_PAT_NODIR;
   const char *why;
   if (pat->flags & RL_PAT_NODIR) {
+    /* git's shortcuts, which most names take: a plain name, or "*" and a plain suffix ("*.o"),
+     * compared without running the matcher (the common case of the walk). */
+    size_t plain = 0;
+    while (plain < len && !rl_glob_special(s[plain]))
+      plain++;
+    size_t tail = 1;
+    while (len && tail < len && !rl_glob_special(s[tail]))
+      tail++;
+    if (plain == len)
+      pat->literal = 1;
+    else if (len && s[0] == '*' && tail == len)
+      pat->literal = 2;
+    if (pat->literal) {
+      size_t off = pat->literal == 2;
+      pat->prefix = strndup(s + off, len - off);
+      pat->prefixlen = len - off;
+      if (!pat->prefix)
+        return "out of memory";
+    }
     why = rl_wild_compile(&pat->wild, s, len, 0);
   } else {
     if (*s == '/') {
@@ -528,7 +549,18 @@ static int rl_pat_match(const rl_pat_t *pat, const rl_ilist_t *l, const char *pa
     return 0;
   if (pat->flags & RL_PAT_NODIR) {
     const char *slash = memrchr(path, '/', len);
-    return rl_wild_match(&pat->wild, slash ? slash + 1 : path);
+    const char *base = slash ? slash + 1 : path;
+    size_t baselen = len - (size_t)(base - path);
+    if (pat->literal == 1)
+      return baselen == pat->prefixlen && !memcmp(base, pat->prefix, baselen);
+    if (pat->literal == 2)
+      return baselen >= pat->prefixlen &&
+             !memcmp(base + baselen - pat->prefixlen, pat->prefix, pat->prefixlen);
+    /* A pattern that starts with a plain character cannot match a name that does not. */
+    const rl_tok_t *first = &pat->wild.tok[0];
+    if (first->type == RL_TOK_LIT && (unsigned char)base[0] != first->ch)
+      return 0;
+    return rl_wild_match(&pat->wild, base);
   }
   if (len < l->baselen + 1 || memcmp(path, l->base, l->baselen))
     return 0;

@@ -244,7 +244,7 @@ function M:on_batch(batch)
     return
   end
   local overflow, config_changed = false, false
-  local paths = {}
+  local paths, dirs = {}, {}
   for _, ev in ipairs(batch) do
     if ev.kind == "overflow" then
       overflow = true
@@ -253,6 +253,13 @@ function M:on_batch(batch)
         config_changed = true
       end
       paths[#paths + 1] = ev.path
+    elseif ev.kind == "remove" or ev.kind == "rename" then
+      -- A directory moved or deleted stands for its whole subtree (the watcher reports the
+      -- directory alone): it concerns every service that watches anything under it.
+      dirs[#dirs + 1] = ev.path
+      if ev.from then
+        dirs[#dirs + 1] = ev.from
+      end
     end
   end
   if config_changed then
@@ -266,6 +273,11 @@ function M:on_batch(batch)
     for _, p in ipairs(paths) do
       if concerns(svc, p) then
         mine[#mine + 1] = p
+      end
+    end
+    for _, d in ipairs(dirs) do
+      if not (svc.ignore and svc.ignore:ignored(d, true)) then
+        mine[#mine + 1] = d .. "/"
       end
     end
     if (#mine > 0 or overflow) and svc.started_once then

@@ -274,4 +274,20 @@ service "b" { run = "./b" }
     assert.matches("previous configuration keeps running", text())
     assert.are.equal(0, a.stops)
   end)
+
+  it("treats a removed or moved directory as a change to its whole subtree", function()
+    start('service "api" { watch = "**/*.go", build = "go build", run = "./api" }')
+    core.last("go build"):exit(0)
+    core.last("./api"):start()
+    core.watcher.opts.on_events({ { path = "pkg/util", kind = "remove", dir = true } })
+    clock.advance(5)
+    assert.are.equal(2, #(function()
+      local n = {}
+      for _, p in ipairs(core.spawned) do
+        if p.opts.cmd[3] == "go build" then n[#n + 1] = p end
+      end
+      return n
+    end)())
+    assert.matches("pkg/util/ changed", text())
+  end)
 end)
