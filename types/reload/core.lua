@@ -115,4 +115,94 @@ function Process:close() end
 ---@return reload.Process|nil process, string? err, string? code
 function core.spawn(opts) end
 
+---@class reload.Glob
+local Glob = {}
+
+--- True when the relative, '/'-separated path (or one of its parent directories) matches.
+--- Gitignore semantics: a pattern with no '/' matches a name at any depth; `{a,b}` braces.
+---@param path string
+---@param is_dir? boolean
+---@return boolean
+function Glob:match(path, is_dir) end
+
+--- Compiles a glob, or a list of them where a later `!pattern` excludes again.
+--- Raises on a malformed pattern.
+---@param pattern string|string[]
+---@return reload.Glob
+function core.glob(pattern) end
+
+---@param pattern string
+---@param path string
+---@param is_dir? boolean
+---@return boolean
+function core.glob_match(pattern, path, is_dir) end
+
+---@class reload.Ignore
+local Ignore = {}
+
+--- The full decision: defaults, every .gitignore, .git/info/exclude, extra patterns.
+---@param path string relative to root
+---@param is_dir? boolean
+---@return boolean
+function Ignore:ignored(path, is_dir) end
+
+--- Forgets the cached .gitignore of a directory (re-read on next use).
+---@param dir string
+function Ignore:forget(dir) end
+
+---@class reload.IgnoreOptions
+---@field root? string absolute root (required when gitignore = true)
+---@field patterns? string[] extra gitignore-syntax patterns
+---@field defaults? boolean .git, node_modules, editor temp files (default true)
+---@field gitignore? boolean read .gitignore files and .git/info/exclude (default true)
+
+---@param opts reload.IgnoreOptions
+---@return reload.Ignore
+function core.ignore(opts) end
+
+---@class reload.WatchEvent
+---@field path string relative to the root
+---@field kind "create"|"modify"|"remove"|"rename"|"overflow"
+---@field dir? boolean the path is a directory (stands for its whole subtree)
+---@field from? string "rename": the old path
+
+---@class reload.WatchOptions
+---@field root string absolute project root
+---@field ignore? string[] extra gitignore-syntax patterns
+---@field defaults? boolean default true
+---@field gitignore? boolean default true
+---@field backend? "inotify"|"poll" default "inotify"
+---@field poll_interval_ms? integer default 500
+---@field on_events fun(batch: reload.WatchEvent[]) one call per batch
+---@field on_error? fun(message: string) non-fatal problems (watch limit, unreadable directory)
+
+---@class reload.Watcher
+local Watcher = {}
+
+---@class reload.WatchStats
+---@field backend string
+---@field dirs integer watched directories (inotify and polled)
+---@field files integer files seen (approximate after start)
+---@field watches integer inotify watches
+---@field polled_dirs integer
+---@field events integer
+---@field errors integer
+---@field last_error? string
+
+---@return reload.WatchStats
+function Watcher:stats() end
+
+---@param path string
+---@param is_dir? boolean
+---@return boolean
+function Watcher:ignored(path, is_dir) end
+
+--- Idempotent; also __gc and __close.
+function Watcher:close() end
+
+--- Watches a tree recursively; ignored directories never get a watch.
+---@param opts reload.WatchOptions
+---@return reload.Watcher|nil watcher, string? err, string? code
+function core.watch(opts) end
+
 return core
