@@ -323,4 +323,21 @@ service "app" { run = { "sh", "-c", "echo inner-ran; sleep 1000" },
     helpers.kill_all(left)
     assert.are.same({}, left)
   end)
+
+  it("accepts the project's own Reloadfile and every example's, plain and with --debug", function()
+    local files = { helpers.root .. "/Reloadfile.lua" }
+    for _, name in ipairs({ "c-make", "node", "go-dlv", "multi" }) do
+      files[#files + 1] = helpers.root .. "/examples/" .. name .. "/Reloadfile.lua"
+    end
+    for _, file in ipairs(files) do
+      for _, extra in ipairs({ {}, { "--debug" } }) do
+        local args = { "check", "-f", file }
+        for _, a in ipairs(extra) do
+          args[#args + 1] = a
+        end
+        local code, out, err = helpers.reload(args)
+        assert.are.equal(0, code, file .. ": " .. out .. err)
+      end
+    end
+  end)
 end)
