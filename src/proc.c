@@ -1162,8 +1162,21 @@ static const luaL_Reg rl_proc_functions[] = {
   {NULL, NULL},
 };
 
+/* A keeper can exit between our decision to write to its control socket and the write: the
+ * write then raises SIGPIPE, whose default action killed reload in the middle of a quit (seen
+ * in CI: exit status 141). The EPIPE error is handled where the write completes. A host that
+ * already chose a disposition for SIGPIPE keeps it; commands get SIG_DFL back (libuv and the
+ * keeper reset every disposition before exec). */
+static void rl_proc_ignore_sigpipe(void)
+{
+  struct sigaction old;
+  if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+    signal(SIGPIPE, SIG_IGN);
+}
+
 void rl_proc_open(lua_State *L)
 {
+  rl_proc_ignore_sigpipe();
   if (luaL_newmetatable(L, RL_PROCESS_MT)) {
     luaL_setfuncs(L, rl_proc_metamethods, 0);
     luaL_newlib(L, rl_proc_methods);

@@ -604,3 +604,29 @@ describe("under Delve", function()
     under_dlv(function(p) p:kill() end)
   end)
 end)
+
+describe("a stop racing the keeper's own exit", function()
+  it("never kills the caller with SIGPIPE (the control socket may already be closed)", function()
+    -- Run in a child lua5.4: if a write to a gone keeper raised SIGPIPE, it would die of it.
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/race.lua", ([[
+      package.cpath = %q .. package.cpath
+      local uv = require("luv")
+      local core = require("reload.core")
+      local exits = 0
+      for _ = 1, 40 do
+        local p
+        p = core.spawn({ cmd = { "true" }, on_event = function(ev)
+          -- The main command is gone and the keeper is on its way out: ask it to stop anyway.
+          if ev.type == "main-exit" then p:stop() p:kill() p:signal("HUP", "tree") end
+          if ev.type == "exit" then exits = exits + 1 end
+        end })
+      end
+      uv.run()
+      io.stdout:write(exits, "\n")
+    ]]):format(helpers.build_dir .. "/lib/?.so;"))
+    local code, out, err = helpers.run({ "lua5.4", dir .. "/race.lua" })
+    assert.are.equal(0, code, "status " .. code .. ": " .. err)
+    assert.are.equal("40\n", out)
+  end)
+end)
