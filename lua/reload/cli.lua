@@ -351,16 +351,26 @@ local function load_config(file, flags)
   return config
 end
 
-local function cmd_default(argv)
-  local opts, rest = parse(argv, 1, GLOBAL)
+--- Parses a command's options; returns opts, rest, or nil and the exit status when the
+--- command is already done (a usage error, or --help).
+local function begin(argv, first, spec, usage)
+  local opts, rest = parse(argv, first, spec)
   if not opts then
-    return usage_error(rest)
+    return nil, usage_error(rest, usage)
   end
   if opts.help then
-    write(M.stdout, M.usage)
-    return 0
+    write(M.stdout, usage)
+    return nil, 0
   end
   setup_log(opts)
+  return opts, rest
+end
+
+local function cmd_default(argv)
+  local opts, rest = begin(argv, 1, GLOBAL, M.usage)
+  if not opts then
+    return rest
+  end
   local file, err = find_file(opts)
   if not file then
     log.error("%s", err)
@@ -385,15 +395,10 @@ local function cmd_default(argv)
 end
 
 local function cmd_run(argv)
-  local opts, rest = parse(argv, 2, RUN)
+  local opts, rest = begin(argv, 2, RUN, M.run_usage)
   if not opts then
-    return usage_error(rest, M.run_usage)
+    return rest
   end
-  if opts.help then
-    write(M.stdout, M.run_usage)
-    return 0
-  end
-  setup_log(opts)
   if #rest == 0 then
     return usage_error("run: missing COMMAND (reload run [OPTIONS] -- COMMAND [ARG...])",
       M.run_usage)
@@ -469,18 +474,13 @@ local function count_dirs(config)
 end
 
 local function cmd_check(argv)
-  local opts, rest = parse(argv, 2, GLOBAL)
+  local opts, rest = begin(argv, 2, GLOBAL, M.check_usage)
   if not opts then
-    return usage_error(rest, M.check_usage)
-  end
-  if opts.help then
-    write(M.stdout, M.check_usage)
-    return 0
+    return rest
   end
   if #rest > 0 then
     return usage_error("check takes no arguments", M.check_usage)
   end
-  setup_log(opts)
   local file, err = find_file(opts)
   if not file then
     log.error("%s", err)
@@ -524,15 +524,10 @@ service "app" {
 ]]
 
 local function cmd_init(argv)
-  local opts, rest = parse(argv, 2, GLOBAL)
+  local opts, rest = begin(argv, 2, GLOBAL, M.init_usage)
   if not opts then
-    return usage_error(rest, M.init_usage)
+    return rest
   end
-  if opts.help then
-    write(M.stdout, M.init_usage)
-    return 0
-  end
-  setup_log(opts)
   local target = uv.cwd() .. "/Reloadfile.lua"
   if uv.fs_stat(target) then
     log.error("%s already exists; not overwriting it", target)
