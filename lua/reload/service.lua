@@ -616,17 +616,16 @@ function M:stop_process(fn, force)
     self.ready_timer:stop()
     self.ready_timer = nil
   end
-  local prev = self.stopping_for
+  -- One stop at a time, and only the newest continuation runs once the tree is gone: two
+  -- changes during one stop must start one new process, not two racing for the port.
+  local in_flight = self.stopping_for ~= nil
   self.stopping_for = { generation = self.generation, fn = function(ev)
     self.proc = nil
-    if prev then
-      prev.fn(ev)
-    end
     fn(ev)
   end }
   if force then
     proc:kill()
-  else
+  elseif not in_flight then
     proc:stop()
   end
 end

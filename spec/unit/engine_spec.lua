@@ -290,4 +290,21 @@ service "b" { run = "./b" }
     end)())
     assert.matches("pkg/util/ changed", text())
   end)
+
+  it("starts one new process when changes arrive while the old tree is stopping", function()
+    start('service "api" { run = "./api", debounce = 0 }')
+    local old = core.last("./api")
+    old:start()
+    core.change("a.go")
+    clock.advance(0)
+    core.change("a.go")
+    clock.advance(0)
+    assert.are.equal(1, old.stops) -- the second change joins the stop under way
+    old:exit(143)
+    local count = 0
+    for _, p in ipairs(core.spawned) do
+      if p.opts.cmd[3] == "./api" then count = count + 1 end
+    end
+    assert.are.equal(2, count, "one old and exactly one new process")
+  end)
 end)
