@@ -203,9 +203,10 @@ for _, r in ipairs(rows) do
   if r.failed then
     print(("| %s | %s | %s | | | | | | | | | |"):format(tree, r.tool, r.failed))
   else
-    print(("| %s | %s | %s | %.1f MiB | %d | %d | %.0f ms / %d s | %d | %s | %d | %s | %s |"):format(
-      tree, r.tool, ms(r.ready), r.rss, r.nprocs, r.watches, r.idle_cpu, r.idle_s, r.idle_cs,
-      ms(r.storm_ms), r.storm_restarts, ms(r.storm_first), r.next and ms(r.next) or "**lost**"))
+    print(("| %s | %s | %s | %.1f MiB | %d | %d | %.0f ms / %d s | %d | %s | %d | %s | %s |")
+      :format(tree, r.tool, ms(r.ready), r.rss, r.nprocs, r.watches, r.idle_cpu, r.idle_s,
+      r.idle_cs, ms(r.storm_ms), r.storm_restarts, ms(r.storm_first),
+      r.next and ms(r.next) or "**lost**"))
   end
 end
 print("\n| target (reload) | |")
