@@ -192,9 +192,10 @@ end
 
 local function ms(x) return x and ("%.1f ms"):format(x) or "-" end
 print("\n## 3–5. Whole tree watched: start-up, memory, idle, storm (one run per tool)\n")
-print("Ready = spawn → first restart caused by a change (the generation file is rewritten every "
-  .. "20 ms until one is seen). RSS and watches: the tool's processes (reload's keepers "
-  .. "included), not the command. Storm: 5,000 files rewritten; restarts = server starts.\n")
+print("Ready = spawn → first restart caused by a change (the generation file is rewritten at "
+  .. "growing intervals from 20 ms until one is seen). RSS and watches: the tool's processes "
+  .. "(reload's keepers included), not the command. Storm: 5,000 files rewritten; restarts = "
+  .. "server starts.\n")
 print("| tree | tool | ready | RSS | procs | inotify watches | idle CPU | idle ctx switches "
   .. "| storm (writing) | storm restarts | storm end → restart | next change |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
