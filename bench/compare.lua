@@ -2,7 +2,7 @@
 --- inotifywait loop), on one fixture: bench/fixture/server.c under a `sh -> sh -> server` chain
 --- (and one whose server calls setsid). Not part of the test suite; run by bench/run.
 ---
----   lua5.4 bench/compare.lua [--quick] [--changes N]
+---   lua5.4 bench/compare.lua [--quick] [--changes N] [--only TOOL]   (TOOL: a row's name)
 ---
 --- Per tool and chain: start the tool, then N times write the watched file (recording
 --- uv.hrtime()) and read the server's stamps (CLOCK_MONOTONIC at main() and after listen()).
@@ -15,13 +15,14 @@ local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/?.lua;" .. package.path
 local lib = require("lib")
 
-local quick, changes = false, nil
+local quick, changes, only = false, nil, nil
 do
   local i = 1
   while arg[i] do
     if arg[i] == "--quick" then quick = true
     elseif arg[i] == "--changes" then i = i + 1; changes = tonumber(arg[i])
-    else error("usage: lua5.4 bench/compare.lua [--quick] [--changes N]") end
+    elseif arg[i] == "--only" then i = i + 1; only = arg[i]
+    else error("usage: lua5.4 bench/compare.lua [--quick] [--changes N] [--only TOOL]") end
     i = i + 1
   end
 end
@@ -202,6 +203,10 @@ local function measure(tool, setsid, n)
     r.survivors = r.survivors + survivors(s.marker, gen)
     kill_marked(s.marker, gen)
   end
+  if os.getenv("BENCH_KEEP") then -- keep the stamps for a closer look
+    local name = tool.name:gsub("%W", "") .. (setsid and "-setsid" or "")
+    os.execute(("cp %s /tmp/bench-stamps-%s"):format(lib.q(s.stampfile), name))
+  end
   stop(s)
   return r
 end
@@ -211,7 +216,9 @@ for _, tool in ipairs(tools) do
   for _, setsid in ipairs({ false, true }) do
     local key = tool.name .. (setsid and " (setsid)" or "")
     io.stderr:write(("compare: %s, %d changes\n"):format(key, changes))
-    if tool.needs then
+    if only and tool.name ~= only and tool.name ~= "reload" then
+      results[key] = { failed = "skipped (--only)", started = {}, answering = {} }
+    elseif tool.needs then
       results[key] = measure(tool, setsid, changes)
     else
       results[key] = { failed = "not installed (run bench/setup)", started = {}, answering = {} }
