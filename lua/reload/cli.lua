@@ -239,10 +239,6 @@ local function notifier(enabled)
   end
 end
 
-local function environment()
-  return uv.os_environ()
-end
-
 --- Reads keys from a terminal on stdin: r, c, q, ?.
 local function start_keys(engine, quit)
   if uv.guess_handle(0) ~= "tty" then
@@ -286,7 +282,7 @@ local function run_engine(config, opts, only, loader)
     config = config,
     core = core,
     clock = require("reload.clock"),
-    env = environment(),
+    env = uv.os_environ(),
     only = only,
     loader = loader,
     notify = notifier(opts.notify),
@@ -343,14 +339,6 @@ local function run_engine(config, opts, only, loader)
   return 0
 end
 
-local function load_config(file, flags)
-  local config, err = dsl.load(file, flags)
-  if not config then
-    return nil, err
-  end
-  return config
-end
-
 --- Parses a command's options; returns opts, rest, or nil and the exit status when the
 --- command is already done (a usage error, or --help).
 local function begin(argv, first, spec, usage)
@@ -378,7 +366,7 @@ local function cmd_default(argv)
   end
   local flags = flags_of(opts)
   local config
-  config, err = load_config(file, flags)
+  config, err = dsl.load(file, flags)
   if not config then
     log.error("%s", err)
     return 1
@@ -390,7 +378,7 @@ local function cmd_default(argv)
     end
   end
   return run_engine(config, opts, rest, function()
-    return load_config(file, flags)
+    return dsl.load(file, flags)
   end)
 end
 
@@ -487,7 +475,7 @@ local function cmd_check(argv)
     return 1
   end
   local config
-  config, err = load_config(file, flags_of(opts))
+  config, err = dsl.load(file, flags_of(opts))
   if not config then
     write(M.stderr, err .. "\n")
     return 1

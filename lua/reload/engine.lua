@@ -17,7 +17,6 @@ local M = {}
 M.__index = M
 
 local debounce = require("reload.debounce")
-local dsl = require("reload.dsl")
 local log = require("reload.log")
 local service = require("reload.service")
 
@@ -49,7 +48,6 @@ function M.new(opts)
     services = {},
     by_name = {},
     quitting = false,
-    on_quit = nil,
   }, M)
   self:apply_config(opts.config)
   return self
@@ -424,6 +422,5 @@ function M.plan(config)
   return lines
 end
 
-M.dsl = dsl
 
 return M

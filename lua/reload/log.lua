@@ -9,9 +9,6 @@ M.level = 1 -- 0 quiet (errors only), 1 normal, 2 verbose
 M.color = false
 M.out = io.stderr -- reload's own lines
 M.services_out = io.stdout -- prefixed service output
-M.now = function()
-  return uv.hrtime() / 1e6
-end
 
 local CODES = {
   reset = "\27[0m", bold = "\27[1m", dim = "\27[2m", red = "\27[31m", green = "\27[32m",

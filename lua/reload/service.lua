@@ -526,7 +526,8 @@ end
 
 function M:arm_ready_timeout(generation)
   local timeout = self.cfg.ready.timeout
-  self.clock.after(timeout * 1000, function()
+  self.ready_deadline = self.clock.after(timeout * 1000, function()
+    self.ready_deadline = nil
     if generation == self.generation and self.proc and not self.up then
       log.warn("%s: not ready after %s (%s)", self.name, log.duration(timeout * 1000),
         self.cfg.ready.port and ("port " .. self.cfg.ready.port) or
@@ -612,10 +613,7 @@ function M:stop_process(fn, force)
   end
   self:set_state("stopping")
   self:set_up(false)
-  if self.ready_timer then
-    self.ready_timer:stop()
-    self.ready_timer = nil
-  end
+  self:cancel_readiness()
   -- One stop at a time, and only the newest continuation runs once the tree is gone: two
   -- changes during one stop must start one new process, not two racing for the port.
   local in_flight = self.stopping_for ~= nil
@@ -630,14 +628,21 @@ function M:stop_process(fn, force)
   end
 end
 
+--- Stops the readiness probe and its deadline (the process they watch is going away).
+function M:cancel_readiness()
+  for _, key in ipairs({ "ready_timer", "ready_deadline" }) do
+    if self[key] then
+      self[key]:stop()
+      self[key] = nil
+    end
+  end
+end
+
 --- Stops everything of this service (build and process) for quit; fn() once all is gone.
 function M:shutdown(fn, force)
   self.quitting = true
   self:cancel_restart()
-  if self.ready_timer then
-    self.ready_timer:stop()
-    self.ready_timer = nil
-  end
+  self:cancel_readiness()
   self.build_gen = self.build_gen + 1 -- abandon any build coroutine
   local pending = 1
   local function one()

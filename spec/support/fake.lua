@@ -111,6 +111,16 @@ function M.core()
       end
     end
   end
+  --- How many processes were spawned whose argv contains `text`.
+  function core.count(text)
+    local n = 0
+    for _, p in ipairs(core.spawned) do
+      if table.concat(p.opts.cmd, " "):find(text, 1, true) then
+        n = n + 1
+      end
+    end
+    return n
+  end
   local function to_pattern(glob)
     local p = glob:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0")
     p = p:gsub("%*%*/", "\1"):gsub("%*%*", "\2"):gsub("%*", "[^/]*"):gsub("%?", "[^/]")

@@ -60,13 +60,7 @@ describe("reload.engine", function()
     old:start()
     core.change("README.md")
     clock.advance(100)
-    assert.are.equal(1, #(function()
-      local builds = {}
-      for _, p in ipairs(core.spawned) do
-        if p.opts.cmd[3] == "go build" then builds[#builds + 1] = p end
-      end
-      return builds
-    end)())
+    assert.are.equal(1, core.count("go build"))
     core.change("cmd/main.go")
     clock.advance(5)
     local build2 = core.last("go build")
@@ -281,13 +275,7 @@ service "b" { run = "./b" }
     core.last("./api"):start()
     core.watcher.opts.on_events({ { path = "pkg/util", kind = "remove", dir = true } })
     clock.advance(5)
-    assert.are.equal(2, #(function()
-      local n = {}
-      for _, p in ipairs(core.spawned) do
-        if p.opts.cmd[3] == "go build" then n[#n + 1] = p end
-      end
-      return n
-    end)())
+    assert.are.equal(2, core.count("go build"))
     assert.matches("pkg/util/ changed", text())
   end)
 
@@ -301,10 +289,6 @@ service "b" { run = "./b" }
     clock.advance(0)
     assert.are.equal(1, old.stops) -- the second change joins the stop under way
     old:exit(143)
-    local count = 0
-    for _, p in ipairs(core.spawned) do
-      if p.opts.cmd[3] == "./api" then count = count + 1 end
-    end
-    assert.are.equal(2, count, "one old and exactly one new process")
+    assert.are.equal(2, core.count("./api"), "one old and exactly one new process")
   end)
 end)
