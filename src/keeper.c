@@ -11,12 +11,16 @@
  * uv_spawn) in text lines:
  *   keeper -> reload: "started PID PGID", "exec-error ERRNO", "main-exit CODE SIG",
  *                     "stopping", "forcing", "tree-empty FORCED DURATION_US"
- *   reload -> keeper: "term SIG GRACE_MS", "kill", "signal SIG main|group|tree"
+ *                     "held" (--hold: ready for "go"), "cancelled" (stopped while held: the
+ *                     command never ran)
+ *   reload -> keeper: "term SIG GRACE_MS", "kill", "signal SIG main|group|tree", "go"
  * EOF on fd 3, or the parent-death signal (SIGHUP), means reload is gone: the tree is torn down
  * with the orphan grace. The keeper exits with the main command's code, or 128+signal.
  *
  * Options: --parent-pid PID, --run-id ID (RELOAD_RUN in the command's environment), --signal N,
- * --grace MS, --orphan-grace MS, --setsid, --kill-tree.
+ * --grace MS, --orphan-grace MS, --setsid, --kill-tree, --hold (set up, then wait for "go"
+ * before starting the command: reload spawns the next run's keeper while the previous tree is
+ * still stopping, so that the keeper's own exec is off the restart's critical path).
  * Test hooks (removed from the command's environment): RELOAD_KEEPER_NO_PDEATHSIG=1,
  * RELOAD_KEEPER_NO_EOF=1, RELOAD_KEEPER_ENUM=scan, RELOAD_KEEPER_DELAY_BEFORE_PRCTL_MS=N (opens
  * the window in which reload can die before PDEATHSIG is armed).
@@ -60,10 +64,10 @@ typedef struct {
   pid_t parent_pid;
   int stop_signal, grace_ms, orphan_grace_ms, use_setsid, kill_tree;
   /* hooks */
-  int no_pdeathsig, no_eof, scan_only, delay_ms;
+  int no_pdeathsig, no_eof, scan_only, delay_ms, hold;
   /* state */
   pid_t self, main_pid, pgid;
-  int ctl, sfd, phase, main_done, main_status, forced, empty, reaped;
+  int ctl, sfd, phase, main_done, main_status, forced, empty, reaped, go, cancelled;
   int64_t stop_ns, deadline_ns, next_sweep_ns;
   char line[512];
   size_t line_len;
@@ -297,6 +301,10 @@ static void rl_polite_fixpoint(rl_keeper_t *k)
 
 static void rl_begin_forced(rl_keeper_t *k)
 {
+  if (k->main_pid == 0) { /* held: nothing started, nothing to stop */
+    k->cancelled = 1;
+    return;
+  }
   if (k->phase == RL_FORCED)
     return;
   if (k->phase == RL_RUNNING)
@@ -308,20 +316,25 @@ static void rl_begin_forced(rl_keeper_t *k)
 
 static void rl_begin_polite(rl_keeper_t *k, int sig, int grace_ms)
 {
+  if (k->main_pid == 0) {
+    k->cancelled = 1;
+    return;
+  }
   if (k->phase != RL_RUNNING)
     return;
   k->phase = RL_POLITE;
   k->stop_signal = sig;
   k->stop_ns = rl_now_ns();
   k->deadline_ns = k->stop_ns + (int64_t)grace_ms * 1000000;
-  rl_say(k, "stopping");
   if (grace_ms <= 0) {
+    rl_say(k, "stopping");
     rl_begin_forced(k);
     return;
   }
   /* SIGCONT: a stopped process that handles the stop signal could not run its handler. */
   kill(-k->pgid, sig);
   kill(-k->pgid, SIGCONT);
+  rl_say(k, "stopping"); /* after the signal: the stop must not wait for reload's scheduling */
   rl_seen_clear();
   rl_polite_fixpoint(k);
   k->next_sweep_ns = rl_now_ns() + 10000000;
@@ -370,6 +383,8 @@ static void rl_reap(rl_keeper_t *k)
 
 static void rl_signal_scope(rl_keeper_t *k, int sig, const char *scope)
 {
+  if (k->main_pid == 0) /* held: kill(-0) would signal the keeper's own group */
+    return;
   if (strcmp(scope, "main") == 0) {
     if (!k->main_done)
       kill(k->main_pid, sig);
@@ -391,6 +406,8 @@ static void rl_command(rl_keeper_t *k, const char *line)
     rl_begin_polite(k, sig, grace);
   else if (strcmp(line, "kill") == 0)
     rl_begin_forced(k);
+  else if (strcmp(line, "go") == 0)
+    k->go = 1;
   else if (sscanf(line, "signal %d %15s", &sig, scope) == 2)
     rl_signal_scope(k, sig, scope);
 }
@@ -560,6 +577,8 @@ static int rl_parse(rl_keeper_t *k, int argc, char **argv)
       k->use_setsid = 1;
     } else if (strcmp(a, "--kill-tree") == 0) {
       k->kill_tree = 1;
+    } else if (strcmp(a, "--hold") == 0) {
+      k->hold = 1;
     } else if (v && strcmp(a, "--parent-pid") == 0) {
       k->parent_pid = (pid_t)atoi(v), i++;
     } else if (v && strcmp(a, "--run-id") == 0) {
@@ -671,6 +690,26 @@ static void rl_tick(rl_keeper_t *k)
     rl_forced_pass(k);
 }
 
+/* --hold: everything is set up; wait for "go". A stop, reload's death or EOF first cancels the
+ * run (rl_begin_polite and rl_begin_forced see that nothing was started). */
+static int rl_wait_go(rl_keeper_t *k)
+{
+  rl_say(k, "held");
+  while (!k->go && !k->cancelled) {
+    if (k->ctl < 0 && k->no_eof) /* test hook: nobody can say "go" any more */
+      return -1;
+    struct pollfd fds[2] = {{k->sfd, POLLIN, 0}, {k->ctl, POLLIN, 0}};
+    int n = poll(fds, k->ctl >= 0 ? 2 : 1, -1);
+    if (n <= 0)
+      continue;
+    if (fds[0].revents)
+      rl_read_signals(k);
+    if (k->ctl >= 0 && fds[1].revents)
+      rl_read_ctl(k);
+  }
+  return k->cancelled ? -1 : 0;
+}
+
 static void rl_loop_until_empty(rl_keeper_t *k)
 {
   for (;;) {
@@ -709,6 +748,10 @@ int rl_keeper_main(int argc, char **argv)
   rl_read_hooks(k);
   if (rl_setup_parent(k) < 0 || rl_setup_signals(k) < 0)
     return 1;
+  if (k->hold && rl_wait_go(k) < 0) {
+    rl_say(k, "cancelled");
+    return 0;
+  }
   int err = rl_start(k);
   if (err)
     rl_say(k, "exec-error %d", err);

@@ -56,7 +56,7 @@ struct rl_proc_s {
   int pid, pgid, keeper_pid;
   int have_main, main_code, main_signal;
   int spawn_errno;
-  int forced, fallback, tree_empty, keeper_done, keeper_status, keeper_signal;
+  int forced, fallback, tree_empty, keeper_done, keeper_status, keeper_signal, cancelled;
   int ctl_open, sweeping, sweep_ticks, finishing, finished, detached, failed;
   uint64_t stop_ns, empty_ns;
   double keeper_duration_ms;
@@ -255,6 +255,10 @@ static void rl_push_exit_event(rl_proc_t *p)
   lua_setfield(L, -2, "forced");
   lua_pushboolean(L, p->fallback);
   lua_setfield(L, -2, "fallback");
+  if (p->cancelled) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "cancelled");
+  }
   if (p->stop_ns) {
     lua_pushnumber(L, (double)(p->empty_ns - p->stop_ns) / 1e6);
     lua_setfield(L, -2, "duration_ms");
@@ -496,6 +500,20 @@ static void rl_on_line(rl_proc_t *p, const char *line)
     p->forced = a;
     p->empty_ns = uv_hrtime();
     p->keeper_duration_ms = us >= 0 ? (double)us / 1000.0 : -1;
+    /* Every process of the tree is reaped, so whatever it held (ports) is free: a restart
+     * need not wait for the keeper's own exit and reload's handles ("exit"). */
+    if (!p->spawn_errno) { /* a run that never started is reported once, by "exit" */
+      rl_event_new(p, "tree-empty");
+      lua_pushboolean(p->L, p->forced);
+      lua_setfield(p->L, -2, "forced");
+      rl_callback(p, p->event_ref);
+    }
+  } else if (strcmp(line, "held") == 0) {
+    rl_emit_simple(p, "held");
+  } else if (strcmp(line, "cancelled") == 0) {
+    p->cancelled = 1;
+    p->tree_empty = 1;
+    p->empty_ns = uv_hrtime();
   }
 }
 
@@ -577,13 +595,13 @@ typedef struct {
   int cmd_idx, env_idx;
   const char *cwd;
   int io[3];
-  int stop_signal, grace_ms, kill_tree, use_setsid;
+  int stop_signal, grace_ms, kill_tree, use_setsid, hold;
   int on_event, on_stdout, on_stderr; /* stack indices, 0 = none */
 } rl_spawn_opts_t;
 
 static const char *const rl_spawn_keys[] = {
   "cmd", "cwd", "env", "stdin", "stdout", "stderr", "on_stdout", "on_stderr", "stop_signal",
-  "grace_ms", "on_main_exit", "setsid", "on_event", NULL,
+  "grace_ms", "on_main_exit", "setsid", "on_event", "hold", NULL,
 };
 
 static void rl_check_keys(lua_State *L, int idx, const char *const keys[])
@@ -682,6 +700,8 @@ static void rl_parse_spawn(lua_State *L, rl_spawn_opts_t *o)
   o->kill_tree = rl_opt_enum(L, 1, "on_main_exit", policies, 0) == 1;
   if (rl_opt(L, 1, "setsid", LUA_TBOOLEAN))
     o->use_setsid = lua_toboolean(L, -1);
+  if (rl_opt(L, 1, "hold", LUA_TBOOLEAN))
+    o->hold = lua_toboolean(L, -1);
 }
 
 /* The keeper's argv (a userdata-backed array, freed with the stack). */
@@ -708,6 +728,8 @@ static char **rl_keeper_argv(lua_State *L, const rl_spawn_opts_t *o, rl_proc_t *
     argv[n++] = "--setsid";
   if (o->kill_tree)
     argv[n++] = "--kill-tree";
+  if (o->hold)
+    argv[n++] = "--hold";
   argv[n++] = "--";
   if (o->shell_cmd) {
     argv[n++] = "/bin/sh";
@@ -911,6 +933,17 @@ static int rl_proc_stop(lua_State *L)
       grace = rl_check_grace(L, "grace_ms");
   }
   rl_stop(p, sig, grace);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* p:go() -> true   starts the command of a run spawned with hold = true (once; the keeper is
+ * already up, so only its fork + exec remain). A stop before go() cancels the run. */
+static int rl_proc_go(lua_State *L)
+{
+  rl_proc_t *p = rl_check_process(L, 1);
+  if (rl_active(p) && !p->stop_ns)
+    rl_ctl_send(p, "go");
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -1141,6 +1174,7 @@ static const luaL_Reg rl_proc_methods[] = {
   {"keeper_pid",   rl_proc_keeper_pid},
   {"status",       rl_proc_status},
   {"stop",         rl_proc_stop},
+  {"go",           rl_proc_go},
   {"kill",         rl_proc_kill},
   {"signal",       rl_proc_signal},
   {"descendants",  rl_proc_descendants},

@@ -41,6 +41,9 @@ local function start(opts, ...)
   opts.env = opts.env or env_with(run.marker, ...)
   opts.on_event = function(ev)
     run.events[#run.events + 1] = ev
+    if run.hook then
+      run.hook(ev)
+    end
     if ev.type == "exit" then
       run.survivors = helpers.tagged(run.marker)
       run.exit = ev
@@ -143,7 +146,7 @@ describe("core.spawn stops the whole tree", function()
     assert.is_false(ev.forced)
     assert.is_false(ev.fallback)
     assert.is_number(ev.duration_ms)
-    assert.are.equal("started,stopping,main-exit,exit", event_types(run))
+    assert.are.equal("started,stopping,main-exit,tree-empty,exit", event_types(run))
     assert.are.equal("exited", run.p:status())
   end)
 
@@ -192,7 +195,7 @@ describe("core.spawn stops the whole tree", function()
     assert.is_true(ev.forced)
     assert.is_true(ev.duration_ms >= grace and ev.duration_ms < grace + 2000,
       "duration " .. ev.duration_ms)
-    assert.are.equal("started,stopping,forcing,main-exit,exit", event_types(run))
+    assert.are.equal("started,stopping,forcing,main-exit,tree-empty,exit", event_types(run))
   end)
 
   it("that keeps forking while it is stopped", function()
@@ -628,5 +631,99 @@ describe("a stop racing the keeper's own exit", function()
     local code, out, err = helpers.run({ "lua5.4", dir .. "/race.lua" })
     assert.are.equal(0, code, "status " .. code .. ": " .. err)
     assert.are.equal("40\n", out)
+  end)
+end)
+
+describe("a held run (hold = true: the keeper waits for go())", function()
+  --- The keeper's children (the command, once started).
+  local function keeper_children(run)
+    local pid = run.p:keeper_pid()
+    return helpers.read_file(("/proc/%d/task/%d/children"):format(pid, pid)) or ""
+  end
+
+  it("starts nothing until go(), then runs and stops like any run", function()
+    local port = helpers.free_port()
+    local run = start({ cmd = { treegen, "chain3", tostring(port) }, hold = true,
+      grace_ms = 3000 })
+    wait_event(run, "held")
+    assert.are.equal("", keeper_children(run), "the command started before go()")
+    assert.is_false(helpers.port_listening(port))
+    assert.is_nil(run.p:pid())
+    run.p:go()
+    run.p:go() -- a second go() is harmless: one command
+    wait_listening(port, run)
+    assert.are.equal(1, count_type(run, "started"))
+    run.p:stop()
+    local ev = wait_exit(run)
+    assert_clean(run, { port })
+    assert.is_nil(ev.cancelled)
+    assert.are.equal("held,started,stopping,main-exit,tree-empty,exit", event_types(run))
+  end)
+
+  for _, how in ipairs({ "stop", "kill" }) do
+    it("is cancelled by " .. how .. "() before go(): the command never runs", function()
+      local port = helpers.free_port()
+      local run = start({ cmd = { treegen, "server", tostring(port) }, hold = true })
+      wait_event(run, "held")
+      run.p[how](run.p)
+      run.p:go() -- too late: the stop wins
+      local ev = wait_exit(run)
+      assert.is_true(ev.cancelled)
+      assert.is_nil(ev.code)
+      assert.are.equal(0, ev.status)
+      assert.are.equal("held,exit", event_types(run))
+      assert.is_false(helpers.port_listening(port))
+      assert.is_nil(helpers.proc_stat(run.p:keeper_pid()))
+    end)
+  end
+
+  it("is cancelled by a stop sent before the keeper was even ready", function()
+    local run = start({ cmd = { treegen, "server", tostring(helpers.free_port()) }, hold = true })
+    run.p:stop()
+    local ev = wait_exit(run)
+    assert.is_true(ev.cancelled)
+    assert.are.equal(0, count_type(run, "started"))
+  end)
+
+  it("ends its keeper when reload lets go of it (EOF on the control socket)", function()
+    local run = start({ cmd = { treegen, "server", tostring(helpers.free_port()) }, hold = true })
+    wait_event(run, "held")
+    local keeper = run.p:keeper_pid()
+    -- What reload's death looks like to the keeper: its end of the control socket closes.
+    run.p:close()
+    helpers.wait_until(5000, function() return helpers.proc_stat(keeper) == nil end,
+      function() return "the held keeper to exit; stat: " .. tostring(helpers.proc_stat(keeper)) end)
+    run.exit = run.exit or {} -- a closed handle reports nothing more
+  end)
+end)
+
+describe("tree-empty", function()
+  it("comes once every process of the tree is gone, the port free, before exit", function()
+    local port = helpers.free_port()
+    local run = start({ cmd = { treegen, "setsid", tostring(port) }, grace_ms = 3000 })
+    local at_empty
+    run.hook = function(ev)
+      if ev.type == "tree-empty" then
+        -- The keeper carries the marker too and is still exiting: it is not of the tree.
+        local left = {}
+        for _, p in ipairs(helpers.tagged(run.marker)) do
+          if p.pid ~= run.p:keeper_pid() then
+            left[#left + 1] = p
+          end
+        end
+        -- Bind right here (helpers.port_bindable would run the loop inside its callback).
+        local tcp = uv.new_tcp()
+        local ok = tcp:bind("127.0.0.1", port) and tcp:listen(1, function() end)
+        tcp:close()
+        at_empty = { survivors = left, bindable = ok and true or false, exited = run.exit ~= nil }
+      end
+    end
+    wait_listening(port, run)
+    run.p:stop()
+    wait_exit(run)
+    assert.is_table(at_empty, "no tree-empty event; events: " .. event_types(run))
+    assert.are.equal(0, #at_empty.survivors, helpers.describe(at_empty.survivors))
+    assert.is_true(at_empty.bindable)
+    assert.is_false(at_empty.exited)
   end)
 end)

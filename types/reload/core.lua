@@ -42,19 +42,25 @@ function core._timer_probe(ms, fn) end
 ---@field on_main_exit? "wait-tree"|"kill-tree" when the main command exits on its own: keep the
 --- run while any descendant lives (default), or tear the rest down
 ---@field setsid? boolean new session instead of a new process group; default false
+---@field hold? boolean start the keeper now, the command only at go() ("held" says the
+--- keeper is ready); a stop before go() cancels the run. Lets a restart spawn the next keeper
+--- while the old tree is still stopping.
 ---@field on_event? fun(ev: reload.ProcessEvent)
 
 ---@class reload.ProcessEvent
----@field type "started"|"main-exit"|"stopping"|"forcing"|"exit"
+---@field type "held"|"started"|"main-exit"|"stopping"|"forcing"|"tree-empty"|"exit"
+--- "tree-empty": every process of the tree is reaped (its ports are free); "exit" follows once
+--- reload's own handles are closed. Not sent when the command never started.
 ---@field pid? integer "started": the main command's pid
 ---@field pgid? integer "started": its process group
 ---@field code? integer "main-exit", "exit": the main command's exit code (nil if killed)
 ---@field signal? integer "main-exit", "exit": the signal that killed it
 ---@field status? integer "exit": code, or 128+signal, or 127/126 with spawn_error
----@field forced? boolean "exit": SIGKILL was needed
+---@field forced? boolean "tree-empty", "exit": SIGKILL was needed
 ---@field duration_ms? number "exit": stop request -> tree empty; nil if it ended on its own
 ---@field fallback? boolean "exit": the keeper died; reload's own sweep was used
 ---@field spawn_error? string "exit": "ENOENT: no such file or directory" when exec failed
+---@field cancelled? boolean "exit": a held run stopped before go(); the command never ran
 
 ---@class reload.ProcessInfo
 ---@field pid integer
@@ -84,6 +90,10 @@ function Process:status() end
 ---@param opts? { signal?: reload.Signal, grace_ms?: integer }
 ---@return true
 function Process:stop(opts) end
+
+--- Starts the command of a run spawned with hold = true; once, and not after a stop.
+---@return true
+function Process:go() end
 
 --- Straight to the SIGKILL sweeps.
 ---@return true
