@@ -27,8 +27,8 @@ void rl_call(lua_State *L, int nargs);
 enum { RL_STAT_HANDLES, RL_STAT_REFS, RL_STAT_COUNT };
 void rl_stat_add(int which, int delta);
 
-/* Where the running program's keeper lives: set by main.c to "/proc/self/exe" in the reload
- * executable; in the loadable module it is found next to core.so (see proc.c). */
+/* Set by main.c to "/proc/self/exe" in the reload executable (which is also a keeper); NULL in
+ * the loadable module. proc.c looks for the static reload-keeper first (see keeper.h). */
 extern const char *rl_self_exe;
 
 /* Registration of each primitive: adds its functions to the table on the top of the stack. */
@@ -37,7 +37,7 @@ void rl_glob_open(lua_State *L);
 void rl_watch_open(lua_State *L);
 
 /* Keeper mode of the multi-call executable (keeper.c): `reload --keeper-v1 ...`. */
-int rl_keeper_main(int argc, char **argv);
+#include "keeper.h"
 
 int luaopen_reload_core(lua_State *L);
 

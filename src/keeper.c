@@ -13,14 +13,17 @@
  *                     "stopping", "forcing", "tree-empty FORCED DURATION_US"
  *                     "held" (--hold: ready for "go"), "cancelled" (stopped while held: the
  *                     command never ran)
- *   reload -> keeper: "term SIG GRACE_MS", "kill", "signal SIG main|group|tree", "go"
+ *   reload -> keeper: "term SIG GRACE_MS", "kill", "signal SIG main|group|tree", "go", and
+ *                     "go N" followed by N bytes: the command and its environment, each
+ *                     string NUL-terminated, argv, an empty string, env, an empty string.
  * EOF on fd 3, or the parent-death signal (SIGHUP), means reload is gone: the tree is torn down
  * with the orphan grace. The keeper exits with the main command's code, or 128+signal.
  *
  * Options: --parent-pid PID, --run-id ID (RELOAD_RUN in the command's environment), --signal N,
  * --grace MS, --orphan-grace MS, --setsid, --kill-tree, --hold (set up, then wait for "go"
- * before starting the command: reload spawns the next run's keeper while the previous tree is
- * still stopping, so that the keeper's own exec is off the restart's critical path).
+ * before starting the command, which "go N" may give, so the command after "--" is optional:
+ * reload keeps a keeper ready for the next run, so that a restart does not wait for the
+ * keeper's own exec).
  * Test hooks (removed from the command's environment): RELOAD_KEEPER_NO_PDEATHSIG=1,
  * RELOAD_KEEPER_NO_EOF=1, RELOAD_KEEPER_ENUM=scan, RELOAD_KEEPER_DELAY_BEFORE_PRCTL_MS=N (opens
  * the window in which reload can die before PDEATHSIG is armed).
@@ -46,7 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "keeper.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -68,6 +71,8 @@ typedef struct {
   /* state */
   pid_t self, main_pid, pgid;
   int ctl, sfd, phase, main_done, main_status, forced, empty, reaped, go, cancelled;
+  char *spec; /* "go N": the command and environment as sent, spec_have of spec_len bytes */
+  size_t spec_len, spec_have;
   int64_t stop_ns, deadline_ns, next_sweep_ns;
   char line[512];
   size_t line_len;
@@ -398,6 +403,18 @@ static void rl_signal_scope(rl_keeper_t *k, int sig, const char *scope)
   }
 }
 
+/* "go N": N bytes of command follow; only once, only while held, at most 16 MiB. */
+static void rl_go_spec(rl_keeper_t *k)
+{
+  if (k->main_pid || k->go || k->spec_len > (16u << 20) || !(k->spec = malloc(k->spec_len + 1))) {
+    k->spec_len = 0;
+    k->cancelled = !k->main_pid;
+    return;
+  }
+  k->spec_have = 0;
+  k->go = 1;
+}
+
 static void rl_command(rl_keeper_t *k, const char *line)
 {
   int sig, grace;
@@ -406,6 +423,8 @@ static void rl_command(rl_keeper_t *k, const char *line)
     rl_begin_polite(k, sig, grace);
   else if (strcmp(line, "kill") == 0)
     rl_begin_forced(k);
+  else if (sscanf(line, "go %zu", &k->spec_len) == 1)
+    rl_go_spec(k);
   else if (strcmp(line, "go") == 0)
     k->go = 1;
   else if (sscanf(line, "signal %d %15s", &sig, scope) == 2)
@@ -430,16 +449,25 @@ static void rl_read_ctl(rl_keeper_t *k)
       rl_orphaned(k);
     return;
   }
-  k->line_len += (size_t)r;
-  k->line[k->line_len] = '\0';
-  char *start = k->line, *nl;
-  while ((nl = strchr(start, '\n'))) {
+  size_t len = k->line_len + (size_t)r, off = 0;
+  while (off < len) {
+    if (k->spec && k->spec_have < k->spec_len) { /* a "go N" payload comes first */
+      size_t take = k->spec_len - k->spec_have;
+      take = take < len - off ? take : len - off;
+      memcpy(k->spec + k->spec_have, k->line + off, take);
+      k->spec_have += take;
+      off += take;
+      continue;
+    }
+    char *nl = memchr(k->line + off, '\n', len - off);
+    if (!nl)
+      break;
     *nl = '\0';
-    rl_command(k, start);
-    start = nl + 1;
+    rl_command(k, k->line + off);
+    off = (size_t)(nl + 1 - k->line);
   }
-  k->line_len = strlen(start);
-  memmove(k->line, start, k->line_len);
+  k->line_len = len - off;
+  memmove(k->line, k->line + off, k->line_len);
   if (k->line_len == sizeof k->line - 1) /* a line too long to be ours: drop it */
     k->line_len = 0;
 }
@@ -572,7 +600,7 @@ static int rl_parse(rl_keeper_t *k, int argc, char **argv)
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(a, "--") == 0) {
       k->argv = argv + i + 1;
-      return i + 1 < argc ? 0 : -1;
+      return i + 1 < argc || k->hold ? 0 : -1; /* held: "go N" can bring the command */
     } else if (strcmp(a, "--setsid") == 0) {
       k->use_setsid = 1;
     } else if (strcmp(a, "--kill-tree") == 0) {
@@ -692,12 +720,39 @@ static void rl_tick(rl_keeper_t *k)
 
 /* --hold: everything is set up; wait for "go". A stop, reload's death or EOF first cancels the
  * run (rl_begin_polite and rl_begin_forced see that nothing was started). */
+/* The "go N" payload as argv and environ (pointers into it); false if it is malformed. */
+static int rl_use_spec(rl_keeper_t *k)
+{
+  char *p = k->spec, *end = k->spec + k->spec_len;
+  *end = '\0'; /* a payload without its final NUL must not run strlen off the end */
+  size_t n = 0;
+  for (char *q = p; q < end; q += strlen(q) + 1)
+    n++;
+  char **list = k->spec_len && end[-1] == '\0' ? calloc(n + 2, sizeof *list) : NULL;
+  if (!list)
+    return 0;
+  char **argv = list, **env = NULL;
+  size_t i = 0;
+  for (char *q = p; q < end; q += strlen(q) + 1) {
+    if (*q == '\0' && !env) { /* the end of argv */
+      list[i++] = NULL;
+      env = list + i;
+    } else if (*q != '\0') {
+      list[i++] = q;
+    }
+  }
+  list[i] = NULL;
+  if (!env || !argv[0])
+    return 0;
+  k->argv = argv;
+  environ = env;
+  return 1;
+}
+
 static int rl_wait_go(rl_keeper_t *k)
 {
   rl_say(k, "held");
-  while (!k->go && !k->cancelled) {
-    if (k->ctl < 0 && k->no_eof) /* test hook: nobody can say "go" any more */
-      return -1;
+  while ((!k->go || (k->spec && k->spec_have < k->spec_len)) && !k->cancelled) {
     struct pollfd fds[2] = {{k->sfd, POLLIN, 0}, {k->ctl, POLLIN, 0}};
     int n = poll(fds, k->ctl >= 0 ? 2 : 1, -1);
     if (n <= 0)
@@ -707,7 +762,11 @@ static int rl_wait_go(rl_keeper_t *k)
     if (k->ctl >= 0 && fds[1].revents)
       rl_read_ctl(k);
   }
-  return k->cancelled ? -1 : 0;
+  if (k->cancelled)
+    return -1;
+  if (k->spec ? !rl_use_spec(k) : !k->argv[0])
+    return EINVAL; /* reload sent no command, or a malformed one */
+  return 0;
 }
 
 static void rl_loop_until_empty(rl_keeper_t *k)
@@ -748,11 +807,13 @@ int rl_keeper_main(int argc, char **argv)
   rl_read_hooks(k);
   if (rl_setup_parent(k) < 0 || rl_setup_signals(k) < 0)
     return 1;
-  if (k->hold && rl_wait_go(k) < 0) {
+  int err = k->hold ? rl_wait_go(k) : 0;
+  if (err < 0) {
     rl_say(k, "cancelled");
     return 0;
   }
-  int err = rl_start(k);
+  if (err == 0)
+    err = rl_start(k);
   if (err)
     rl_say(k, "exec-error %d", err);
   else

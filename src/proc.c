@@ -57,6 +57,7 @@ struct rl_proc_s {
   int have_main, main_code, main_signal;
   int spawn_errno;
   int forced, fallback, tree_empty, keeper_done, keeper_status, keeper_signal, cancelled;
+  int held, has_cmd, went; /* spawned with hold; with a cmd; go() called */
   int ctl_open, sweeping, sweep_ticks, finishing, finished, detached, failed;
   uint64_t stop_ns, empty_ns;
   double keeper_duration_ms;
@@ -182,7 +183,7 @@ static void rl_emit_simple(rl_proc_t *p, const char *type)
 
 typedef struct {
   uv_write_t req;
-  char text[64];
+  char text[];
 } rl_ctl_write_t;
 
 static void rl_ctl_written(uv_write_t *req, int status)
@@ -191,18 +192,28 @@ static void rl_ctl_written(uv_write_t *req, int status)
   free(req->data);
 }
 
-static void rl_ctl_send(rl_proc_t *p, const char *text)
+/* Sends a line (text without its newline) and then len bytes of data (for "go N"). */
+static void rl_ctl_send_data(rl_proc_t *p, const char *text, const char *data, size_t len)
 {
   if (!p->ctl_open || p->finishing)
     return;
-  rl_ctl_write_t *w = malloc(sizeof *w);
+  size_t tlen = strlen(text);
+  rl_ctl_write_t *w = malloc(sizeof *w + tlen + 1 + len);
   if (!w)
     return;
-  snprintf(w->text, sizeof w->text, "%s\n", text);
+  memcpy(w->text, text, tlen);
+  w->text[tlen] = '\n';
+  if (len)
+    memcpy(w->text + tlen + 1, data, len);
   w->req.data = w;
-  uv_buf_t buf = uv_buf_init(w->text, (unsigned)strlen(w->text));
+  uv_buf_t buf = uv_buf_init(w->text, (unsigned)(tlen + 1 + len));
   if (uv_write(&w->req, (uv_stream_t *)&p->ctl, &buf, 1, rl_ctl_written) < 0)
     free(w);
+}
+
+static void rl_ctl_send(rl_proc_t *p, const char *text)
+{
+  rl_ctl_send_data(p, text, NULL, 0);
 }
 
 /* ---- finishing ---------------------------------------------------------------------------- */
@@ -562,31 +573,48 @@ static void rl_output_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 /* ---- spawning ------------------------------------------------------------------------------ */
 
-/* The keeper: $RELOAD_KEEPER, else this executable (inside reload), else bin/reload found from
- * core.so's own path (build tree and install prefix share the layout lib/reload/core.so). */
+/* Cuts the last n components off an absolute path; false when there are not that many. */
+static int rl_strip(char *path, int n)
+{
+  for (; n > 0; n--) {
+    char *slash = strrchr(path, '/');
+    if (!slash || slash == path)
+      return 0;
+    *slash = '\0';
+  }
+  return 1;
+}
+
+/* The keeper: $RELOAD_KEEPER; else the static reload-keeper of this build or installation
+ * (lib/reload/, next to core.so; ../lib/reload/ from bin/reload); else a reload executable in
+ * keeper mode (this one, or the bin/reload beside core.so's lib/). Found once. */
 static const char *rl_keeper_path(void)
 {
   static char path[PATH_MAX];
   const char *env = getenv("RELOAD_KEEPER");
   if (env && *env)
     return env;
-  if (rl_self_exe)
-    return rl_self_exe;
   if (path[0])
     return path;
+  char dir[PATH_MAX];
   Dl_info info;
-  if (!dladdr((void *)rl_keeper_path, &info) || !info.dli_fname)
-    return NULL;
-  char so[PATH_MAX];
-  if (!realpath(info.dli_fname, so))
-    return NULL;
-  for (int up = 0; up < 3; up++) { /* .../lib/reload/core.so -> ... */
-    char *slash = strrchr(so, '/');
-    if (!slash)
-      return NULL;
-    *slash = '\0';
+  if (rl_self_exe) { /* .../bin/reload */
+    if (!realpath(rl_self_exe, dir) || !rl_strip(dir, 2))
+      return rl_self_exe;
+    snprintf(path, sizeof path, "%.*s/lib/reload/reload-keeper", PATH_MAX - 32, dir);
+    if (access(path, X_OK) != 0)
+      snprintf(path, sizeof path, "%s", rl_self_exe);
+    return path;
   }
-  snprintf(path, sizeof path, "%.*s/bin/reload", PATH_MAX - 16, so);
+  if (!dladdr((void *)rl_keeper_path, &info) || !info.dli_fname ||
+      !realpath(info.dli_fname, dir) || !rl_strip(dir, 1)) /* .../lib/reload/core.so */
+    return NULL;
+  snprintf(path, sizeof path, "%.*s/reload-keeper", PATH_MAX - 32, dir);
+  if (access(path, X_OK) == 0)
+    return path;
+  if (!rl_strip(dir, 2))
+    return NULL;
+  snprintf(path, sizeof path, "%.*s/bin/reload", PATH_MAX - 16, dir);
   return path;
 }
 
@@ -671,13 +699,15 @@ static void rl_parse_spawn(lua_State *L, rl_spawn_opts_t *o)
   luaL_checktype(L, 1, LUA_TTABLE);
   rl_check_keys(L, 1, rl_spawn_keys);
   memset(o, 0, sizeof *o);
+  if (rl_opt(L, 1, "hold", LUA_TBOOLEAN))
+    o->hold = lua_toboolean(L, -1);
   int t = lua_getfield(L, 1, "cmd");
   if (t == LUA_TSTRING) {
     o->shell_cmd = lua_tostring(L, -1);
   } else if (t == LUA_TTABLE) {
     o->cmd_idx = lua_gettop(L);
     rl_check_strings(L, o->cmd_idx, "cmd", 1);
-  } else {
+  } else if (t != LUA_TNIL || !o->hold) { /* held: go{ cmd = ... } can bring it */
     luaL_error(L, "option 'cmd': string or table expected, got %s", luaL_typename(L, -1));
   }
   if ((o->env_idx = rl_opt(L, 1, "env", LUA_TTABLE)))
@@ -700,15 +730,13 @@ static void rl_parse_spawn(lua_State *L, rl_spawn_opts_t *o)
   o->kill_tree = rl_opt_enum(L, 1, "on_main_exit", policies, 0) == 1;
   if (rl_opt(L, 1, "setsid", LUA_TBOOLEAN))
     o->use_setsid = lua_toboolean(L, -1);
-  if (rl_opt(L, 1, "hold", LUA_TBOOLEAN))
-    o->hold = lua_toboolean(L, -1);
 }
 
 /* The keeper's argv (a userdata-backed array, freed with the stack). */
 static char **rl_keeper_argv(lua_State *L, const rl_spawn_opts_t *o, rl_proc_t *p,
                              const char *keeper)
 {
-  lua_Integer ncmd = o->shell_cmd ? 3 : luaL_len(L, o->cmd_idx);
+  lua_Integer ncmd = o->shell_cmd ? 3 : o->cmd_idx ? luaL_len(L, o->cmd_idx) : 0;
   char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(ncmd + 20), 0);
   int n = 0;
   argv[n++] = (char *)keeper;
@@ -847,6 +875,8 @@ static int rl_proc_spawn(lua_State *L)
   }
   p->keeper_pid = p->keeper.pid;
   p->ctl_open = 1;
+  p->held = o.hold;
+  p->has_cmd = o.shell_cmd || o.cmd_idx;
   uv_read_start((uv_stream_t *)&p->ctl, rl_alloc, rl_ctl_read);
   for (int i = 1; i < 3; i++)
     if (p->io_open[i])
@@ -937,13 +967,79 @@ static int rl_proc_stop(lua_State *L)
   return 1;
 }
 
-/* p:go() -> true   starts the command of a run spawned with hold = true (once; the keeper is
- * already up, so only its fork + exec remain). A stop before go() cancels the run. */
+/* Adds the strings of the list at idx, each with its NUL, to the buffer. */
+static void rl_add_strings(luaL_Buffer *b, lua_State *L, int idx)
+{
+  lua_Integer n = luaL_len(L, idx);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, idx, i);
+    luaL_addvalue(b); /* the string with its length: the NUL comes next */
+    luaL_addchar(b, '\0');
+  }
+}
+
+/* p:go() / p:go{ cmd = ..., env = {...} } -> true
+ * Starts the command of a run spawned with hold = true, once; a stop before go() cancels the
+ * run. With cmd (string: /bin/sh -c; table: argv) the command and environment (env: "K=V"
+ * list; nil: reload's own) are given now, so a keeper can be spawned before they are known. */
 static int rl_proc_go(lua_State *L)
 {
   rl_proc_t *p = rl_check_process(L, 1);
-  if (rl_active(p) && !p->stop_ns)
-    rl_ctl_send(p, "go");
+  if (!p->held)
+    return luaL_error(L, "go: the run was not spawned with hold = true");
+  int cmd = 0, env = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    static const char *const keys[] = {"cmd", "env", NULL};
+    luaL_checktype(L, 2, LUA_TTABLE);
+    rl_check_keys(L, 2, keys);
+    int t = lua_getfield(L, 2, "cmd");
+    if (t == LUA_TTABLE)
+      rl_check_strings(L, (cmd = lua_gettop(L)), "cmd", 1);
+    else if (t == LUA_TSTRING)
+      cmd = lua_gettop(L);
+    else if (t != LUA_TNIL)
+      return luaL_error(L, "option 'cmd': string or table expected, got %s", luaL_typename(L, -1));
+    if ((env = rl_opt(L, 2, "env", LUA_TTABLE)))
+      rl_check_strings(L, env, "env", 0);
+  }
+  if (!cmd && !p->has_cmd)
+    return luaL_error(L, "go: the run was spawned without cmd: go{ cmd = ... } needs one");
+  if (rl_active(p) && !p->stop_ns && !p->went) {
+    p->went = 1;
+    if (!cmd) {
+      rl_ctl_send(p, "go");
+    } else {
+      luaL_Buffer b;
+      luaL_buffinit(L, &b);
+      if (lua_type(L, cmd) == LUA_TSTRING) {
+        luaL_addstring(&b, "/bin/sh");
+        luaL_addchar(&b, '\0');
+        luaL_addstring(&b, "-c");
+        luaL_addchar(&b, '\0');
+        lua_pushvalue(L, cmd);
+        luaL_addvalue(&b);
+        luaL_addchar(&b, '\0');
+      } else {
+        rl_add_strings(&b, L, cmd);
+      }
+      luaL_addchar(&b, '\0');
+      if (env) {
+        rl_add_strings(&b, L, env);
+      } else {
+        for (char **e = environ; *e; e++) {
+          luaL_addstring(&b, *e);
+          luaL_addchar(&b, '\0');
+        }
+      }
+      luaL_addchar(&b, '\0');
+      luaL_pushresult(&b);
+      size_t len;
+      const char *data = lua_tolstring(L, -1, &len);
+      char line[32];
+      snprintf(line, sizeof line, "go %zu", len);
+      rl_ctl_send_data(p, line, data, len);
+    }
+  }
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -248,9 +248,12 @@ function M:on_batch(batch)
       overflow = true
     elseif not ev.dir then
       if self.watched_files[ev.path] or (ev.from and self.watched_files[ev.from]) then
+        -- The config reload decides which services restart (by fingerprint); routing the
+        -- file to services too would restart every one whose globs match it ("**").
         config_changed = true
+      else
+        paths[#paths + 1] = ev.path
       end
-      paths[#paths + 1] = ev.path
     elseif ev.kind == "remove" or ev.kind == "rename" then
       -- A directory moved or deleted stands for its whole subtree (the watcher reports the
       -- directory alone): it concerns every service that watches anything under it.
@@ -280,6 +283,7 @@ function M:on_batch(batch)
     end
     if (#mine > 0 or overflow) and svc.started_once then
       svc.debouncer:push(mine, overflow)
+      svc:changes_coming()
     end
   end
 end

@@ -23,6 +23,7 @@ M.backoff_base_ms = 250
 M.backoff_max_ms = 10000
 M.stable_ms = 10000
 M.changed_env_max = 100
+M.spare_delay_ms = 50 -- after a start, before the next run's keeper is spawned
 
 ---@class reload.Service
 ---@field cfg reload.ServiceConfig
@@ -328,22 +329,37 @@ end
 
 -- Process -----------------------------------------------------------------------------------
 
---- After a successful build: start, or stop the old tree and start the new one.
+--- After a successful build: start, or stop the old tree and start the new one (in the spare
+--- keeper, ready since the last start, so that once the old tree is gone only the command's
+--- own fork + exec remain).
 function M:after_build(changed)
   if not self.cfg.run then
     self:set_state("idle")
     self:set_up(true)
     return
   end
-  if self.proc then
-    local t0 = self.clock.now()
-    self:stop_process(function()
-      self.restart_started = t0
-      self:start_process(changed)
-    end)
-  else
+  if not self.proc then
     self:start_process(changed)
+    return
   end
+  local t0 = self.clock.now()
+  self:stop_process(function()
+    self.restart_started = t0
+    self:start_process(changed)
+  end, false, true)
+  self:arm_spare() -- after the stop request: the teardown must not wait for this fork
+end
+
+--- The first changes of a burst, while the debouncer waits for the rest. A service without
+--- build steps restarts whatever else comes, so its tree is stopped now: the quiet period and
+--- the teardown overlap instead of adding up.
+function M:changes_coming()
+  if self.quitting or #self.cfg.build > 0 or not self.cfg.run or not self.proc
+    or self.stopping_for then
+    return
+  end
+  self:stop_process(function() end, false, true)
+  self:arm_spare()
 end
 
 --- The command to run: the run step (a function may compute it) with every wrapper applied.
@@ -423,9 +439,49 @@ function M:wait_port_free(port, then_fn)
   poll()
 end
 
+--- Starts argv: in the spare keeper if there is one, else in a new one.
 function M:spawn_process(argv, changed)
-  self.generation = self.generation + 1
-  local generation = self.generation
+  local env = self:environment(changed)
+  local run = self.spare
+  self.spare = nil
+  if run then
+    self:begin_run(run)
+    run.proc:go({ cmd = argv, env = env })
+  else
+    run = self:new_run(argv, env)
+    if not run then
+      self:set_state("failed")
+      return
+    end
+    self:begin_run(run)
+  end
+  self:arm_spare(M.spare_delay_ms)
+end
+
+--- Makes sure a keeper is ready for the next start (after delay_ms, if given: not while the
+--- command that just started is still loading). Spawned held and without a command, which
+--- go() brings; it sits blocked in poll() until then, and goes when the service stops.
+function M:arm_spare(delay_ms)
+  if self.spare_timer then
+    self.spare_timer:stop()
+    self.spare_timer = nil
+  end
+  if delay_ms then
+    self.spare_timer = self.clock.after(delay_ms, function()
+      self.spare_timer = nil
+      self:arm_spare()
+    end)
+    return
+  end
+  if not self.spare and not self.quitting and self.cfg.run then
+    self.spare = self:new_run(nil, nil)
+  end
+end
+
+--- Spawns a process tree for argv; with argv nil, a spare: only its keeper, until go() brings
+--- the command. Its events reach process_event once the run has begun (has a generation).
+function M:new_run(argv, env)
+  local run = {}
   local ready = self.cfg.ready
   local watch_output = ready and ready.pattern
   local out = self.output
@@ -437,6 +493,7 @@ function M:spawn_process(argv, changed)
       io.stdout:write(chunk)
       io.stdout:flush()
     end
+    local generation = run.generation
     if watch_output and chunk and not self.up and generation == self.generation then
       seen = (seen .. chunk):sub(-4096)
       if seen:find(ready.pattern) then
@@ -445,13 +502,10 @@ function M:spawn_process(argv, changed)
     end
   end
   local pipe = (out ~= nil or watch_output) and "pipe" or "inherit"
-  self:set_up(false)
-  self:set_state("starting")
-  local t0 = self.clock.now()
   local proc, err = self.core.spawn({
     cmd = argv,
     cwd = self:cwd(),
-    env = self:environment(changed),
+    env = env,
     stdin = self.cfg.stdin and "inherit" or "null",
     stdout = pipe,
     stderr = pipe,
@@ -459,17 +513,39 @@ function M:spawn_process(argv, changed)
     on_stderr = pipe == "pipe" and on_output or nil,
     stop_signal = self.cfg.stop.signal,
     grace_ms = math.floor(self.cfg.stop.grace * 1000 + 0.5),
+    hold = argv == nil or nil,
     on_event = function(ev)
-      self:process_event(ev, generation, t0)
+      if run.generation then
+        self:process_event(ev, run.generation, run.t0)
+      elseif ev.type == "exit" then
+        -- A spare that never began (stopped, or its keeper died).
+        if self.spare == run then
+          self.spare = nil
+        end
+        if run.on_gone then
+          run.on_gone()
+        end
+      end
     end,
   })
   if not proc then
-    log.error("%s: cannot start %s: %s", self.name, argv[1], tostring(err))
-    self:set_state("failed")
-    return
+    log.error("%s: cannot start %s: %s", self.name, argv and argv[1] or "a keeper",
+      tostring(err))
+    return nil
   end
-  self.proc = proc
-  self.proc_started = t0
+  run.proc = proc
+  return run
+end
+
+--- The run becomes the service's current process (the next generation).
+function M:begin_run(run)
+  self.generation = self.generation + 1
+  run.generation = self.generation
+  run.t0 = self.clock.now()
+  self:set_up(false)
+  self:set_state("starting")
+  self.proc = run.proc
+  self.proc_started = run.t0
 end
 
 function M:process_event(ev, generation, t0)
@@ -494,7 +570,17 @@ function M:process_event(ev, generation, t0)
     if self.cfg.ready then
       self:arm_ready_timeout(generation)
     end
+  elseif ev.type == "tree-empty" then
+    -- The whole tree is reaped, its ports free: a restart need not wait for "exit".
+    local waiter = self.stopping_for
+    if waiter and waiter.generation == generation and waiter.on_empty then
+      self.finished_generation = generation
+      self:process_exited(ev, generation, t0)
+    end
   elseif ev.type == "exit" then
+    if self.finished_generation == generation then
+      return -- already handled at "tree-empty"
+    end
     if self.proc and generation == self.generation then
       self.proc = nil
     end
@@ -604,8 +690,9 @@ function M:cancel_restart()
 end
 
 --- Stops the running tree (whole tree, with the configured signal and grace); calls fn once
---- it is gone. With force, skips the grace period.
-function M:stop_process(fn, force)
+--- it is gone: at "exit", or with on_empty at "tree-empty" (every process reaped, before
+--- reload's own handles are closed). With force, skips the grace period.
+function M:stop_process(fn, force, on_empty)
   local proc = self.proc
   if not proc then
     fn()
@@ -617,7 +704,7 @@ function M:stop_process(fn, force)
   -- One stop at a time, and only the newest continuation runs once the tree is gone: two
   -- changes during one stop must start one new process, not two racing for the port.
   local in_flight = self.stopping_for ~= nil
-  self.stopping_for = { generation = self.generation, fn = function(ev)
+  self.stopping_for = { generation = self.generation, on_empty = on_empty, fn = function(ev)
     self.proc = nil
     fn(ev)
   end }
@@ -665,6 +752,17 @@ function M:shutdown(fn, force)
   if self.proc then
     pending = pending + 1
     self:stop_process(one, force)
+  end
+  if self.spare_timer then
+    self.spare_timer:stop()
+    self.spare_timer = nil
+  end
+  local spare = self.spare
+  if spare then
+    self.spare = nil
+    pending = pending + 1
+    spare.on_gone = one
+    spare.proc:stop()
   end
   one()
 end

@@ -276,14 +276,16 @@ describe("when the API caller is SIGKILLed", function()
   local script = [[
     local uv = require("luv")
     local core = require("reload.core")
-    local treegen, port, marker = arg[1], arg[2], arg[3]
+    local treegen, port, marker, hold = arg[1], arg[2], arg[3], arg[4] == "hold"
     local env = {}
     for k, v in pairs(uv.os_environ()) do env[#env + 1] = k .. "=" .. v end
     env[#env + 1] = marker
-    core.spawn{ cmd = { treegen, "setsid", port }, env = env, grace_ms = 300,
+    core.spawn{ cmd = { treegen, "setsid", port }, env = env, grace_ms = 300, hold = hold,
       stdout = "null", stderr = "null",
       on_event = function(ev)
-        if ev.type == "started" then io.stdout:write("started\n"); io.stdout:flush() end
+        if ev.type == "started" or ev.type == "held" then
+          io.stdout:write(ev.type, "\n"); io.stdout:flush()
+        end
       end }
   ]]
 
@@ -317,6 +319,31 @@ describe("when the API caller is SIGKILLed", function()
   it("EOF on the control socket alone tears the tree down", function()
     assert_gone_within_1s(caller_killed("RELOAD_KEEPER_NO_PDEATHSIG=1"))
   end)
+
+  --- A caller that spawned a held keeper (no command started) and is then SIGKILLed.
+  local function held_caller_killed(...)
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/caller.lua", script)
+    local marker = "RELOAD_PROC_TAG=" .. helpers.unique("held")
+    local caller = helpers.start_reload({ "script", dir .. "/caller.lua", treegen,
+      tostring(helpers.free_port()), marker, "hold" }, { env = env_with(...) })
+    caller:wait_output("held")
+    assert.are.equal(1, #helpers.tagged(marker), "the keeper alone")
+    caller:signal("sigkill")
+    caller:wait()
+    return marker
+  end
+
+  for _, case in ipairs({ { "parent-death signal", "RELOAD_KEEPER_NO_EOF=1" },
+    { "EOF on the control socket", "RELOAD_KEEPER_NO_PDEATHSIG=1" } }) do
+    it("a held keeper goes too, by its " .. case[1] .. " alone", function()
+      local marker = held_caller_killed(case[2])
+      helpers.retry(1000, function()
+        local left = helpers.tagged(marker)
+        return #left == 0, "left: " .. helpers.describe(left)
+      end)
+    end)
+  end
 
   it("with both paths disabled the tree is left (so each test above proves its path)", function()
     local port, marker = caller_killed("RELOAD_KEEPER_NO_EOF=1",
@@ -685,15 +712,33 @@ describe("a held run (hold = true: the keeper waits for go())", function()
     assert.are.equal(0, count_type(run, "started"))
   end)
 
-  it("ends its keeper when reload lets go of it (EOF on the control socket)", function()
-    local run = start({ cmd = { treegen, "server", tostring(helpers.free_port()) }, hold = true })
+  it("takes its command and environment at go() when spawned without one", function()
+    local port = helpers.free_port()
+    local run = start({ hold = true })
     wait_event(run, "held")
-    local keeper = run.p:keeper_pid()
-    -- What reload's death looks like to the keeper: its end of the control socket closes.
-    run.p:close()
-    helpers.wait_until(5000, function() return helpers.proc_stat(keeper) == nil end,
-      function() return "the held keeper to exit; stat: " .. tostring(helpers.proc_stat(keeper)) end)
-    run.exit = run.exit or {} -- a closed handle reports nothing more
+    assert.has_error(function() run.p:go() end,
+      "go: the run was spawned without cmd: go{ cmd = ... } needs one")
+    run.p:go({ cmd = { treegen, "server", tostring(port) }, env = env_with(run.marker) })
+    wait_listening(port, run)
+    local env = helpers.read_file("/proc/" .. run.p:pid() .. "/environ")
+    assert.is_truthy(env:find(run.marker, 1, true))
+    assert.is_truthy(env:find("RELOAD_RUN=", 1, true))
+    run.p:stop()
+    wait_exit(run)
+    assert_clean(run, { port })
+  end)
+
+  it("passes a shell command and an environment of any size and content intact", function()
+    local out = {}
+    local big = ("x"):rep(100000) -- one string may be 128 KiB at most (MAX_ARG_STRLEN)
+    local run = start({ hold = true, stdout = "pipe",
+      on_stdout = function(chunk) out[#out + 1] = chunk end })
+    wait_event(run, "held")
+    run.p:go({ cmd = 'printf "%s|%s" "$GREETING" "${#BIG}"',
+      env = { "GREETING=hello\nthere = yes", "BIG=" .. big, run.marker } })
+    local ev = wait_exit(run)
+    assert.are.equal(0, ev.status, tostring(ev.spawn_error))
+    assert.are.equal("hello\nthere = yes|100000", table.concat(out))
   end)
 end)
 

@@ -61,6 +61,22 @@ function Proc:stop(opts)
   end
 end
 
+--- A held run (spawned with hold = true) starts its command; go{ cmd, env } brings it.
+function Proc:go(opts)
+  self.gos = self.gos + 1
+  if opts then
+    self.opts.cmd, self.opts.env = opts.cmd, opts.env
+  end
+  if self.state == "held" then
+    self.state = "starting"
+  end
+end
+
+--- The spec makes the tree report "tree-empty" (every process reaped; "exit" comes later).
+function Proc:empty(forced)
+  self.opts.on_event({ type = "tree-empty", forced = forced or false })
+end
+
 function Proc:kill()
   self.kills = self.kills + 1
   if self.state ~= "exited" then
@@ -97,25 +113,35 @@ end
 function M.core()
   local core = { spawned = {} }
   function core.spawn(opts)
-    local p = setmetatable({ opts = opts, id = #core.spawned + 1, state = "starting",
-      stops = 0, kills = 0 }, Proc)
+    local p = setmetatable({ opts = opts, id = #core.spawned + 1,
+      state = opts.hold and "held" or "starting", stops = 0, kills = 0, gos = 0 }, Proc)
     core.spawned[#core.spawned + 1] = p
     return p
   end
-  --- The last process spawned whose argv contains `text`.
+  --- The last process spawned whose argv contains `text` (a spare: once go() gave it one).
   function core.last(text)
     for i = #core.spawned, 1, -1 do
       local p = core.spawned[i]
-      if table.concat(p.opts.cmd, " "):find(text, 1, true) then
+      if p.opts.cmd and table.concat(p.opts.cmd, " "):find(text, 1, true) then
         return p
       end
     end
+  end
+  --- Spares: processes spawned held without a command that no go() has started.
+  function core.spares()
+    local out = {}
+    for _, p in ipairs(core.spawned) do
+      if p.opts.hold and not p.opts.cmd and p.state == "held" then
+        out[#out + 1] = p
+      end
+    end
+    return out
   end
   --- How many processes were spawned whose argv contains `text`.
   function core.count(text)
     local n = 0
     for _, p in ipairs(core.spawned) do
-      if table.concat(p.opts.cmd, " "):find(text, 1, true) then
+      if p.opts.cmd and table.concat(p.opts.cmd, " "):find(text, 1, true) then
         n = n + 1
       end
     end

@@ -68,10 +68,15 @@ describe("reload.engine", function()
     assert.are.equal(0, old.stops) -- the old process keeps serving during the build
     build2:exit(0)
     assert.are.equal(1, old.stops)
-    assert.are.equal(old, core.last("./api")) -- nothing new before the old tree is gone
+    -- A keeper is ready (the spare), held: nothing new runs before the old tree is gone.
+    local spare = core.spares()[1]
+    assert.truthy(spare)
+    assert.are.equal(old, core.last("./api"))
     old:exit(143)
     local new = core.last("./api")
-    assert.are_not.equal(old, new)
+    assert.are.equal(spare, new)
+    assert.are.equal(1, new.gos)
+    assert.are.equal(2, core.count("./api"))
     new:start()
     assert.matches("restarted in", text())
     assert.are.equal("running", e.by_name.api.state)
@@ -109,12 +114,12 @@ describe("reload.engine", function()
     start('service "w" { run = "./w", restart = "on-failure" }')
     local delays = {}
     for i = 1, 4 do
-      local p = core.spawned[#core.spawned]
+      local p = core.last("./w")
       p:start()
       local t0 = clock.now()
       p:exit(1)
-      local before = #core.spawned
-      while #core.spawned == before do
+      local before = core.count("./w")
+      while core.count("./w") == before do
         clock.advance(10)
       end
       delays[i] = clock.now() - t0
@@ -125,13 +130,13 @@ describe("reload.engine", function()
     end
     assert.is_true(delays[4] <= service.backoff_max_ms + 10)
     -- A run that stayed up longer than stable_ms resets the backoff.
-    local p = core.spawned[#core.spawned]
+    local p = core.last("./w")
     p:start()
     clock.advance(service.stable_ms + 1)
     p:exit(1)
-    local before = #core.spawned
+    local before = core.count("./w")
     clock.advance(service.backoff_base_ms)
-    assert.are.equal(before + 1, #core.spawned)
+    assert.are.equal(before + 1, core.count("./w"))
   end)
 
   it("does not restart a clean exit under on-failure, and never restarts under never", function()
@@ -261,6 +266,8 @@ service "b" { run = "./b" }
     assert.are.equal(1, b.stops)
     b:exit(143)
     assert.truthy(core.last("./b2"))
+    clock.advance(100) -- past any debounce: the Reloadfile is not a change of service "a"
+    assert.are.equal(0, a.stops)
     -- A broken edit: the error is shown and nothing stops.
     helpers.write_file(file, 'service "a" { run = "./a", bogus = 1 }\n')
     core.change("Reloadfile.lua")
@@ -290,5 +297,105 @@ service "b" { run = "./b" }
     assert.are.equal(1, old.stops) -- the second change joins the stop under way
     old:exit(143)
     assert.are.equal(2, core.count("./api"), "one old and exactly one new process")
+  end)
+
+  describe("a restart without build steps", function()
+    it("stops the old tree during the quiet period, then starts in the spare keeper", function()
+      local e = start('service "api" { run = "./api" }')
+      local old = core.last("./api")
+      old:start()
+      assert.are.equal(0, #core.spares())
+      clock.advance(service.spare_delay_ms)
+      local spare = core.spares()[1] -- spawned a moment after the start, held, no command
+      assert.truthy(spare)
+      assert.is_true(spare.opts.hold)
+      core.change("a.go")
+      assert.are.equal(1, old.stops) -- at once: the debounce and the teardown overlap
+      old:exit(143)
+      assert.are.equal(0, spare.gos) -- the burst is not over yet
+      clock.advance(5)
+      assert.are.equal(1, spare.gos)
+      assert.are.equal(spare, core.last("./api"))
+      assert.matches("RELOAD_CHANGED=a.go", table.concat(spare.opts.env, "\n"), 1, true)
+      assert.are.equal(2, core.count("./api"))
+      spare:start()
+      assert.are.equal("running", e.by_name.api.state)
+      clock.advance(service.spare_delay_ms)
+      assert.are.equal(1, #core.spares()) -- and the next one
+    end)
+
+    it("spawns a spare at once when a change comes before one was ready", function()
+      start('service "api" { run = "./api" }')
+      local old = core.last("./api")
+      old:start()
+      core.change("a.go")
+      assert.are.equal(1, old.stops)
+      local spare = core.spares()[1]
+      assert.truthy(spare)
+      old:exit(143)
+      clock.advance(5)
+      assert.are.equal(spare, core.last("./api"))
+    end)
+
+    it("passes every path of the burst to the new process", function()
+      start('service "api" { run = "./api" }')
+      local old = core.last("./api")
+      old:start()
+      core.change("a.go")
+      clock.advance(2)
+      core.change("b.go")
+      old:exit(143)
+      clock.advance(30)
+      local new = core.last("./api")
+      assert.matches("RELOAD_CHANGED=a.go\nb.go", table.concat(new.opts.env, "\n"), 1, true)
+      assert.are.equal(2, core.count("./api"))
+    end)
+
+    it("starts the new process at tree-empty, and the old one's exit changes nothing", function()
+      local e = start('service "api" { run = "./api", debounce = 0 }')
+      local old = core.last("./api")
+      old:start()
+      core.change("a.go")
+      clock.advance(0)
+      old:empty()
+      local new = core.last("./api")
+      assert.are_not.equal(old, new)
+      assert.are.equal(1, new.gos)
+      new:start()
+      old:exit(143)
+      assert.are.equal("running", e.by_name.api.state)
+      assert.is_nil(text():find("exited with", 1, true))
+      assert.are.equal(2, core.count("./api"))
+    end)
+
+    it("calls a run function once per restart", function()
+      start([[
+local calls = 0
+service "api" { run = function() calls = calls + 1; return { "./api", tostring(calls) } end }
+]])
+      local old = core.last("./api")
+      assert.are.same({ "./api", "1" }, old.opts.cmd)
+      old:start()
+      core.change("a.go")
+      old:exit(143)
+      clock.advance(5)
+      assert.are.same({ "./api", "2" }, core.last("./api").opts.cmd)
+    end)
+
+    it("on quit, stops the spare too and finishes once it is gone", function()
+      local e = start('service "api" { run = "./api" }')
+      local old = core.last("./api")
+      old:start()
+      clock.advance(service.spare_delay_ms)
+      local spare = core.spares()[1]
+      local finished = false
+      e:quit(function() finished = true end)
+      assert.are.equal(1, spare.stops)
+      old:exit(143)
+      assert.is_false(finished)
+      spare:exit(0, { cancelled = true })
+      assert.is_true(finished)
+      assert.are.equal(0, spare.gos)
+    end)
   end)
 end)
