@@ -1,6 +1,8 @@
 --- reload side by side with the tools users would pick instead (entr, reflex, nodemon, an
---- inotifywait loop), on one fixture: bench/fixture/server.c under a `sh -> sh -> server` chain
---- (and one whose server calls setsid). Not part of the test suite; run by bench/run.
+--- inotifywait loop), on one fixture: bench/fixture/server.c run directly, under a
+--- `sh -> sh -> server` chain, and under one whose server calls setsid. The command alone,
+--- spawned by the bench itself, gives each shape's floor: what no tool can go below. Not part
+--- of the test suite; run by bench/run.
 ---
 ---   lua5.4 bench/compare.lua [--quick] [--changes N] [--only TOOL]   (TOOL: a row's name)
 ---
@@ -41,39 +43,63 @@ local function which(name)
   return s and s ~= "" and s or nil
 end
 
--- The command every tool runs, from the fixture directory: reads the generation the bench
--- wrote, puts it in the environment of sh -> sh -> server (`; true` keeps each shell alive).
-local function command(port, stamps, setsid)
-  local srv = ("%s %d %s%s"):format(server, port, stamps, setsid and " --setsid" or "")
-  return ("read g < src/gen.txt; export BENCH_GEN=$g; exec sh -c 'sh -c \"%s; true\"; true'")
-    :format(srv)
+---@class Shape
+---@field key string
+---@field label string
+---@field setsid boolean the server leaves its process group and session
+---@field direct boolean the tool runs the server itself (argv, no shell)
+local shapes = {
+  { key = "direct", label = "server", setsid = false, direct = true },
+  { key = "chain", label = "sh→sh→server", setsid = false, direct = false },
+  { key = "setsid", label = "sh→sh→server+setsid", setsid = true, direct = false },
+}
+
+--- The command of a shape, from the fixture directory, as argv. Direct: the server reads the
+--- generation from the watched file itself. Chain: sh reads it and exports it to
+--- sh -> sh -> server (`; true` keeps each shell alive).
+local function command(shape, port, stamps)
+  if shape.direct then
+    return { server, tostring(port), stamps, "--gen-file", "src/gen.txt" }
+  end
+  local srv = ("%s %d %s%s"):format(server, port, stamps, shape.setsid and " --setsid" or "")
+  return { "sh", "-c",
+    ("read g < src/gen.txt; export BENCH_GEN=$g; exec sh -c 'sh -c \"%s; true\"; true'")
+      :format(srv) }
+end
+
+--- argv as one shell word list (for the tools that take a command string).
+local function shell_words(argv)
+  local out = {}
+  for i, a in ipairs(argv) do out[i] = lib.q(a) end
+  return table.concat(out, " ")
 end
 
 ---@class Tool
 ---@field name string
 ---@field needs string|nil   executable that must exist
----@field argv fun(cmd: string): string[]
+---@field argv fun(cmd: string[]): string[]
 local tools = {
   { name = "reload", needs = reload, argv = function(cmd)
-    return { reload, "run", "-w", "src/gen.txt", "--", "sh", "-c", cmd }
+    return { reload, "run", "-w", "src/gen.txt", "--", table.unpack(cmd) }
   end },
   { name = "reload --debounce 0", needs = reload, argv = function(cmd)
-    return { reload, "run", "--debounce", "0", "-w", "src/gen.txt", "--", "sh", "-c", cmd }
+    return { reload, "run", "--debounce", "0", "-w", "src/gen.txt", "--", table.unpack(cmd) }
   end },
   { name = "entr -r", needs = which("entr"), argv = function(cmd)
-    return { "sh", "-c", "echo src/gen.txt | exec entr -n -r sh -c " .. lib.q(cmd) }
+    return { "sh", "-c", "echo src/gen.txt | exec entr -n -r " .. shell_words(cmd) }
   end },
   { name = "reflex -s", needs = which("reflex"), argv = function(cmd)
-    return { "reflex", "-r", "^src/gen\\.txt$", "-s", "--", "sh", "-c", cmd }
+    return { "reflex", "-r", "^src/gen\\.txt$", "-s", "--", table.unpack(cmd) }
   end },
   { name = "nodemon --delay 0", needs = uv.fs_access(nodemon, "X") and nodemon or nil,
     argv = function(cmd)
-      return { nodemon, "--delay", "0", "-w", "src", "-e", "txt", "--exec", cmd }
+      return { nodemon, "--delay", "0", "-w", "src", "-e", "txt", "--exec", shell_words(cmd) }
     end },
   { name = "inotifywait loop", needs = which("inotifywait"), argv = function(cmd)
     -- what a shell user writes: restart on every close_write, kill the child it started
+    local c = shell_words(cmd)
     local loop = ("(%s) & p=$!; while inotifywait -qq -e close_write src; do "
-      .. "kill $p; wait $p; (%s) & p=$!; done"):format(cmd, cmd)
+      .. "kill $p; wait $p; (%s) & p=$!; done"):format(c, c)
     return { "sh", "-c", loop }
   end },
 }
@@ -118,8 +144,22 @@ local function survivors(marker, gen)
   return n
 end
 
+--- Direct shape (no BENCH_GEN in any environment): servers of a generation below `gen` that
+--- are still alive, by the pids of their stamps; killed when `kill` is set.
+local function stamped_alive(stampfile, gen, kill)
+  local n = 0
+  for _, st in ipairs(stamps(stampfile)) do
+    local stat = st.gen < gen and lib.read("/proc/" .. st.pid .. "/stat")
+    if stat and stat:match("%(server%) [^Z]") then
+      n = n + 1
+      if kill then uv.kill(st.pid, "sigkill") end
+    end
+  end
+  return n
+end
+
 --- Starts `tool` in a fresh fixture directory; returns a session or nil, why.
-local function start(tool, setsid)
+local function start(tool, shape)
   local dir = assert(uv.fs_mkdtemp("/tmp/reload-cmp-XXXXXX"))
   assert(uv.fs_mkdir(dir .. "/src", 448))
   lib.write(dir .. "/src/gen.txt", "0\n")
@@ -129,7 +169,7 @@ local function start(tool, setsid)
   local env = { marker }
   table.move(base_env, 1, #base_env, 2, env)
   local log = assert(uv.fs_open(dir .. "/tool.log", "w", 420))
-  local argv = tool.argv(command(port, stampfile, setsid))
+  local argv = tool.argv(command(shape, port, stampfile))
   local handle, pid = uv.spawn(argv[1], { args = { table.unpack(argv, 2) }, cwd = dir, env = env,
     stdio = { nil, log, log }, detached = true }, function() end)
   uv.fs_close(log)
@@ -158,8 +198,8 @@ local function stop(s)
 end
 
 --- N changes; returns per-change figures.
-local function measure(tool, setsid, n)
-  local s, err = start(tool, setsid)
+local function measure(tool, shape, n)
+  local s, err = start(tool, shape)
   local r = { started = {}, answering = {}, survivors = 0, eaddrinuse = 0, extra = 0, missed = 0,
     first_ms = 0, n = n }
   if not s then r.failed = err return r end
@@ -200,58 +240,122 @@ local function measure(tool, setsid, n)
     end
     r.extra = r.extra + math.max(0, #all - seen - 1)
     seen = #all
-    r.survivors = r.survivors + survivors(s.marker, gen)
-    kill_marked(s.marker, gen)
+    if shape.direct then
+      r.survivors = r.survivors + stamped_alive(s.stampfile, gen, true)
+    else
+      r.survivors = r.survivors + survivors(s.marker, gen)
+      kill_marked(s.marker, gen)
+    end
   end
   if os.getenv("BENCH_KEEP") then -- keep the stamps for a closer look
-    local name = tool.name:gsub("%W", "") .. (setsid and "-setsid" or "")
+    local name = tool.name:gsub("%W", "") .. "-" .. shape.key
     os.execute(("cp %s /tmp/bench-stamps-%s"):format(lib.q(s.stampfile), name))
   end
   stop(s)
   return r
 end
 
-local results = {}
+--- The shape's floor: the bench spawns the command itself (no tool), n times; spawn → main()
+--- and spawn → listen() returned.
+local function floor(shape, n)
+  local dir = assert(uv.fs_mkdtemp("/tmp/reload-cmp-XXXXXX"))
+  assert(uv.fs_mkdir(dir .. "/src", 448))
+  local port = lib.free_port()
+  local stampfile = dir .. "/stamps"
+  local marker = ("BENCH_MARK=%d-%d"):format(uv.os_getpid(), uv.hrtime())
+  local env = { marker }
+  table.move(base_env, 1, #base_env, 2, env)
+  local argv = command(shape, port, stampfile)
+  local r = { started = {}, answering = {}, n = n }
+  for gen = 1, n do
+    lib.write(dir .. "/src/gen.txt", gen .. "\n")
+    local t0 = lib.now_ms()
+    local handle = uv.spawn(argv[1], { args = { table.unpack(argv, 2) }, cwd = dir, env = env,
+      detached = true }, function() end)
+    local mine
+    lib.wait(3000, function()
+      for _, st in ipairs(stamps(stampfile)) do
+        if st.gen == gen then mine = st return true end
+      end
+      return false
+    end, 1)
+    if mine and mine.status == "ok" then
+      r.started[#r.started + 1] = mine.start - t0
+      r.answering[#r.answering + 1] = mine.listen - t0
+    end
+    kill_marked(marker)
+    stamped_alive(stampfile, gen + 1, true)
+    lib.wait(2000, function() return lib.port_free(port) end, 1)
+    if handle and not handle:is_closing() then handle:close() end
+  end
+  uv.run("nowait")
+  os.execute("rm -rf " .. lib.q(dir))
+  return r
+end
+
+local results, floors = {}, {}
+for _, shape in ipairs(shapes) do
+  io.stderr:write(("compare: the command alone (%s), %d runs\n"):format(shape.label, changes))
+  floors[shape.key] = floor(shape, changes)
+end
 for _, tool in ipairs(tools) do
-  for _, setsid in ipairs({ false, true }) do
-    local key = tool.name .. (setsid and " (setsid)" or "")
-    io.stderr:write(("compare: %s, %d changes\n"):format(key, changes))
+  for _, shape in ipairs(shapes) do
+    local key = tool.name .. " " .. shape.key
+    io.stderr:write(("compare: %s (%s), %d changes\n"):format(tool.name, shape.label, changes))
     if only and tool.name ~= only and tool.name ~= "reload" then
       results[key] = { failed = "skipped (--only)", started = {}, answering = {} }
     elseif tool.needs then
-      results[key] = measure(tool, setsid, changes)
+      results[key] = measure(tool, shape, changes)
     else
       results[key] = { failed = "not installed (run bench/setup)", started = {}, answering = {} }
     end
   end
 end
 
-local base = results["reload"]
-local function ratio(xs)
+--- answering p50 of xs over reload's (default settings) on the same shape.
+local function ratio(xs, shape)
+  local base = results["reload " .. shape.key]
   local b = base and lib.pct(base.answering, 50)
   local v = lib.pct(xs, 50)
   if not b or not v or b == 0 then return "-" end
   return ("%.2f"):format(v / b)
 end
 
+--- answering p50 above the shape's floor (what the tool itself costs).
+local function over_floor(xs, shape)
+  local f = lib.pct(floors[shape.key].answering, 50)
+  local v = lib.pct(xs, 50)
+  if not f or not v then return "-" end
+  return ("%+.1f ms"):format(v - f)
+end
+
 print(("\n## 1–2. Change → restart, old generation gone (%d changes per tool, same run)\n")
   :format(changes))
 print("Started = change written → fixture's main(); answering = change → its listen() "
-  .. "returned (confirmed by a GET answering the new generation). Median (p10–p90).\n")
-print("| tool | chain | started | answering | vs reload (answering p50) | answering p90 "
-  .. "| old-gen survivors | EADDRINUSE | extra starts | missed |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+  .. "returned (confirmed by a GET answering the new generation). Median (p10–p90). "
+  .. "*Floor*: the bench spawns the command itself, no tool and no change to notice: each "
+  .. "shell or exec on the way costs the same for every tool; *over floor* is what the tool "
+  .. "adds.\n")
+print("| tool | command | started | answering | vs reload (answering p50) | over floor "
+  .. "| answering p90 | old-gen survivors | EADDRINUSE | extra starts | missed |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for _, shape in ipairs(shapes) do
+  local f = floors[shape.key]
+  print(("| *floor: the command alone* | %s | %s | %s | - | - | %s | - | - | - | - |"):format(
+    shape.label, lib.fig(f.started), lib.fig(f.answering),
+    lib.pct(f.answering, 90) and ("%.1f ms"):format(lib.pct(f.answering, 90)) or "-"))
+end
 for _, tool in ipairs(tools) do
-  for _, setsid in ipairs({ false, true }) do
-    local r = results[tool.name .. (setsid and " (setsid)" or "")]
-    local chain = setsid and "sh→sh→server+setsid" or "sh→sh→server"
+  for _, shape in ipairs(shapes) do
+    local r = results[tool.name .. " " .. shape.key]
     if r.failed then
-      print(("| %s | %s | %s | | | | | | | |"):format(tool.name, chain, r.failed))
+      print(("| %s | %s | %s | | | | | | | | |"):format(tool.name, shape.label, r.failed))
     else
       local p90 = lib.pct(r.answering, 90)
-      print(("| %s | %s | %s | %s | %s | %s | %d | %d | %d | %d%s |"):format(tool.name, chain,
-        lib.fig(r.started), lib.fig(r.answering), ratio(r.answering),
-        p90 and ("%.1f ms"):format(p90) or "-", r.survivors, r.eaddrinuse, r.extra, r.missed,
+      print(("| %s | %s | %s | %s | %s | %s | %s | %d | %d | %d | %d%s |"):format(tool.name,
+        shape.label, lib.fig(r.started), lib.fig(r.answering), ratio(r.answering, shape),
+        over_floor(r.answering, shape), p90 and ("%.1f ms"):format(p90) or "-", r.survivors,
+        r.eaddrinuse, r.extra, r.missed,
         r.wrong_answer and (" (%d wrong answers)"):format(r.wrong_answer) or ""))
     end
   end
@@ -260,18 +364,41 @@ end
 local function target(label, ok)
   print(("| %s | %s |"):format(label, lib.yes(ok)))
 end
-local d0 = results["reload --debounce 0"]
-local r, rs = results["reload"], results["reload (setsid)"]
-local d0s = results["reload --debounce 0 (setsid)"]
+local function p50(key)
+  local x = results[key]
+  return not x.failed and lib.pct(x.answering, 50) or 1e9
+end
+--- The fastest peer's answering p50 on a shape (nil if none ran).
+local function fastest_peer(shape)
+  local best
+  for _, tool in ipairs(tools) do
+    if not tool.name:match("^reload") then
+      local v = p50(tool.name .. " " .. shape.key)
+      if v < 1e9 and (not best or v < best.v) then best = { v = v, name = tool.name } end
+    end
+  end
+  return best
+end
 print("\n| target (reload) | |")
 print("|---|---|")
-target("change → answering p50 < 10 ms (default debounce)",
-  not r.failed and (lib.pct(r.answering, 50) or 1e9) < 10)
-target("change → answering p50 < 3 ms (--debounce 0)",
-  not d0.failed and (lib.pct(d0.answering, 50) or 1e9) < 3)
+target(("change → answering p50 < 10 ms, default debounce, server (%.1f ms)")
+  :format(p50("reload direct")), p50("reload direct") < 10)
+target(("change → answering p50 < 3 ms, --debounce 0, server (%.1f ms)")
+  :format(p50("reload --debounce 0 direct")), p50("reload --debounce 0 direct") < 3)
+for _, shape in ipairs(shapes) do
+  local best = fastest_peer(shape)
+  if best then
+    local mine = p50("reload --debounce 0 " .. shape.key)
+    target(("as fast as the fastest peer at its lowest setting, %s (%.1f ms vs %s %.1f ms)")
+      :format(shape.label, mine, best.name, best.v), mine <= best.v)
+  end
+end
 local surv, inuse = 0, 0
-for _, x in ipairs({ r, rs, d0, d0s }) do
-  surv, inuse = surv + (x.survivors or 1), inuse + (x.eaddrinuse or 1)
+for _, name in ipairs({ "reload", "reload --debounce 0" }) do
+  for _, shape in ipairs(shapes) do
+    local x = results[name .. " " .. shape.key]
+    surv, inuse = surv + (x.survivors or 1), inuse + (x.eaddrinuse or 1)
+  end
 end
 target(("zero old-generation survivors (%d)"):format(surv), surv == 0)
 target(("zero EADDRINUSE (%d)"):format(inuse), inuse == 0)

@@ -105,6 +105,9 @@ local function bindable(port)
   return ok and true or false
 end
 
+--- True when 127.0.0.1:port can be bound (nobody listens there).
+M.port_free = bindable
+
 local next_port = 32000 + (uv.os_getpid() * 37) % 8000
 ---@return integer a port of 127.0.0.1 nobody listens on now
 function M.free_port()
