@@ -105,6 +105,7 @@ typedef struct {
   size_t nredo, redocap;
   const rl_ilist_t **stack;
   size_t stackcap;
+  char *dents; /* rl_read_dir's buffer */
   int ref_events, ref_error, ref_self;
 } rl_watcher_t;
 
@@ -654,47 +655,59 @@ static int rl_watch_add(rl_watcher_t *w, rl_wdir_t *d, const char *abs, const ch
   return 0;
 }
 
+/* A directory's entries as getdents64 returned them ("." and ".." left out, d_type known). */
 typedef struct {
-  size_t name; /* offset in names */
-  unsigned char type;
-} rl_dent_t;
+  char *buf;
+  size_t len;
+  int has_gitignore;
+} rl_listing_t;
 
-/* Reads the names of a directory at once, so that the recursion holds no open fd. */
-static int rl_read_dir(const char *abs, rl_dent_t **out, size_t *n, char **names,
-                       int *has_gitignore)
+#define RL_DENTS_SIZE 65536
+
+static const struct dirent64 *rl_listing_at(const rl_listing_t *ls, size_t off)
 {
-  DIR *dir = opendir(abs);
-  if (!dir)
+  return (const struct dirent64 *)(const void *)(ls->buf + off);
+}
+
+/* Reads every entry of the directory at abs at once, so that the recursion holds no open fd.
+ * getdents64 into one reused buffer (dents, RL_DENTS_SIZE bytes) rather than readdir: opendir
+ * costs an fstat and a 32 KiB allocation per directory, a tenth of a walk of small ones. */
+static int rl_read_dir(const char *abs, char *dents, rl_listing_t *ls)
+{
+  *ls = (rl_listing_t){0};
+  int fd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
     return -1;
-  size_t cap = 0, ncap = 0, nlen = 0;
-  *out = NULL;
-  *names = NULL;
-  *n = 0;
-  *has_gitignore = 0;
-  struct dirent *de;
-  while ((de = readdir(dir))) {
-    const char *nm = de->d_name;
-    if (nm[0] == '.' && (!nm[1] || (nm[1] == '.' && !nm[2])))
-      continue;
-    size_t len = strlen(nm);
-    if (rl_grow((void **)out, &cap, *n + 1, sizeof **out) < 0 ||
-        rl_grow((void **)names, &ncap, nlen + len + 1, 1) < 0)
+  size_t cap = 0;
+  ssize_t n;
+  while ((n = getdents64(fd, dents, RL_DENTS_SIZE)) > 0) {
+    if (rl_grow((void **)&ls->buf, &cap, ls->len + (size_t)n, 1) < 0) {
+      n = -1;
+      errno = ENOMEM;
       break;
-    memcpy(*names + nlen, nm, len + 1);
-    unsigned char type = de->d_type;
-    if (type == DT_UNKNOWN) {
-      struct stat st;
-      type = fstatat(dirfd(dir), nm, &st, AT_SYMLINK_NOFOLLOW) < 0 ? DT_UNKNOWN
-             : S_ISDIR(st.st_mode)                                 ? DT_DIR
-                                                                   : DT_REG;
     }
-    (*out)[(*n)++] = (rl_dent_t){nlen, type};
-    nlen += len + 1;
-    if (!strcmp(nm, ".gitignore"))
-      *has_gitignore = 1;
+    for (ssize_t off = 0; off < n;) {
+      struct dirent64 *de = (struct dirent64 *)(void *)(dents + off);
+      off += de->d_reclen;
+      const char *nm = de->d_name;
+      if (nm[0] == '.' && (!nm[1] || (nm[1] == '.' && !nm[2])))
+        continue;
+      if (de->d_type == DT_UNKNOWN) {
+        /* Filesystems without d_type (some XFS, old reiserfs): ask, only then. */
+        struct stat st;
+        if (fstatat(fd, nm, &st, AT_SYMLINK_NOFOLLOW) == 0)
+          de->d_type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+      }
+      if (!strcmp(nm, ".gitignore"))
+        ls->has_gitignore = 1;
+      memcpy(ls->buf + ls->len, de, de->d_reclen);
+      ls->len += de->d_reclen;
+    }
   }
-  closedir(dir);
-  return 0;
+  int err = n < 0 ? errno : 0;
+  close(fd);
+  errno = err;
+  return err ? -1 : 0;
 }
 
 /* Walks d (already watched; abs holds its absolute path, rel_off where the relative path
@@ -705,12 +718,12 @@ static void rl_watch_walk(rl_watcher_t *w, rl_wdir_t *d, rl_buf_t *abs, size_t r
                           size_t depth, int report, int reread)
 {
   size_t len = abs->len;
-  rl_dent_t *ents;
-  size_t n;
-  char *names;
-  int has_gitignore;
+  rl_listing_t ls;
   d->gen = w->gen;
-  if (rl_read_dir(abs->s, &ents, &n, &names, &has_gitignore) < 0) {
+  if (!w->dents && !(w->dents = malloc(RL_DENTS_SIZE)))
+    return;
+  if (rl_read_dir(abs->s, w->dents, &ls) < 0) {
+    free(ls.buf);
     if (errno != ENOENT && errno != ENOTDIR)
       rl_watch_problem(w, "cannot read directory '%s': %s", len > rel_off ? abs->s + rel_off : ".",
                        strerror(errno));
@@ -721,13 +734,15 @@ static void rl_watch_walk(rl_watcher_t *w, rl_wdir_t *d, rl_buf_t *abs, size_t r
   if (reread)
     rl_ignore_forget(w->ig, rel, rellen);
   if (rl_grow((void **)&w->stack, &w->stackcap, depth + 2, sizeof *w->stack) == 0) {
-    w->stack[depth] = rl_ignore_dir(w->ig, rel, rellen, has_gitignore);
-    for (size_t i = 0; i < n; i++) {
-      const char *name = names + ents[i].name;
+    w->stack[depth] = rl_ignore_dir(w->ig, rel, rellen, ls.has_gitignore);
+    for (size_t off = 0; off < ls.len;) {
+      const struct dirent64 *de = rl_listing_at(&ls, off);
+      off += de->d_reclen;
+      const char *name = de->d_name;
       size_t namelen = strlen(name);
       if (rl_buf_set(abs, len, "/", 1) < 0 || rl_buf_set(abs, abs->len, name, namelen) < 0)
         break;
-      int is_dir = ents[i].type == DT_DIR;
+      int is_dir = de->d_type == DT_DIR;
       rel = abs->s + rel_off;
       if (rl_ignore_decide(w->ig, w->stack, depth + 1, rel, abs->len - rel_off, is_dir))
         continue;
@@ -755,8 +770,7 @@ static void rl_watch_walk(rl_watcher_t *w, rl_wdir_t *d, rl_buf_t *abs, size_t r
         rl_watch_walk(w, c, abs, rel_off, depth + 1, report, reread);
     }
   }
-  free(ents);
-  free(names);
+  free(ls.buf);
   abs->len = len;
   abs->s[len] = '\0';
   /* Sweep: a record this walk did not reach is gone or ignored now. */
@@ -1059,6 +1073,7 @@ static void rl_watch_close_now(rl_watcher_t *w)
   free(w->last_error);
   free(w->redo);
   free(w->stack);
+  free(w->dents);
   free(w->wdtab);
   free(w->polled);
   free(w->ev);
