@@ -545,7 +545,8 @@ static void rl_poll_scan(rl_watcher_t *w, rl_wdir_t *d, int report)
     /* depth - 1: rl_poll_walk pushes d's own list itself */
     rl_poll_walk(w, s, &abs, rel_off, depth ? depth - 1 : 0);
     rl_sort_snap = s;
-    qsort(s->e, s->n, sizeof *s->e, rl_pent_cmp);
+    if (s->n) /* an empty directory has no array, and qsort's may not be NULL */
+      qsort(s->e, s->n, sizeof *s->e, rl_pent_cmp);
     rl_snap_t empty = {0};
     if (d->snap && report)
       rl_snap_diff(w, d->snap, s);
