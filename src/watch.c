@@ -2,7 +2,9 @@
  * watch.c: the recursive watcher. Linux inotify with one watch per directory, read in batches
  * from a uv_poll on the inotify fd; the ignore rules (glob.c) are applied during the walk, so
  * an ignored directory never gets a watch. A stat-based polling backend covers filesystems
- * without events, and takes over the part of a tree that inotify cannot watch (ENOSPC).
+ * without events, and takes over the part of a tree that inotify cannot watch (ENOSPC). The
+ * first walk of a tree shares its directory reads with a helper thread; everything else runs on
+ * the loop thread.
  *
  * It reports facts: paths that were created, modified, removed or renamed, one batch per read
  * of the fd (or per poll scan). What a change means (debounce, rebuild) is the engine's.
@@ -725,7 +727,8 @@ typedef struct rl_visit {
   int err;    /* the read's errno, 0: read */
   rl_listing_t ls;
   size_t depth;             /* rules[depth] is its own .gitignore's, set by the visit */
-  const rl_ilist_t **rules; /* the .gitignore lists that apply, root first */
+  const rl_ilist_t **rules; /* the .gitignore lists that apply, root first (a copy: the
+                             * parent's visit is freed before this one is read) */
   size_t len;
   char *abs;
 } rl_visit_t;
