@@ -540,17 +540,22 @@ static const char *rl_pat_compile(rl_pat_t *pat, const char *s)
   return why;
 }
 
-static int rl_pat_match(const rl_pat_t *pat, const rl_ilist_t *l, const char *path, size_t len,
-                        int is_dir)
+/* A path being decided, with its last component found once rather than once per pattern. */
+typedef struct {
+  const char *path, *base;
+  size_t len, baselen;
+  int is_dir;
+} rl_subject_t;
+
+static int rl_pat_match(const rl_pat_t *pat, const rl_ilist_t *l, const rl_subject_t *s)
 {
   if (pat->flags & RL_PAT_NEVER)
     return 0;
-  if ((pat->flags & RL_PAT_MUSTBEDIR) && !is_dir)
+  if ((pat->flags & RL_PAT_MUSTBEDIR) && !s->is_dir)
     return 0;
   if (pat->flags & RL_PAT_NODIR) {
-    const char *slash = memrchr(path, '/', len);
-    const char *base = slash ? slash + 1 : path;
-    size_t baselen = len - (size_t)(base - path);
+    const char *base = s->base;
+    size_t baselen = s->baselen;
     if (pat->literal == 1)
       return baselen == pat->prefixlen && !memcmp(base, pat->prefix, baselen);
     if (pat->literal == 2)
@@ -562,10 +567,10 @@ static int rl_pat_match(const rl_pat_t *pat, const rl_ilist_t *l, const char *pa
       return 0;
     return rl_wild_match(&pat->wild, base);
   }
-  if (len < l->baselen + 1 || memcmp(path, l->base, l->baselen))
+  if (s->len < l->baselen + 1 || memcmp(s->path, l->base, l->baselen))
     return 0;
-  const char *name = path + l->baselen;
-  size_t namelen = len - l->baselen;
+  const char *name = s->path + l->baselen;
+  size_t namelen = s->len - l->baselen;
   if (pat->prefixlen) {
     if (pat->prefixlen > namelen || memcmp(pat->prefix, name, pat->prefixlen))
       return 0;
@@ -623,12 +628,12 @@ static const char *rl_ilist_add(rl_ilist_t *l, const char *line, int *oom)
 }
 
 /* Which rule of the list matches last (later lines win): 1 ignore, 0 re-include, -1 none. */
-static int rl_ilist_decide(const rl_ilist_t *l, const char *path, size_t len, int is_dir)
+static int rl_ilist_decide(const rl_ilist_t *l, const rl_subject_t *s)
 {
   if (!l)
     return -1;
   for (size_t i = l->n; i-- > 0;)
-    if (rl_pat_match(&l->pats[i], l, path, len, is_dir))
+    if (rl_pat_match(&l->pats[i], l, s))
       return (l->pats[i].flags & RL_PAT_NEGATIVE) ? 0 : 1;
   return -1;
 }
@@ -929,14 +934,17 @@ void rl_ignore_forget(rl_ignore_t *ig, const char *dir, size_t len)
 int rl_ignore_decide(const rl_ignore_t *ig, const rl_ilist_t *const *stack, size_t depth,
                      const char *path, size_t len, int is_dir)
 {
+  const char *slash = memrchr(path, '/', len);
+  const char *base = slash ? slash + 1 : path;
+  rl_subject_t s = {path, base, len, len - (size_t)(base - path), is_dir};
   /* git's order: command line, then .gitignore files from the deepest up, then exclude files. */
-  int r = rl_ilist_decide(ig->program, path, len, is_dir);
+  int r = rl_ilist_decide(ig->program, &s);
   for (size_t i = depth; r < 0 && i-- > 0;)
-    r = rl_ilist_decide(stack[i], path, len, is_dir);
+    r = rl_ilist_decide(stack[i], &s);
   if (r < 0)
-    r = rl_ilist_decide(ig->exclude, path, len, is_dir);
+    r = rl_ilist_decide(ig->exclude, &s);
   if (r < 0)
-    r = rl_ilist_decide(ig->defaults, path, len, is_dir);
+    r = rl_ilist_decide(ig->defaults, &s);
   return r == 1;
 }
 
