@@ -27,7 +27,8 @@ function core._timer_probe(ms, fn) end
 ---@alias reload.Signal reload.SignalName|integer
 
 ---@class reload.SpawnOptions
----@field cmd string|string[] string: /bin/sh -c STRING; table: argv, PATH lookup
+---@field cmd? string|string[] string: /bin/sh -c STRING; table: argv, PATH lookup (optional
+--- with hold = true: go{ cmd = ... } brings it)
 ---@field cwd? string working directory of the command
 ---@field env? string[] the command's whole environment ("K=V"); nil inherits reload's
 ---@field stdin? "null"|"inherit"|"pipe" default "null" (a background group reading the tty
@@ -91,9 +92,12 @@ function Process:status() end
 ---@return true
 function Process:stop(opts) end
 
---- Starts the command of a run spawned with hold = true; once, and not after a stop.
+--- Starts the command of a run spawned with hold = true; once, and not after a stop. With
+--- cmd (string: /bin/sh -c; table: argv) and env ("K=V" list; nil: reload's own), the
+--- command is given now: a run may be spawned held without cmd, before the change is known.
+---@param opts? { cmd?: string|string[], env?: string[] }
 ---@return true
-function Process:go() end
+function Process:go(opts) end
 
 --- Straight to the SIGKILL sweeps.
 ---@return true
