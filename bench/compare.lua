@@ -36,13 +36,6 @@ local reload = build .. "/bin/reload"
 local server = build .. "/bench/server"
 local nodemon = root .. "/bench/.peers/node_modules/.bin/nodemon"
 
-local function which(name)
-  local p = io.popen("command -v " .. name .. " 2>/dev/null")
-  local s = p and p:read("l")
-  if p then p:close() end
-  return s and s ~= "" and s or nil
-end
-
 ---@class Shape
 ---@field key string
 ---@field label string
@@ -85,17 +78,17 @@ local tools = {
   { name = "reload --debounce 0", needs = reload, argv = function(cmd)
     return { reload, "run", "--debounce", "0", "-w", "src/gen.txt", "--", table.unpack(cmd) }
   end },
-  { name = "entr -r", needs = which("entr"), argv = function(cmd)
+  { name = "entr -r", needs = lib.which("entr"), argv = function(cmd)
     return { "sh", "-c", "echo src/gen.txt | exec entr -n -r " .. shell_words(cmd) }
   end },
-  { name = "reflex -s", needs = which("reflex"), argv = function(cmd)
+  { name = "reflex -s", needs = lib.which("reflex"), argv = function(cmd)
     return { "reflex", "-r", "^src/gen\\.txt$", "-s", "--", table.unpack(cmd) }
   end },
   { name = "nodemon --delay 0", needs = uv.fs_access(nodemon, "X") and nodemon or nil,
     argv = function(cmd)
       return { nodemon, "--delay", "0", "-w", "src", "-e", "txt", "--exec", shell_words(cmd) }
     end },
-  { name = "inotifywait loop", needs = which("inotifywait"), argv = function(cmd)
+  { name = "inotifywait loop", needs = lib.which("inotifywait"), argv = function(cmd)
     -- what a shell user writes: restart on every close_write, kill the child it started
     local c = shell_words(cmd)
     local loop = ("(%s) & p=$!; while inotifywait -qq -e close_write src; do "
@@ -103,11 +96,6 @@ local tools = {
     return { "sh", "-c", loop }
   end },
 }
-
-local base_env = {}
-for k, v in pairs(uv.os_environ()) do
-  if k ~= "BENCH_GEN" then base_env[#base_env + 1] = k .. "=" .. v end
-end
 
 --- Stamp lines of the fixture: { gen, pid, start_ms, listen_ms, status }.
 local function stamps(path)
@@ -122,24 +110,16 @@ local function stamps(path)
   return out
 end
 
-local function kill_marked(marker, below_gen)
+--- Processes of a generation below `gen` (any generation when nil) alive now, by the
+--- BENCH_GEN in their environment; killed when `kill` is set. Returns how many.
+local function earlier_gen(marker, gen, kill)
   local n = 0
   for _, p in ipairs(lib.marked(marker)) do
     local g = tonumber(p.env:match("%zBENCH_GEN=(%-?%d+)") or p.env:match("^BENCH_GEN=(%-?%d+)"))
-    if g and (below_gen == nil or g < below_gen) then
+    if g and (gen == nil or g < gen) then
       n = n + 1
-      uv.kill(p.pid, "sigkill")
+      if kill then uv.kill(p.pid, "sigkill") end
     end
-  end
-  return n
-end
-
---- Processes of a generation below `gen` alive now.
-local function survivors(marker, gen)
-  local n = 0
-  for _, p in ipairs(lib.marked(marker)) do
-    local g = tonumber(p.env:match("%zBENCH_GEN=(%-?%d+)") or p.env:match("^BENCH_GEN=(%-?%d+)"))
-    if g and g < gen then n = n + 1 end
   end
   return n
 end
@@ -158,16 +138,31 @@ local function stamped_alive(stampfile, gen, kill)
   return n
 end
 
---- Starts `tool` in a fresh fixture directory; returns a session or nil, why.
-local function start(tool, shape)
+--- A fresh fixture directory (src/gen.txt holding 0), a free port, the stamp file, and a
+--- session marker with the environment that carries it.
+local function fixture()
   local dir = assert(uv.fs_mkdtemp("/tmp/reload-cmp-XXXXXX"))
   assert(uv.fs_mkdir(dir .. "/src", 448))
   lib.write(dir .. "/src/gen.txt", "0\n")
-  local port = lib.free_port()
-  local stampfile = dir .. "/stamps"
   local marker = ("BENCH_MARK=%d-%d"):format(uv.os_getpid(), uv.hrtime())
-  local env = { marker }
-  table.move(base_env, 1, #base_env, 2, env)
+  return dir, lib.free_port(), dir .. "/stamps", marker, lib.env_with(marker)
+end
+
+--- Waits (up to 3 s) for the stamp of generation `gen`; returns it or nil.
+local function wait_gen(stampfile, gen)
+  local mine
+  lib.wait(3000, function()
+    for _, st in ipairs(stamps(stampfile)) do
+      if st.gen == gen then mine = st return true end
+    end
+    return false
+  end, 1)
+  return mine
+end
+
+--- Starts `tool` in a fresh fixture directory; returns a session or nil, why.
+local function start(tool, shape)
+  local dir, port, stampfile, marker, env = fixture()
   local log = assert(uv.fs_open(dir .. "/tool.log", "w", 420))
   local argv = tool.argv(command(shape, port, stampfile))
   local handle, pid = uv.spawn(argv[1], { args = { table.unpack(argv, 2) }, cwd = dir, env = env,
@@ -191,7 +186,7 @@ local function stop(s)
   lib.wait(2000, function() return not uv.kill(s.pid, 0) or s.handle:is_closing() end, 5)
   pcall(uv.kill, -s.pid, "sigkill")
   lib.wait(100)
-  kill_marked(s.marker)
+  earlier_gen(s.marker, nil, true)
   if not s.handle:is_closing() then s.handle:close() end
   uv.run("nowait")
   os.execute("rm -rf " .. lib.q(s.dir))
@@ -209,13 +204,7 @@ local function measure(tool, shape, n)
   for gen = 1, n do
     local t0 = lib.now_ms()
     lib.write(s.dir .. "/src/gen.txt", gen .. "\n")
-    local mine
-    lib.wait(3000, function()
-      for _, st in ipairs(stamps(s.stampfile)) do
-        if st.gen == gen then mine = st return true end
-      end
-      return false
-    end, 1)
+    local mine = wait_gen(s.stampfile, gen)
     -- a quiet spell: extra starts for one change, survivors still alive after it
     lib.wait(quick and 150 or 200)
     local all = stamps(s.stampfile)
@@ -243,8 +232,7 @@ local function measure(tool, shape, n)
     if shape.direct then
       r.survivors = r.survivors + stamped_alive(s.stampfile, gen, true)
     else
-      r.survivors = r.survivors + survivors(s.marker, gen)
-      kill_marked(s.marker, gen)
+      r.survivors = r.survivors + earlier_gen(s.marker, gen, true)
     end
   end
   if os.getenv("BENCH_KEEP") then -- keep the stamps for a closer look
@@ -258,13 +246,7 @@ end
 --- The shape's floor: the bench spawns the command itself (no tool), n times; spawn → main()
 --- and spawn → listen() returned.
 local function floor(shape, n)
-  local dir = assert(uv.fs_mkdtemp("/tmp/reload-cmp-XXXXXX"))
-  assert(uv.fs_mkdir(dir .. "/src", 448))
-  local port = lib.free_port()
-  local stampfile = dir .. "/stamps"
-  local marker = ("BENCH_MARK=%d-%d"):format(uv.os_getpid(), uv.hrtime())
-  local env = { marker }
-  table.move(base_env, 1, #base_env, 2, env)
+  local dir, port, stampfile, marker, env = fixture()
   local argv = command(shape, port, stampfile)
   local r = { started = {}, answering = {}, n = n }
   for gen = 1, n do
@@ -272,18 +254,12 @@ local function floor(shape, n)
     local t0 = lib.now_ms()
     local handle = uv.spawn(argv[1], { args = { table.unpack(argv, 2) }, cwd = dir, env = env,
       detached = true }, function() end)
-    local mine
-    lib.wait(3000, function()
-      for _, st in ipairs(stamps(stampfile)) do
-        if st.gen == gen then mine = st return true end
-      end
-      return false
-    end, 1)
+    local mine = wait_gen(stampfile, gen)
     if mine and mine.status == "ok" then
       r.started[#r.started + 1] = mine.start - t0
       r.answering[#r.answering + 1] = mine.listen - t0
     end
-    kill_marked(marker)
+    earlier_gen(marker, nil, true)
     stamped_alive(stampfile, gen + 1, true)
     lib.wait(2000, function() return lib.port_free(port) end, 1)
     if handle and not handle:is_closing() then handle:close() end

@@ -27,6 +27,25 @@ function M.wait(max_ms, cond, poll_ms)
   return ok or (cond ~= nil and cond() or false)
 end
 
+---@param name string
+---@return string|nil the command's path, if it is installed
+function M.which(name)
+  local p = io.popen("command -v " .. name .. " 2>/dev/null")
+  local s = p and p:read("l")
+  if p then p:close() end
+  return s and s ~= "" and s or nil
+end
+
+--- This process's environment ("K=V" list) without BENCH_GEN, after `marker`.
+---@param marker string
+function M.env_with(marker)
+  local env = { marker }
+  for k, v in pairs(uv.os_environ()) do
+    if k ~= "BENCH_GEN" then env[#env + 1] = k .. "=" .. v end
+  end
+  return env
+end
+
 ---@param path string
 ---@return string|nil
 function M.read(path)

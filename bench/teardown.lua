@@ -11,6 +11,9 @@ local uv = require("luv")
 local build_dir = os.getenv("RELOAD_BUILD_DIR") or (uv.cwd() .. "/build")
 package.cpath = build_dir .. "/lib/?.so;" .. package.cpath
 local core = require("reload.core")
+local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/[^/]*$") or "."
+package.path = here .. "/?.lua;" .. package.path
+local lib = require("lib")
 local treegen = build_dir .. "/fixtures/treegen"
 
 local runs, grace = 20, 300
@@ -89,17 +92,11 @@ local function survivors(marker)
   return n
 end
 
-local base_env = {}
-for k, v in pairs(uv.os_environ()) do
-  base_env[#base_env + 1] = k .. "=" .. v
-end
-
 --- One run: returns ms to "exit", ms to port bindable, survivors at exit.
 local function one(mode, how)
   local port = free_port()
   local marker = ("RELOAD_BENCH_TAG=%d-%d"):format(uv.os_getpid(), uv.hrtime())
-  local env = { marker }
-  table.move(base_env, 1, #base_env, 2, env)
+  local env = lib.env_with(marker)
   local exit_at, left
   local p = assert(core.spawn({
     cmd = { treegen, mode, tostring(port) }, env = env, grace_ms = grace,

@@ -21,40 +21,28 @@ local server = build .. "/bench/server"
 local nodemon = root .. "/bench/.peers/node_modules/.bin/nodemon"
 local clk_tck = 100 -- Linux USER_HZ
 
-local function which(name)
-  local p = io.popen("command -v " .. name .. " 2>/dev/null")
-  local s = p and p:read("l")
-  if p then p:close() end
-  return s and s ~= "" and s or nil
-end
-
 local tools = {
   { name = "reload", needs = reload, argv = function(cmd)
     return { reload, "run", "--", "sh", "-c", cmd }
   end },
-  { name = "entr -r", needs = which("entr"), argv = function(cmd)
+  { name = "entr -r", needs = lib.which("entr"), argv = function(cmd)
     return { "sh", "-c", "ulimit -n 1048576 2>/dev/null; find . -name '*.go' -o -name gen.txt "
       .. "| grep -v -e ^./.git/ -e ^./node_modules/ | exec entr -n -r sh -c " .. lib.q(cmd) }
   end },
-  { name = "reflex -s", needs = which("reflex"), argv = function(cmd)
+  { name = "reflex -s", needs = lib.which("reflex"), argv = function(cmd)
     return { "reflex", "-r", "\\.(go|txt)$", "-s", "--", "sh", "-c", cmd }
   end },
   { name = "nodemon --delay 0", needs = uv.fs_access(nodemon, "X") and nodemon or nil,
     argv = function(cmd)
       return { nodemon, "--delay", "0", "-w", ".", "-e", "go,txt", "--exec", cmd }
     end },
-  { name = "inotifywait loop", needs = which("inotifywait"), argv = function(cmd)
+  { name = "inotifywait loop", needs = lib.which("inotifywait"), argv = function(cmd)
     local loop = ("(%s) & p=$!; while inotifywait -r -qq -e close_write "
       .. "--exclude '^./(.git|node_modules)/' .; do kill $p; wait $p; (%s) & p=$!; done")
       :format(cmd, cmd)
     return { "sh", "-c", loop }
   end },
 }
-
-local base_env = {}
-for k, v in pairs(uv.os_environ()) do
-  if k ~= "BENCH_GEN" then base_env[#base_env + 1] = k .. "=" .. v end
-end
 
 local function nstamps(path)
   local n, first = 0, nil
@@ -92,8 +80,7 @@ local function one(tool, dir, files)
   local cmd = ("read g < %s; export BENCH_GEN=$g; exec sh -c 'sh -c \"%s %d %s; true\"; true'")
     :format(gen, server, lib.free_port(), stampfile)
   local marker = ("BENCH_MARK=%d-%d"):format(uv.os_getpid(), uv.hrtime())
-  local env = { marker }
-  table.move(base_env, 1, #base_env, 2, env)
+  local env = lib.env_with(marker)
   local log = assert(uv.fs_open(dir .. "/tool.log", "a", 420))
   local argv = tool.argv(cmd)
   local t0 = lib.now_ms()
