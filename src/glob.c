@@ -1062,21 +1062,20 @@ static int rl_glob_new(lua_State *L)
   return 1;
 }
 
-static int rl_glob_path_arg(lua_State *L, int idx, size_t *len, const char **path)
+/* handle:method(path[, is_dir]) -> boolean for a handle of metatable mt. */
+static int rl_glob_decide(lua_State *L, const char *mt)
 {
-  *path = luaL_checklstring(L, idx, len);
-  return lua_toboolean(L, idx + 1);
+  rl_ignore_t *ig = rl_check_glob(L, 1, mt);
+  size_t len;
+  const char *path = luaL_checklstring(L, 2, &len);
+  lua_pushboolean(L, rl_ignore_path(ig, path, len, lua_toboolean(L, 3)));
+  return 1;
 }
 
 /* glob:match(path[, is_dir]) -> boolean   (path relative, '/'-separated) */
 static int rl_glob_match(lua_State *L)
 {
-  rl_ignore_t *ig = rl_check_glob(L, 1, RL_GLOB_MT);
-  size_t len;
-  const char *path;
-  int is_dir = rl_glob_path_arg(L, 2, &len, &path);
-  lua_pushboolean(L, rl_ignore_path(ig, path, len, is_dir));
-  return 1;
+  return rl_glob_decide(L, RL_GLOB_MT);
 }
 
 /* core.glob_match(pattern, path[, is_dir]) -> boolean */
@@ -1145,12 +1144,7 @@ static int rl_glob_ignore_new(lua_State *L)
 /* ignore:ignored(path[, is_dir]) -> boolean */
 static int rl_glob_ignored(lua_State *L)
 {
-  rl_ignore_t *ig = rl_check_glob(L, 1, RL_IGNORE_MT);
-  size_t len;
-  const char *path;
-  int is_dir = rl_glob_path_arg(L, 2, &len, &path);
-  lua_pushboolean(L, rl_ignore_path(ig, path, len, is_dir));
-  return 1;
+  return rl_glob_decide(L, RL_IGNORE_MT);
 }
 
 /* ignore:forget(dir) -> true   (re-read dir/.gitignore next time; "" is the root) */

@@ -718,8 +718,6 @@ static void rl_tick(rl_keeper_t *k)
     rl_forced_pass(k);
 }
 
-/* --hold: everything is set up; wait for "go". A stop, reload's death or EOF first cancels the
- * run (rl_begin_polite and rl_begin_forced see that nothing was started). */
 /* The "go N" payload as argv and environ (pointers into it); false if it is malformed. */
 static int rl_use_spec(rl_keeper_t *k)
 {
@@ -742,13 +740,17 @@ static int rl_use_spec(rl_keeper_t *k)
     }
   }
   list[i] = NULL;
-  if (!env || !argv[0])
+  if (!env || !argv[0]) {
+    free(list);
     return 0;
+  }
   k->argv = argv;
   environ = env;
   return 1;
 }
 
+/* --hold: everything is set up; wait for "go". A stop, reload's death or EOF first cancels the
+ * run (rl_begin_polite and rl_begin_forced see that nothing was started). */
 static int rl_wait_go(rl_keeper_t *k)
 {
   rl_say(k, "held");
