@@ -9,6 +9,8 @@ local uv = require("luv")
 local M = {}
 
 M.root = uv.cwd()
+--- This process's pid (luv gives it as a float).
+M.pid = math.tointeger(uv.os_getpid())
 M.build_dir = os.getenv("RELOAD_BUILD_DIR") or (M.root .. "/build")
 M.reload_bin = M.build_dir .. "/bin/reload"
 M.fixtures_dir = M.build_dir .. "/fixtures"
@@ -32,18 +34,73 @@ function M.now_ms()
   return uv.hrtime() / 1e6
 end
 
---- Runs the loop for at most `ms` milliseconds (returns earlier if the loop has nothing to do
---- and no timer of ours is pending).
+-- Waiting -----------------------------------------------------------------------------------
+
+--- How much slower than a developer's machine this run may be (RELOAD_TEST_SLOWDOWN, set to 3
+--- by scripts/test --sanitize): every wait's ceiling and every test's budget is multiplied by it.
+--- A ceiling only matters when a test fails; passing tests wait for their condition, not for it.
+M.slowdown = tonumber(os.getenv("RELOAD_TEST_SLOWDOWN") or "") or 1
+
+--- Milliseconds between two checks of a condition while the loop runs.
+local TICK_MS = 5
+
+-- The per-test deadline (spec/support/watchdog.c, built into build/fixtures/watchdog.so).
+local watchdog_path = M.fixtures_dir .. "/watchdog.so"
+local watchdog = assert(package.loadlib(watchdog_path, "luaopen_watchdog"),
+  "cannot load " .. watchdog_path .. " (scripts/build builds it)")()
+local pumping = 0 -- > 0 while the loop runs inside M.pump
+local budget = { ms = nil, started = nil }
+
+local function over_budget_message()
+  return ("watchdog: the test ran past its budget of %d s; processes at that moment:\n%s")
+    :format(math.floor(budget.ms / 1000), M.process_tree())
+end
+
+--- Runs the loop until cond() is true or max_ms have passed; returns whether cond() became
+--- true (without cond: runs for max_ms). The only way specs run the loop.
+---
+--- A repeating tick keeps a timer armed during every turn. libuv 1.44 (Debian 12) runs the timers
+--- that are due *before* it polls, then computes the poll timeout from the timers left: when a
+--- one-shot timer came due while Lua was busy between two turns (reading /proc, or any work on a
+--- loaded machine or under ASan), it fired first and uv.run("once") then blocked in epoll_wait
+--- with no timeout until unrelated I/O arrived. That hung a test for 13 minutes, and made
+--- another's 5 s wait last until a 30 s sleep ended.
+---@param max_ms number
+---@param cond? fun(): any
+---@return boolean met
+function M.pump(max_ms, cond)
+  uv.update_time()
+  local deadline = M.now_ms() + max_ms * M.slowdown
+  local tick = uv.new_timer()
+  tick:start(TICK_MS, TICK_MS, function() end)
+  pumping = pumping + 1
+  local ok, met = pcall(function()
+    while true do
+      if cond and cond() then
+        return true
+      end
+      if M.now_ms() >= deadline then
+        return false
+      end
+      if watchdog.expired() then
+        error(over_budget_message(), 0)
+      end
+      uv.run("once")
+    end
+  end)
+  pumping = pumping - 1
+  tick:close()
+  uv.run("nowait")
+  if not ok then
+    error(met, 0)
+  end
+  return met
+end
+
+--- Runs the loop for ms milliseconds.
 ---@param ms number
 function M.run_for(ms)
-  local timer = uv.new_timer()
-  local done = false
-  timer:start(math.max(0, math.floor(ms)), 0, function() done = true end)
-  while not done do
-    uv.run("once")
-  end
-  timer:close()
-  uv.run("nowait")
+  M.pump(ms)
 end
 
 --- Calls fn until it neither raises nor returns false/nil, running the loop in between.
@@ -53,23 +110,21 @@ end
 ---@param fn fun(): any, any
 ---@return any the first truthy result of fn
 function M.retry(max_ms, fn)
-  local deadline = M.now_ms() + max_ms
-  local last
-  while true do
+  local result, last
+  local met = M.pump(max_ms, function()
     local ok, res, why = pcall(fn)
     if ok and res ~= false and res ~= nil then
-      return res
+      result = res
+      return true
     end
-    if ok then
-      last = why or tostring(res)
-    else
-      last = res
-    end
-    if M.now_ms() > deadline then
-      error(("retry: gave up after %d ms; last seen: %s"):format(max_ms, tostring(last)), 2)
-    end
-    M.run_for(5)
+    last = ok and (why or tostring(res)) or res
+    return false
+  end)
+  if not met then
+    error(("retry: gave up after %d ms; last seen: %s"):format(max_ms * M.slowdown,
+      tostring(last)), 2)
   end
+  return result
 end
 
 --- Runs the loop until cond() is true, at most max_ms; raises with `what` and the wait if not.
@@ -77,21 +132,33 @@ end
 ---@param cond fun(): boolean
 ---@param what string|fun(): string what was awaited (or a function that says what was seen)
 function M.wait_until(max_ms, cond, what)
-  local deadline = M.now_ms() + max_ms
-  local timer = uv.new_timer()
-  timer:start(5, 5, function() end)
-  while not cond() do
-    if M.now_ms() > deadline then
-      timer:close()
-      uv.run("nowait")
-      local msg = type(what) == "function" and what() or what
-      error(("timed out after %d ms waiting for %s"):format(max_ms, tostring(msg)), 2)
-    end
-    uv.run("once")
+  if not M.pump(max_ms, cond) then
+    local msg = type(what) == "function" and what() or what
+    error(("timed out after %d ms waiting for %s"):format(max_ms * M.slowdown, tostring(msg)), 2)
   end
-  timer:close()
-  uv.run("nowait")
 end
+
+--- Gives the running test a budget of `seconds` (times the slowdown), counted from its start,
+--- instead of the default. For the few tests that are long by nature (a debug build, 20 edits).
+---@param seconds number
+---@param grace_ms? integer after the budget, for a test blocked outside Lua (default 20 s)
+function M.budget(seconds, grace_ms)
+  local ms = math.floor(seconds * 1000 * M.slowdown)
+  budget.ms = ms
+  local left = ms - (M.now_ms() - budget.started)
+  watchdog.arm(math.max(1, math.floor(left)), grace_ms or M.watchdog_grace_ms, function()
+    -- Inside the loop (a callback) the pump raises on its way out of uv.run; raising here
+    -- would go to luv, which exits the process on an error in a callback.
+    if pumping == 0 then
+      error(over_budget_message(), 0)
+    end
+  end)
+end
+
+--- Default budget of a test, in seconds (times the slowdown).
+M.default_budget_s = 120
+--- After the budget, how long a test blocked outside Lua gets before its children are killed.
+M.watchdog_grace_ms = 20000
 
 -- Temporary directories, removed after each test.
 local tmpdirs = {}
@@ -139,7 +206,7 @@ end
 ---@return string
 function M.unique(prefix)
   M._seq = (M._seq or 0) + 1
-  return ("%s-%d-%d-%d"):format(prefix or "t", uv.os_getpid(), M._seq, uv.hrtime() % 1000000007)
+  return ("%s-%d-%d-%d"):format(prefix or "t", M.pid, M._seq, uv.hrtime() % 1000000007)
 end
 
 -- /proc ----------------------------------------------------------------------------------
@@ -219,6 +286,44 @@ function M.describe(list)
   return #out == 0 and "(none)" or table.concat(out, "; ")
 end
 
+--- The processes of this test run as an indented tree (every descendant of this process, and
+--- every process carrying the session marker wherever it moved): pid, state, what it waits in
+--- and its command line. For the watchdog's message.
+---@return string
+function M.process_tree()
+  local me = M.pid
+  local by_pid, kids = {}, {}
+  for _, pid in ipairs(M.all_pids()) do
+    local st = M.proc_stat(pid)
+    if st then
+      by_pid[pid] = st
+      kids[st.ppid] = kids[st.ppid] or {}
+      table.insert(kids[st.ppid], pid)
+    end
+  end
+  local lines, shown = {}, {}
+  local function show(pid, depth)
+    local st = by_pid[pid]
+    shown[pid] = true
+    local cmd = (M.read_file("/proc/" .. pid .. "/cmdline") or ""):gsub("\0$", ""):gsub("\0", " ")
+    local wchan = M.read_file("/proc/" .. pid .. "/wchan") or "?"
+    lines[#lines + 1] = ("%s%d %s (%s) %s"):format(("  "):rep(depth), pid, st.state,
+      wchan ~= "0" and wchan or "-", cmd ~= "" and cmd:sub(1, 200) or "[" .. st.comm .. "]")
+    table.sort(kids[pid] or {})
+    for _, kid in ipairs(kids[pid] or {}) do
+      show(kid, depth + 1)
+    end
+  end
+  show(me, 0)
+  for _, st in ipairs(M.tagged(M.session_marker)) do
+    if not shown[st.pid] and by_pid[st.pid] then
+      lines[#lines + 1] = "(outside this process's tree:)"
+      show(st.pid, 1)
+    end
+  end
+  return table.concat(lines, "\n")
+end
+
 --- Sends SIGKILL to each listed process (cleanup after a failed assertion).
 function M.kill_all(list)
   for _, st in ipairs(list) do
@@ -252,10 +357,7 @@ function M.port_listening(port)
   tcp:connect("127.0.0.1", port, function(err)
     result = err == nil
   end)
-  local deadline = M.now_ms() + 1000
-  while result == nil and M.now_ms() < deadline do
-    uv.run("once")
-  end
+  M.pump(1000, function() return result ~= nil end)
   tcp:close()
   uv.run("nowait")
   return result == true
@@ -283,17 +385,11 @@ function M.http_get(port)
       end
     end)
   end)
-  local deadline = M.now_ms() + 2000
-  while not done and M.now_ms() < deadline do
-    local t = uv.new_timer()
-    t:start(10, 0, function() end)
-    uv.run("once")
-    t:close()
-  end
+  M.pump(2000, function() return done end)
   tcp:close()
   uv.run("nowait")
   if not done then
-    return nil, "no complete answer within 2 s"
+    return nil, ("no complete answer within %d ms"):format(2000 * M.slowdown)
   end
   if err then
     return nil, err
@@ -308,7 +404,7 @@ local next_port = nil
 ---@return integer
 function M.free_port()
   if not next_port then
-    next_port = 20000 + (math.tointeger(uv.os_getpid()) * 37) % 10000
+    next_port = 20000 + (M.pid * 37) % 10000
   end
   for _ = 1, 2000 do
     next_port = next_port + 1
@@ -326,6 +422,17 @@ end
 
 local started = {}
 
+--- The program and arguments that uv.spawn gets for argv: the command runs under the deathsig
+--- fixture, so that it dies with this process even when this process is SIGKILLed (a CI
+--- timeout), and a `reload` under test takes its keepers' trees with it.
+local function guarded(argv)
+  local args = { tostring(M.pid) }
+  for i = 1, #argv do
+    args[#args + 1] = argv[i]
+  end
+  return M.fixture("deathsig"), args
+end
+
 --- Runs a command to completion (blocking the loop), returning exit code, stdout, stderr.
 ---@param argv string[]
 ---@param opts? { cwd?: string, env?: string[], stdin?: string, timeout_ms?: number }
@@ -336,12 +443,9 @@ function M.run(argv, opts)
   local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
   local stdin = opts.stdin and uv.new_pipe(false) or nil
   local code, done = nil, 0
-  local args = {}
-  for i = 2, #argv do
-    args[#args + 1] = argv[i]
-  end
+  local program, args = guarded(argv)
   local handle, pid
-  handle, pid = uv.spawn(argv[1], {
+  handle, pid = uv.spawn(program, {
     args = args,
     cwd = opts.cwd,
     env = opts.env,
@@ -465,13 +569,10 @@ function M.start(argv, opts)
   local self = setmetatable({ output = {}, eof = false }, Proc)
   local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
   self.stdin = opts.stdin and uv.new_pipe(false) or nil
-  local args = {}
-  for i = 2, #argv do
-    args[#args + 1] = argv[i]
-  end
+  local program, args = guarded(argv)
   local eofs = 0
   local handle, pid
-  handle, pid = uv.spawn(argv[1], {
+  handle, pid = uv.spawn(program, {
     args = args,
     cwd = opts.cwd,
     env = opts.env,
@@ -564,7 +665,7 @@ function M.check_hygiene(cwd)
     problems[#problems + 1] = "the test left process " .. pid .. " running"
   end
   started = {}
-  local me = uv.os_getpid()
+  local me = M.pid
   local kids = {}
   for _, st in ipairs(M.children_of(me)) do
     if st.state ~= "Z" then
@@ -585,23 +686,30 @@ function M.check_hygiene(cwd)
     problems[#problems + 1] = "processes of this test still alive: " .. M.describe(strays)
     M.kill_all(strays)
   end
-  local handles = {}
-  uv.walk(function(h)
-    if not h:is_closing() then
-      handles[#handles + 1] = tostring(h)
-      h:close()
-    end
-  end)
-  uv.run("nowait")
-  if #handles > 0 then
-    problems[#problems + 1] = "luv handles left open: " .. table.concat(handles, ", ")
-  end
+  -- The core's handles first: luv 1.44's uv.walk takes every handle on the loop for one of its
+  -- own and reads a core handle's data as luv's (garbage refs, a crash at worst). Walk only when
+  -- every handle left is luv's.
+  local core_live = false
   local ok, core = pcall(require, "reload.core")
   if ok and core._stats then
     local stats = core._stats()
     if stats.handles ~= 0 or stats.refs ~= 0 then
+      core_live = stats.handles ~= 0
       problems[#problems + 1] = ("core handles/refs still live: %d/%d"):format(stats.handles,
         stats.refs)
+    end
+  end
+  if not core_live then
+    local handles = {}
+    uv.walk(function(h)
+      if not h:is_closing() then
+        handles[#handles + 1] = tostring(h)
+        h:close()
+      end
+    end)
+    uv.run("nowait")
+    if #handles > 0 then
+      problems[#problems + 1] = "luv handles left open: " .. table.concat(handles, ", ")
     end
   end
   if uv.cwd() ~= cwd then
@@ -620,19 +728,23 @@ end
 -- When busted loads this file as the suite's helper: mark this process's environment and
 -- install the hygiene check around every test of every file.
 if not os.getenv("RELOAD_SPEC_SESSION") then
-  local id = ("%d-%d"):format(uv.os_getpid(), uv.hrtime() % 1000000007)
+  local id = ("%d-%d"):format(M.pid, uv.hrtime() % 1000000007)
   uv.os_setenv("RELOAD_SPEC_SESSION", id)
   M.session_marker = "RELOAD_SPEC_SESSION=" .. id
 end
 
 local is_busted, busted = pcall(require, "busted")
-if is_busted and type(busted) == "table" and not package.loaded["spec.helpers"] then
+local in_busted = is_busted and type(busted) == "table" and busted.before_each ~= nil
+if in_busted and not package.loaded["spec.helpers"] then
   package.loaded["spec.helpers"] = M
   local cwd
   busted.before_each(function()
     cwd = uv.cwd()
+    budget.started = M.now_ms()
+    M.budget(M.default_budget_s)
   end)
   busted.after_each(function()
+    watchdog.disarm()
     local problem = M.check_hygiene(cwd)
     if problem then
       error("hygiene: " .. problem, 0)

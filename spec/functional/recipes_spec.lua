@@ -127,6 +127,9 @@ describe("examples", function()
       pending("go and dlv are not installed (scripts/setup installs golang-go and delve)")
       return
     end
+    -- The first debug build compiles the standard library without optimisations: over a
+    -- minute on a fresh machine.
+    helpers.budget(900)
     local dir = example("go-dlv")
     local port, dlv_port = helpers.free_port(), helpers.free_port()
     local cache = helpers.build_dir .. "/gocache"
@@ -135,7 +138,7 @@ describe("examples", function()
       GOCACHE = cache, GOPATH = helpers.build_dir .. "/gopath", GOFLAGS = "-mod=mod",
       GOPROXY = "off", GOTOOLCHAIN = "local",
     })
-    answers(port, "hello from go", 120000, proc)
+    answers(port, "hello from go", 600000, proc)
     proc:wait_output("dlv connect 127.0.0.1:" .. dlv_port, 5000, true)
     edit_loop(proc, marker, dir, "cmd/api/message.go", "hello from go", port, 20,
       { "dlv", "api" })

@@ -1,0 +1,42 @@
+-- The test harness itself: a test that hangs becomes a failure with a traceback and the process
+-- tree, the suite goes on, and what a test started dies with the runner even on SIGKILL.
+local helpers = require("spec.helpers")
+
+describe("the test harness", function()
+  it("turns each kind of hang into a failure with a traceback, then goes on", function()
+    local code, out, err = helpers.run({ "lua5.4", "/usr/bin/busted", "-o", "TAP",
+      "spec/fixtures/harness/hang_spec.lua" }, { cwd = helpers.root, timeout_ms = 120000,
+      env = helpers.env_with({ RELOAD_TEST_SLOWDOWN = "1" }) })
+    local text = out .. err
+    assert.are_not.equal(0, code, text)
+    local _, watchdogs = text:gsub("watchdog: the test ran past its budget of 1 s", "")
+    assert.are.equal(3, watchdogs, text)
+    assert.matches("ok %d+ %- hangs passes after them", text)
+    assert.matches("processes at that moment:\n[# ]*%d+ R %(.-%) lua5.4 /usr/bin/busted", text)
+    assert.matches("hang_spec.lua:%d+", text)
+    assert.matches("blocked outside Lua", text)
+  end)
+
+  it("a process started by a test dies with the runner, even when the runner is SIGKILLed",
+    function()
+      local dir = helpers.tmpdir()
+      local marker = "RELOAD_HARNESS=" .. helpers.unique("orphan")
+      helpers.write_file(dir .. "/runner.lua", ([[
+        package.path = %q .. "/?.lua;" .. package.path
+        local helpers = require("spec.helpers")
+        local uv = require("luv")
+        helpers.start({ "sleep", "600" }, { env = helpers.env_with({ [%q] = %q }) })
+        io.stdout:write("started\n")
+        io.stdout:flush()
+        uv.kill(uv.os_getpid(), "sigkill")
+      ]]):format(helpers.root, marker:match("^[^=]+"), marker:match("=(.*)$")))
+      local code, out, err = helpers.run({ "lua5.4", dir .. "/runner.lua" },
+        { cwd = helpers.root })
+      assert.are.equal(128 + 9, code, err)
+      assert.are.equal("started\n", out)
+      helpers.retry(5000, function()
+        local left = helpers.tagged(marker)
+        return #left == 0, "left: " .. helpers.describe(left)
+      end)
+    end)
+end)
