@@ -36,11 +36,13 @@ local function cpu_ms()
 end
 
 local function run_loop(ms, until_fn)
-  -- The loop's clock is cached: refresh it, or the timer counts from a stale instant.
+  -- The loop's clock is cached: refresh it, or the timer counts from a stale instant. The timer
+  -- repeats: libuv 1.44 runs due timers before it polls, and a one-shot timer that fired there
+  -- leaves uv.run("once") polling with no timeout, until unrelated I/O.
   uv.update_time()
   local done = false
   local t = uv.new_timer()
-  t:start(math.floor(ms), 0, function() done = true end)
+  t:start(math.floor(ms), 1, function() done = true end)
   while not done and not (until_fn and until_fn()) do
     uv.run("once")
   end

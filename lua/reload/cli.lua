@@ -305,6 +305,10 @@ local function run_engine(config, opts, only, loader)
     end
     engine:quit(function()
       done = true
+      -- The uv.run("once") below must return now: with libuv 1.44 a callback run by a timer
+      -- that came due before the poll does not end the turn, and the poll would then wait for
+      -- unrelated I/O (uv.stop makes its timeout 0).
+      uv.stop()
       if tty then
         tty:read_stop()
         uv.tty_reset_mode()
