@@ -612,18 +612,43 @@ static void rl_poll_adopt(rl_watcher_t *w, rl_wdir_t *d, int report)
 
 /* The inotify walk ------------------------------------------------------------------------ */
 
+/* Reads a number from a /proc/sys file; -1 if it cannot. */
+static long rl_read_limit(const char *path)
+{
+  long v = -1;
+  FILE *f = fopen(path, "r");
+  if (f) {
+    if (fscanf(f, "%ld", &v) != 1)
+      v = -1;
+    fclose(f);
+  }
+  return v;
+}
+
 static void rl_watch_enospc(rl_watcher_t *w, const char *rel)
 {
   if (w->enospc_reported)
     return;
   w->enospc_reported = 1;
-  char limit[64] = "unknown";
-  FILE *f = fopen("/proc/sys/fs/inotify/max_user_watches", "r");
-  if (f) {
-    if (fgets(limit, sizeof limit, f))
-      limit[strcspn(limit, "\n")] = '\0';
-    fclose(f);
+  /* The limit is counted per user namespace: fs.inotify.max_user_watches is the host's, and
+   * /proc/sys/user/max_inotify_watches this namespace's (the same number outside containers).
+   * Name the one that is lower: that is the one that was hit. */
+  long host = rl_read_limit("/proc/sys/fs/inotify/max_user_watches");
+  long ns = rl_read_limit("/proc/sys/user/max_inotify_watches");
+  if (ns >= 0 && (host < 0 || ns < host)) {
+    char nslimit[32];
+    snprintf(nslimit, sizeof nslimit, "%ld", ns);
+    rl_watch_problem(w,
+                     "inotify watch limit reached at '%s' (user.max_inotify_watches = %s in "
+                     "this user namespace); that part of the tree is polled instead. Raise it "
+                     "in /proc/sys/user/max_inotify_watches of this namespace (the host's "
+                     "sysctl fs.inotify.max_user_watches caps it), or ignore more directories.",
+                     *rel ? rel : ".", nslimit);
+    return;
   }
+  char limit[32] = "unknown";
+  if (host >= 0)
+    snprintf(limit, sizeof limit, "%ld", host);
   rl_watch_problem(w,
                    "inotify watch limit reached at '%s' (fs.inotify.max_user_watches = %s); "
                    "that part of the tree is polled instead. Raise the limit with "
