@@ -288,14 +288,16 @@ local function run_engine(config, opts, only, loader)
     notify = notifier(opts.notify),
     clear = opts.clear,
   })
-  local ok, err = engine:start()
-  if not ok then
-    log.error("%s", err)
-    return 1
-  end
   local handles = {}
   local tty
   local done = false
+  local function close_handles()
+    for _, h in ipairs(handles) do
+      if not h:is_closing() then
+        h:close()
+      end
+    end
+  end
   local function quit(force)
     if engine.quitting and not force then
       return
@@ -314,14 +316,12 @@ local function run_engine(config, opts, only, loader)
         uv.tty_reset_mode()
         tty:close()
       end
-      for _, h in ipairs(handles) do
-        if not h:is_closing() then
-          h:close()
-        end
-      end
+      close_handles()
       log.info("every process tree is gone; bye")
     end, force)
   end
+  -- The signals are ours before the first command starts: one that came in between would kill
+  -- reload with no teardown.
   local interrupts = 0
   for _, name in ipairs({ "sigint", "sigterm", "sighup" }) do
     local h = uv.new_signal()
@@ -334,6 +334,13 @@ local function run_engine(config, opts, only, loader)
       end
     end)
     handles[#handles + 1] = h
+  end
+  local ok, err = engine:start()
+  if not ok then
+    log.error("%s", err)
+    close_handles()
+    uv.run("nowait")
+    return 1
   end
   tty = start_keys(engine, quit)
   while not done do

@@ -1,22 +1,24 @@
 --- The engine: one watcher, the services, and what connects them.
 ---
 --- Theory of operation. Data flows one way: the core's watcher delivers a batch of changed
---- paths → the engine routes each path to the services whose `watch` globs match and whose
---- `ignore` does not (a change to the Reloadfile or a module it required reloads the config
---- instead) → each service's debouncer collects its paths and, once quiet, asks the service to
---- rebuild → the service builds and restarts its process tree. Services with `after` start only
---- once every service they name is up (ready, or done for a one-shot task).
+--- paths → the engine routes each path to the services it concerns (each service compiles its
+--- own `watch` and `ignore` globs); a change to the Reloadfile or a module it required reloads
+--- the config instead → each service's debouncer collects its paths and, once the burst is over,
+--- the service's lifecycle (service.lua) prepares and starts its next generation. Services with
+--- `after` start only once every service they name is up (ready, or done for a one-shot task);
+--- a task that runs again restarts the services that come after it.
 ---
 --- A config reload loads the file again; on error the old config keeps running and the error
---- is shown. On success, services whose definition changed (by fingerprint) are stopped and
---- started again, removed ones stopped, new ones started; the rest keep running untouched.
+--- is shown. On success, a service whose definition changed (by fingerprint) gets the new one
+--- through its own lifecycle, as a change (the old generation serves until the new one can
+--- start), removed ones stop, new ones start once the removed ones are gone; the rest keep
+--- running untouched.
 ---
 --- Quit (q, SIGINT, SIGTERM, SIGHUP) stops every service tree in parallel, each with its
 --- grace period, and finishes once every tree is gone. A second SIGINT kills them at once.
 local M = {}
 M.__index = M
 
-local debounce = require("reload.debounce")
 local log = require("reload.log")
 local service = require("reload.service")
 
@@ -80,20 +82,6 @@ local function selected(config, only)
   return out
 end
 
---- Compiled matchers of a service config: watch globs and ignore patterns.
-function M:matchers(cfg)
-  local watch = {}
-  for _, pattern in ipairs(cfg.watch) do
-    watch[#watch + 1] = self.core.glob(pattern)
-  end
-  local ignore = nil
-  if #cfg.ignore > 0 then
-    ignore = self.core.ignore({ root = self.config.root, patterns = cfg.ignore, defaults = false,
-      gitignore = false })
-  end
-  return watch, ignore
-end
-
 function M:apply_config(config)
   self.config = config
   self.watched_files = {}
@@ -122,68 +110,71 @@ function M:add_service(cfg, index, count, width)
   if count > 1 then
     output = log.prefixer(cfg.name, index, width)
   end
-  local svc = service.new({
+  return service.new({
     cfg = cfg,
     root = self.config.root,
     core = self.core,
     clock = self.clock,
     env = self.env,
     output = output,
+    flags = self.config.flags,
+    notify = self.notify,
+    clear = self.clear,
     on_change = function(s)
       self:service_changed(s)
     end,
-  })
-  svc.flags = self.config.flags
-  svc.notify = self.notify
-  svc.watch, svc.ignore = self:matchers(cfg)
-  svc.debouncer = debounce.new({
-    delay = cfg.debounce,
-    clock = self.clock,
-    on_fire = function(paths, overflow)
-      self:fire(svc, paths, overflow)
+    deps_up = function(s)
+      return self:deps_up(s)
     end,
   })
-  return svc
 end
 
+--- Are the services that svc comes `after` up?
+function M:deps_up(svc)
+  for _, dep in ipairs(svc.cfg.after) do
+    local d = self.by_name[dep]
+    if d and not d.up then
+      return false
+    end
+  end
+  return true
+end
+
+--- The runtime services of the current config: a service whose definition is unchanged keeps
+--- its object as is; a changed one keeps its object and gets the new definition
+--- (`reconfigure`: its next generation runs with it, through the usual transitions).
 function M:build_services()
   local chosen = selected(self.config, self.only)
   local width = 0
   for _, cfg in ipairs(chosen) do
     width = math.max(width, #cfg.name)
   end
-  local list, by_name = {}, {}
+  local list, by_name, changed = {}, {}, {}
   for i, cfg in ipairs(chosen) do
     local existing = self.by_name[cfg.name]
-    if existing and existing.cfg.fingerprint == cfg.fingerprint then
-      existing.cfg = cfg
-      existing.watch, existing.ignore = self:matchers(cfg)
+    if existing and existing.cfg.fingerprint == cfg.fingerprint and not existing.next_cfg then
       list[#list + 1] = existing
+    elseif existing then
+      changed[#changed + 1] = existing
+      list[#list + 1] = existing
+      existing.pending_cfg = cfg
     else
       list[#list + 1] = self:add_service(cfg, i, #chosen, width)
     end
     by_name[cfg.name] = list[#list]
   end
-  return list, by_name
+  return list, by_name, changed
 end
 
---- Starts every service whose dependencies are up and that has not started yet.
+--- Starts every service that has not started yet and whose dependencies are up.
 function M:start_ready_services()
-  if self.quitting then
+  if self.quitting or self.removing then
     return
   end
   for _, svc in ipairs(self.services) do
-    if svc.state == "idle" and not svc.started_once then
-      local waiting = false
-      for _, dep in ipairs(svc.cfg.after) do
-        local d = self.by_name[dep]
-        if d and not d.up then
-          waiting = true
-        end
-      end
-      if not waiting then
-        svc.started_once = true
-        svc:rebuild({})
+    if svc.state.name == "idle" then
+      if self:deps_up(svc) then
+        svc:start()
       elseif not svc.said_waiting then
         svc.said_waiting = true
         log.info("%s: waiting for %s", svc.name, table.concat(svc.cfg.after, ", "))
@@ -192,7 +183,30 @@ function M:start_ready_services()
   end
 end
 
+--- A service's state or readiness changed: start what waited for it; a task that ran again
+--- restarts the services that come after it (what it produced is their input).
 function M:service_changed(svc)
+  if self.quitting then
+    return
+  end
+  if svc.cfg.task and svc.state.name == "done" and svc.generations > (svc.done_runs or 0) then
+    local again = svc.done_runs ~= nil
+    svc.done_runs = svc.generations
+    if again then
+      for _, other in ipairs(self.services) do
+        for _, dep in ipairs(other.cfg.after) do
+          if dep == svc.name and other.state.name ~= "idle" then
+            other:restart(svc.name .. " ran again")
+          end
+        end
+      end
+    end
+  end
+  for _, other in ipairs(self.services) do
+    if other ~= svc then
+      other:deps_changed()
+    end
+  end
   if svc.up then
     self:start_ready_services()
   end
@@ -221,20 +235,6 @@ function M:start()
   self:start_ready_services()
   return true
 end
-
---- Does this path concern the service?
-local function concerns(svc, path)
-  if svc.ignore and svc.ignore:ignored(path) then
-    return false
-  end
-  for _, g in ipairs(svc.watch) do
-    if g:match(path) then
-      return true
-    end
-  end
-  return false
-end
-M.concerns = concerns
 
 --- A batch from the watcher.
 function M:on_batch(batch)
@@ -272,45 +272,25 @@ function M:on_batch(batch)
   for _, svc in ipairs(self.services) do
     local mine = {}
     for _, p in ipairs(paths) do
-      if concerns(svc, p) then
+      if svc:concerns(p) then
         mine[#mine + 1] = p
       end
     end
     for _, d in ipairs(dirs) do
-      if not (svc.ignore and svc.ignore:ignored(d, true)) then
+      if svc:concerns_dir(d) then
         mine[#mine + 1] = d .. "/"
       end
     end
-    if (#mine > 0 or overflow) and svc.started_once then
-      svc.debouncer:push(mine, overflow)
-      svc:changes_coming()
+    if #mine > 0 or overflow then
+      svc:changes(mine, overflow)
     end
   end
-end
-
-function M:fire(svc, paths, overflow)
-  if self.quitting then
-    return
-  end
-  if self.clear then
-    io.stdout:write("\27[H\27[2J\27[3J")
-    io.stdout:flush()
-  end
-  if overflow then
-    log.info("%s: rebuilding (events were lost)", svc.name)
-  else
-    log.info("%s: %s changed", svc.name, log.paths(paths))
-  end
-  svc:rebuild(paths)
 end
 
 --- Rebuilds and restarts every service (the `r` key).
 function M:rebuild_all()
   for _, svc in ipairs(self.services) do
-    if svc.started_once then
-      svc.debouncer:cancel()
-      svc:rebuild({})
-    end
+    svc:restart("restart requested")
   end
   self:start_ready_services()
 end
@@ -335,28 +315,54 @@ function M:reload_config()
   end
   local old = self.by_name
   self:apply_config(config)
-  local list, by_name = self:build_services()
-  local changed = {}
+  local list, by_name, reconfigured = self:build_services()
+  local removed, added, restarting = {}, {}, {}
+  local removing = 0
   for name, svc in pairs(old) do
     if by_name[name] ~= svc then
-      changed[#changed + 1] = name
-      svc:shutdown(function() end)
+      removed[#removed + 1] = name
+      removing = removing + 1
+      -- New services start once the removed ones are gone: one may take over the other's port.
+      svc:shutdown(function()
+        removing = removing - 1
+        if removing == 0 then
+          self.removing = false
+          self:start_ready_services()
+        end
+      end)
     end
   end
+  self.removing = removing > 0
   for name in pairs(by_name) do
     if not old[name] then
-      changed[#changed + 1] = name
+      added[#added + 1] = name
     end
   end
-  table.sort(changed)
+  for _, svc in ipairs(reconfigured) do
+    restarting[#restarting + 1] = svc.name
+  end
+  local parts = {}
+  for _, part in ipairs({ { "restarting", restarting }, { "starting", added },
+    { "stopping", removed } }) do
+    if #part[2] > 0 then
+      table.sort(part[2])
+      parts[#parts + 1] = part[1] .. " " .. table.concat(part[2], ", ")
+    end
+  end
   self.services, self.by_name = list, by_name
-  if #changed == 0 then
+  if #parts == 0 then
     log.info("Reloadfile reloaded: no service changed")
   else
-    log.info("Reloadfile reloaded: restarting %s", table.concat(changed, ", "))
+    log.info("Reloadfile reloaded: %s", table.concat(parts, "; "))
   end
-  -- New or changed services start once the old trees are gone (their ports free): each new
-  -- service waits on its own ready port; others start right away.
+  -- A changed service gets its new definition through its own transitions: the old generation
+  -- is stopped only once the new one is ready to start, and the new one starts only once the
+  -- old tree is gone.
+  for _, svc in ipairs(reconfigured) do
+    local cfg = svc.pending_cfg
+    svc.pending_cfg = nil
+    svc:reconfigure(cfg)
+  end
   self:start_ready_services()
 end
 
@@ -386,7 +392,6 @@ function M:quit(fn, force)
     end
   end
   for _, svc in ipairs(self.services) do
-    svc.debouncer:cancel()
     svc:shutdown(one, force)
   end
   one()

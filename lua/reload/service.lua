@@ -1,22 +1,40 @@
---- One service: its build pipeline, its running process tree, readiness and restart policy.
+--- One service: the lifecycle of its generations, as one explicit state machine.
 ---
---- Theory of operation. A service is a small state machine:
+--- Theory of operation. A service runs one generation of its command at a time (see
+--- generation.lua: a generation is gone once every process of its tree is). Every way into a
+--- restart is an event into the same transitions table, never a side path: a file change (after
+--- the debouncer), a Reloadfile edit (`reconfigure`), the crash policy, the `r` key, a task it
+--- comes `after` running again. The states, each holding its own data:
 ---
----   idle --start--> building --ok--> starting --started--> running --ready--> ready
----                      |  \--fail--> (old process keeps running; state "failed" if none)
----   a change while building cancels the build (its whole tree is killed) and builds again;
----   a successful build while a process runs stops that tree first, then starts the new one.
----   A process that exits on its own goes through the restart policy (never / on-failure /
----   always) with exponential backoff, reset once a run has been up for `stable_ms`.
+---   idle                       before the first start
+---   preparing{job, changes}    the pipeline builds and evaluates the next command; the current
+---                              generation (if any) keeps serving
+---   stopping{next, quit}       the current generation is being stopped; `next` is what follows
+---                              once it is gone: a plan to launch, changes to prepare, or
+---                              nothing yet (an early stop while a burst of changes settles)
+---   settling                   the old generation is gone, the burst is not over yet
+---   waiting{plan}              a plan waits for the services it comes `after` to be up
+---   starting{plan, gen}        the new generation is spawned (or waits for its port to be free)
+---   running / ready            it runs; ready once its port or output says so (`up`)
+---   backoff{timer}             it crashed; the restart policy waits before the next start
+---   exited / crashed / failed / done   at rest until a change (done: a task that exited 0)
+---   stopped                    quit
 ---
---- The process trees come from the core (core.spawn); this module never signals a pid itself.
---- Build steps run in a coroutine so that a Lua step can call ctx.sh(...) and wait for the
---- command without blocking the loop; cancelling a build abandons its coroutine. Every user
---- function runs under xpcall: an error is reported and the service stays in a known state.
+--- Two rules hold on every path, and are checked in one place each: a generation is spawned
+--- only when no process of the previous one is alive (`spawn`), and the current generation is
+--- stopped only once the next command is known to be runnable: its build passed and its `run`
+--- and `wrap` functions were evaluated (`preparing` → `prepared`). A failed preparation leaves
+--- the current generation serving and says why.
+---
+--- Events are handled to completion, one at a time: an event raised while another is handled
+--- (a pipeline that finishes at once) is queued behind it.
 local M = {}
 M.__index = M
 
+local debounce = require("reload.debounce")
+local generation = require("reload.generation")
 local log = require("reload.log")
+local pipeline = require("reload.pipeline")
 local ports = require("reload.ports")
 
 M.backoff_base_ms = 250
@@ -24,15 +42,32 @@ M.backoff_max_ms = 10000
 M.stable_ms = 10000
 M.changed_env_max = 100
 M.spare_delay_ms = 50 -- after a start, before the next run's keeper is spawned
+M.port_poll_ms = 50
 
 ---@class reload.Service
----@field cfg reload.ServiceConfig
----@field state string
----@field proc any the running process (core Process) or nil
----@field up boolean counts as up for services that come `after` it
+---@field cfg reload.ServiceConfig the definition the current generation runs with
+---@field next_cfg reload.ServiceConfig|nil a new definition, applied at the next launch
+---@field name string
+---@field state table { name = "...", ... } (see the theory of operation)
+---@field up boolean counts as up for the services that come `after` it
+---@field gen reload.Generation|nil the current generation, while any process of it lives
+---@field generations integer how many were launched
+---@field debouncer reload.Debouncer
 
---- Creates a service.
----@param opts table cfg, root, core, clock, env (K=V), output (fun(chunk)|nil), on_change
+---@class reload.ServiceOptions
+---@field cfg reload.ServiceConfig
+---@field root string
+---@field core table
+---@field clock table
+---@field env table<string, string> reload's environment
+---@field output fun(chunk: string|nil)|nil nil: the terminal
+---@field flags table|nil
+---@field notify fun(title: string, body: string)|nil
+---@field clear boolean|nil clear the screen before each rebuild
+---@field on_change fun(svc: reload.Service)|nil called when state or up changes
+---@field deps_up fun(svc: reload.Service): boolean|nil are the services it comes after up?
+
+---@param opts reload.ServiceOptions
 ---@return reload.Service
 function M.new(opts)
   local self = setmetatable({
@@ -42,48 +77,827 @@ function M.new(opts)
     core = opts.core,
     clock = opts.clock,
     base_env = opts.env,
-    output = opts.output, -- nil: inherit the terminal
+    output = opts.output,
+    flags = opts.flags,
+    notify = opts.notify,
+    clear = opts.clear,
     on_change = opts.on_change or function() end,
-    state = "idle",
+    deps_up = opts.deps_up or function() return true end,
+    state = { name = "idle" },
     up = false,
-    proc = nil,
-    build_gen = 0,
-    build_proc = nil,
+    gen = nil,
+    generations = 0,
     crashes = 0,
-    restart_timer = nil,
-    ready_timer = nil,
-    stopping_for = nil,
-    generation = 0,
-    quitting = false,
-    exit_waiters = setmetatable({}, { __mode = "k" }),
+    queue = {},
+    open = {}, -- generations whose handles are not closed yet (quit waits for them)
   }, M)
+  self:compile(self.cfg)
+  self.debouncer = debounce.new({
+    delay = self.cfg.debounce,
+    clock = self.clock,
+    on_fire = function(paths, overflow)
+      local cause = overflow and "events were lost" or (log.paths(paths) .. " changed")
+      self:dispatch({ type = "change", changed = paths, cause = cause })
+    end,
+  })
   return self
 end
 
-function M:set_state(state)
-  if self.state ~= state then
-    self.state = state
+-- What concerns it -------------------------------------------------------------------------
+
+--- Compiles its watch globs and ignore patterns with the core.
+---@param cfg reload.ServiceConfig
+function M:compile(cfg)
+  local watch = {}
+  for _, pattern in ipairs(cfg.watch) do
+    watch[#watch + 1] = self.core.glob(pattern)
+  end
+  local ignore = nil
+  if #cfg.ignore > 0 then
+    ignore = self.core.ignore({ root = self.root, patterns = cfg.ignore, defaults = false,
+      gitignore = false })
+  end
+  self.watch, self.ignore = watch, ignore
+end
+
+--- Does a changed file concern this service?
+---@param path string relative to the root
+---@return boolean
+function M:concerns(path)
+  if self.ignore and self.ignore:ignored(path) then
+    return false
+  end
+  for _, g in ipairs(self.watch) do
+    if g:match(path) then
+      return true
+    end
+  end
+  return false
+end
+
+--- Does a removed or moved directory (standing for its subtree) concern it?
+---@param path string
+---@return boolean
+function M:concerns_dir(path)
+  return not (self.ignore and self.ignore:ignored(path, true))
+end
+
+-- Inputs -------------------------------------------------------------------------------------
+
+--- Starts it (the engine calls this once the services it comes after are up).
+function M:start()
+  self:dispatch({ type = "start" })
+end
+
+--- A batch of changed paths that concern it: the debouncer collects them and fires once the
+--- burst is over. The first batch of a burst may stop the old tree at once (`settling`).
+---@param paths string[]
+---@param overflow? boolean
+function M:changes(paths, overflow)
+  if self.state.name == "idle" or self.state.name == "stopped" then
+    return
+  end
+  self.debouncer:push(paths, overflow)
+  self:dispatch({ type = "settling" })
+end
+
+--- Restarts it now (the `r` key, a task it comes after that ran again).
+---@param cause string
+function M:restart(cause)
+  if self.state.name == "idle" or self.state.name == "stopped" then
+    return
+  end
+  self.debouncer:cancel()
+  self:dispatch({ type = "change", changed = {}, cause = cause })
+end
+
+--- A new definition from the Reloadfile: the next generation runs with it, through the same
+--- transitions as a file change (the current one keeps serving until the new one is ready to
+--- start, and is stopped with the signal and grace it was started with).
+---@param cfg reload.ServiceConfig
+function M:reconfigure(cfg)
+  self.next_cfg = cfg
+  self:compile(cfg)
+  self.debouncer.delay = cfg.debounce
+  self:drop_spare() -- it was spawned with the old definition's options
+  if self.state.name == "idle" then
+    self.cfg, self.next_cfg = cfg, nil
+    return
+  end
+  self.debouncer:cancel()
+  self:dispatch({ type = "change", changed = {}, cause = "its definition changed" })
+end
+
+--- Stops everything of this service (build, generation, spare keeper); fn() once all is gone.
+---@param fn fun()
+---@param force? boolean skip the grace periods
+function M:shutdown(fn, force)
+  self.on_stopped = fn
+  self.debouncer:cancel()
+  self:dispatch({ type = "quit", force = force })
+end
+
+--- Kills what runs at once (a second Ctrl-C during a quit).
+function M:force()
+  self:dispatch({ type = "quit", force = true })
+end
+
+--- The services it comes after are up now (the engine tells every service on any change).
+function M:deps_changed()
+  if self.state.name == "waiting" and self.deps_up(self) then
+    self:dispatch({ type = "deps_up" })
+  end
+end
+
+-- The state machine --------------------------------------------------------------------------
+
+local T = {} -- T[state][event] = function(self, state, ev) -> next state or nil (stay)
+
+--- Handles an event to completion (queued behind the one being handled, if any).
+---@param ev table { type = "...", ... }
+function M:dispatch(ev)
+  self.queue[#self.queue + 1] = ev
+  if self.dispatching then
+    return
+  end
+  self.dispatching = true
+  local ok, err = pcall(function()
+    while #self.queue > 0 do
+      local e = table.remove(self.queue, 1)
+      local handlers = T[self.state.name]
+      local h = handlers and handlers[e.type] or T.any[e.type]
+      if h then
+        local nxt = h(self, self.state, e)
+        if nxt and nxt ~= self.state then
+          self:enter(nxt)
+        end
+      end
+    end
+  end)
+  self.dispatching = false
+  if not ok then
+    self.queue = {}
+    error(err, 0)
+  end
+end
+
+function M:enter(state)
+  local before = self.state.name
+  self.state = state
+  self:refresh(before ~= state.name)
+  if state.name == "stopped" and self.on_stopped then
+    self:finish_shutdown()
+  end
+end
+
+--- Recomputes `up` (its current generation is ready, or it is a task that is done) and tells
+--- the engine when that or the state changed.
+---@param changed? boolean the state changed
+function M:refresh(changed)
+  local g = self.gen
+  local up = self.state.name == "done" or
+    (g ~= nil and g.is_ready and not g.stopping and not g.is_gone)
+  if up ~= self.up or changed then
+    self.up = up
     self.on_change(self)
   end
 end
 
-function M:set_up(up)
-  if self.up ~= up then
-    self.up = up
-    self.on_change(self)
+--- Merges two lists of paths, first-seen order, no duplicates.
+local function merge(a, b)
+  local out, seen = {}, {}
+  for _, list in ipairs({ a or {}, b or {} }) do
+    for _, p in ipairs(list) do
+      if not seen[p] then
+        seen[p] = true
+        out[#out + 1] = p
+      end
+    end
   end
+  return out
+end
+
+-- idle: before the first start.
+T.idle = {
+  start = function(self)
+    return self:prepare({}, "start", self.clock.now(), { first = true })
+  end,
+  quit = function()
+    return { name = "stopped" }
+  end,
+}
+
+-- preparing{job, changes, cause, t}: the pipeline works on the next generation.
+T.preparing = {
+  change = function(self, st, ev)
+    local opts = { first = st.opts.first, quiet = st.job:building() }
+    if opts.quiet then
+      log.info("%s: %s during the build: cancelling it, building again", self.name, ev.cause)
+    end
+    st.job:cancel()
+    return self:prepare(merge(st.changes, ev.changed), ev.cause, st.t, opts)
+  end,
+  prepared = function(self, st, ev)
+    if ev.token ~= st.token then
+      return nil
+    end
+    if not ev.ok then
+      return self:preparation_failed(ev.res)
+    end
+    local plan = ev.res
+    plan.cause, plan.t, plan.first = st.cause, st.t, st.opts.first
+    if plan.build_ms then
+      log.ok("%s: build ok in %s", self.name, log.duration(plan.build_ms))
+    end
+    if not plan.argv then -- a build-only service
+      self:apply_cfg(plan.cfg)
+      return { name = "done" }
+    end
+    if self.gen then
+      return self:stop_generation({ next = { plan = plan, t = plan.t } })
+    end
+    return self:launch(plan)
+  end,
+  quit = function(self, st, ev)
+    self.job_stopping = true
+    st.job:cancel(function()
+      self.job_stopping = nil
+      self:maybe_finish_shutdown()
+    end)
+    return self:quit(ev.force)
+  end,
+}
+
+-- stopping{next, quit, crash}: the current generation is being stopped.
+T.stopping = {
+  change = function(_, st, ev)
+    if st.quit then
+      return nil
+    end
+    -- Whatever was planned was prepared from older sources: prepare again once it is gone.
+    local prev = st.next or {}
+    st.next = { changes = merge(prev.changes or (prev.plan and prev.plan.changed), ev.changed),
+      cause = ev.cause, t = prev.t or st.t0, opts = { first = false } }
+    return nil
+  end,
+  gone = function(self, st, ev)
+    if ev.gen ~= self.gen then
+      return nil
+    end
+    self.gen = nil
+    self.last_stop_ms = ev.info.stop_ms
+    if ev.info.forced and not st.quit_forced then
+      log.warn("%s: stopped with SIGKILL after the %s grace period", self.name,
+        log.duration(ev.gen.ctx.cfg.stop.grace * 1000))
+    end
+    if st.quit then
+      return { name = "stopped" }
+    end
+    if st.crash then
+      return self:after_exit(st.crash, ev.gen)
+    end
+    local next_ = st.next
+    if not next_ then
+      return { name = "settling", since = st.t0 }
+    end
+    if next_.plan then
+      return self:launch(next_.plan)
+    end
+    return self:prepare(next_.changes, next_.cause, next_.t, next_.opts)
+  end,
+  quit = function(self, st, ev)
+    st.quit, st.next, st.crash = true, nil, nil
+    st.quit_forced = ev.force
+    self.gen:stop(ev.force)
+    self:drop_spare()
+    return nil
+  end,
+}
+
+-- settling: stopped early for a burst of changes that is not over yet.
+T.settling = {
+  change = function(self, st, ev)
+    return self:prepare(ev.changed, ev.cause, st.since, { first = false })
+  end,
+  quit = function()
+    return { name = "stopped" }
+  end,
+}
+
+-- waiting{plan}: for the services it comes after.
+T.waiting = {
+  deps_up = function(self, st)
+    return self:launch(st.plan)
+  end,
+  change = function(self, st, ev)
+    return self:prepare(merge(st.plan.changed, ev.changed), ev.cause, st.plan.t,
+      { first = st.plan.first })
+  end,
+  quit = function()
+    return { name = "stopped" }
+  end,
+}
+
+-- starting{plan, gen?}: spawned, or waiting for the port to be free.
+T.starting = {
+  port_free = function(self, st)
+    return self:spawn(st.plan)
+  end,
+  started = function(self, _, ev)
+    if ev.gen ~= self.gen then
+      return nil
+    end
+    self:started(ev.gen)
+    return { name = ev.gen.is_ready and "ready" or "running" }
+  end,
+  change = function(self, st, ev)
+    if not self.gen then -- still waiting for the port: plan again with every change
+      self:stop_timer(st)
+      return self:prepare(merge(st.plan.changed, ev.changed), ev.cause, st.plan.t,
+        { first = st.plan.first })
+    end
+    return self:prepare(ev.changed, ev.cause, self.clock.now(), { first = false })
+  end,
+  gone = function(self, _, ev)
+    if ev.gen ~= self.gen then
+      return nil
+    end
+    self.gen = nil
+    return self:after_exit(ev.info, ev.gen)
+  end,
+  quit = function(self, st, ev)
+    self:stop_timer(st)
+    return self:quit(ev.force)
+  end,
+}
+
+--- running and ready: the current generation runs.
+local function live_state()
+  return {
+    ready = function(self, _, ev)
+      if ev.gen == self.gen then
+        log.verbose("%s: ready after %s", self.name,
+          log.duration(ev.gen.t_ready - ev.gen.t_spawn))
+        return { name = "ready" }
+      end
+    end,
+    change = function(self, _, ev)
+      return self:prepare(ev.changed, ev.cause, self.clock.now(), { first = false })
+    end,
+    settling = function(self)
+      if self:can_stop_early() then
+        return self:stop_generation({ next = nil })
+      end
+    end,
+    main_exit = function(self, _, ev)
+      if ev.gen ~= self.gen then
+        return nil
+      end
+      local status = ev.info.signal and 128 + ev.info.signal or ev.info.code
+      if status == 0 then
+        log.verbose("%s: its main process exited 0; following the processes it left running",
+          self.name)
+        return nil
+      end
+      -- It crashed and left helpers behind: they belong to a generation that is over.
+      local left = #ev.gen.proc:descendants()
+      log.warn("%s: exited with %s; stopping the %d process%s it left running", self.name,
+        self:describe_status(ev.info), left, left == 1 and "" or "es")
+      return self:stop_generation({ crash = { status = status, code = ev.info.code,
+        signal = ev.info.signal } })
+    end,
+    gone = function(self, _, ev)
+      if ev.gen ~= self.gen then
+        return nil
+      end
+      self.gen = nil
+      return self:after_exit(ev.info, ev.gen)
+    end,
+    quit = function(self, _, ev)
+      return self:quit(ev.force)
+    end,
+  }
+end
+T.running = live_state()
+T.ready = live_state()
+
+-- backoff{timer}: the crash policy waits.
+T.backoff = {
+  retry = function(self, st)
+    return self:prepare({}, st.cause, self.clock.now(), { first = false, skip_build = true })
+  end,
+  change = function(self, st, ev)
+    st.timer:stop()
+    return self:prepare(ev.changed, ev.cause, self.clock.now(), { first = false })
+  end,
+  quit = function(_, st)
+    st.timer:stop()
+    return { name = "stopped" }
+  end,
+}
+
+-- At rest until a change.
+local resting = {
+  change = function(self, _, ev)
+    return self:prepare(ev.changed, ev.cause, self.clock.now(), { first = false })
+  end,
+  quit = function()
+    return { name = "stopped" }
+  end,
+}
+T.exited, T.crashed, T.failed, T.done = resting, resting, resting, resting
+
+T.stopped = {}
+
+-- In any state: a generation's events that the state did not handle.
+T.any = {
+  started = function(self, _, ev)
+    if ev.gen == self.gen then
+      self:started(ev.gen)
+    end
+  end,
+  ready = function(self)
+    self:refresh()
+  end,
+  gone = function(self, _, ev)
+    -- A generation that ended while a new one is being prepared (it crashed during a build).
+    if ev.gen == self.gen then
+      self.gen = nil
+      local how = self:describe_status(ev.info)
+      log.warn("%s: exited with %s during the build", self.name, how)
+    end
+  end,
+  main_exit = function(self, _, ev)
+    if ev.gen == self.gen then
+      local status = ev.info.signal and 128 + ev.info.signal or ev.info.code
+      if status ~= 0 then
+        ev.gen:stop()
+      end
+    end
+  end,
+  quit = function(self)
+    return self:quit(false)
+  end,
+}
+
+-- Transitions' helpers --------------------------------------------------------------------
+
+--- preparing{...}: starts the pipeline on the changes (for the next definition, if any).
+function M:prepare(changes, cause, t, opts)
+  opts = opts or {}
+  if cause ~= "start" and not opts.skip_build and not opts.quiet then
+    if self.clear then
+      io.stdout:write("\27[H\27[2J\27[3J")
+      io.stdout:flush()
+    end
+    log.info("%s: %s", self.name, cause)
+  end
+  local token = {}
+  local st = { name = "preparing", token = token, changes = changes, cause = cause, t = t,
+    opts = opts }
+  local cfg = self.next_cfg or self.cfg
+  if #cfg.build > 0 and not opts.skip_build then
+    log.verbose("%s: building", self.name)
+  end
+  st.job = pipeline.start(self, changes, function(ok, res)
+    self:dispatch({ type = "prepared", token = token, ok = ok, res = res })
+  end, { skip_build = opts.skip_build })
+  return st
+end
+
+function M:preparation_failed(res)
+  local keep = self.gen and "; the previous version keeps running" or ""
+  if res.why == "build" then
+    local how = res.status and ("exit status " .. tostring(res.status)) or "error"
+    log.error("%s: build failed in %s (step %d: %s, %s)%s", self.name,
+      log.duration(res.build_ms or 0), res.step_index or 0, res.step_label or "?", how, keep)
+  else
+    log.error("%s: cannot start%s: %s", self.name, keep, tostring(res.output):match("^[^\n]*"))
+  end
+  local output = res.output
+  if output and output ~= "" then
+    log.raw(output:sub(-1) == "\n" and output or output .. "\n")
+  end
+  if self.notify then
+    self.notify(("%s: build failed"):format(self.name), output or "")
+  end
+  if self.gen then
+    return { name = self.gen.is_ready and "ready" or "running" }
+  end
+  return { name = "failed", why = res.why }
+end
+
+--- stopping{...}: stops the current generation (its whole tree).
+---@param st table the stopping state's data: next, crash
+function M:stop_generation(st)
+  st.name = "stopping"
+  st.t0 = self.clock.now()
+  self.gen:stop()
+  self:arm_spare() -- after the stop request: the teardown must not wait for this fork
+  return st
+end
+
+--- The static command can be computed now, without a build: the old tree may be stopped at the
+--- first change of a burst, so the quiet period and the teardown overlap.
+function M:can_stop_early()
+  local cfg = self.next_cfg or self.cfg
+  if #cfg.build > 0 or not cfg.run or cfg.run.kind == "lua" or not self.gen then
+    return false
+  end
+  local argv = pipeline.command(cfg, { changed = {}, service = self.name, root = self.root,
+    flags = self.flags })
+  return argv ~= nil
+end
+
+--- A plan is ready: launch it once the services it comes after are up and its port is free.
+function M:launch(plan)
+  self:apply_cfg(plan.cfg)
+  if not self.deps_up(self) then
+    log.info("%s: waiting for %s", self.name, table.concat(self.cfg.after, ", "))
+    return { name = "waiting", plan = plan }
+  end
+  local port = self.cfg.ready and self.cfg.ready.port
+  if port and not ports.bindable(port) then
+    return self:wait_port(plan, port)
+  end
+  return self:spawn(plan)
+end
+
+function M:apply_cfg(cfg)
+  if cfg and cfg ~= self.cfg then
+    self.cfg = cfg
+  end
+  if self.next_cfg == cfg then
+    self.next_cfg = nil
+  end
+end
+
+--- starting{plan}: polls until the port can be bound, saying once who holds it.
+function M:wait_port(plan, port)
+  local st = { name = "starting", plan = plan }
+  local holder = ports.holder(port)
+  log.warn("%s: port %d is in use by %s; waiting for it to be free", self.name, port,
+    holder and ("pid %d (%s)"):format(holder.pid, holder.comm) or "another process")
+  local deadline = self.clock.now() + self.cfg.ready.timeout * 1000
+  local function poll()
+    st.timer = nil
+    if self.state ~= st then
+      return
+    end
+    if ports.bindable(port) then
+      self:dispatch({ type = "port_free" })
+    elseif self.clock.now() > deadline then
+      log.error("%s: port %d is still in use; starting anyway", self.name, port)
+      self:dispatch({ type = "port_free" })
+    else
+      st.timer = self.clock.after(M.port_poll_ms, poll)
+    end
+  end
+  st.timer = self.clock.after(M.port_poll_ms, poll)
+  return st
+end
+
+function M.stop_timer(_, st)
+  if st.timer then
+    st.timer:stop()
+    st.timer = nil
+  end
+end
+
+--- The one place a generation is spawned. Invariant: no process of the previous generation is
+--- alive (the core reports a generation gone only once its whole tree is reaped).
+function M:spawn(plan)
+  if self.gen ~= nil and self.gen:alive() then
+    error(("%s: generation %d must not start while generation %d is alive"):format(self.name,
+      self.generations + 1, self.gen.n), 0)
+  end
+  self.generations = self.generations + 1
+  local n = self.generations
+  local spare = self.spare
+  self.spare = nil
+  local on = {
+    started = function(gen) self:dispatch({ type = "started", gen = gen }) end,
+    ready = function(gen) self:dispatch({ type = "ready", gen = gen }) end,
+    main_exit = function(gen, info)
+      self:dispatch({ type = "main_exit", gen = gen, info = info })
+    end,
+    gone = function(gen, info) self:dispatch({ type = "gone", gen = gen, info = info }) end,
+    closed = function(gen)
+      self.open[gen] = nil
+      self:maybe_finish_shutdown()
+    end,
+  }
+  local gen, err = generation.launch(self:gen_ctx(), n, plan.argv,
+    self:environment(plan.changed), spare, on)
+  if not gen then
+    log.error("%s: cannot start %s: %s", self.name, plan.argv[1], err)
+    return { name = "failed", why = "spawn" }
+  end
+  gen.plan = plan
+  self.gen = gen
+  self.open[gen] = true
+  return { name = "starting", plan = plan, gen = gen }
+end
+
+--- The context a generation (and a spare) needs from its service.
+function M:gen_ctx()
+  local ctx = { name = self.name, core = self.core, clock = self.clock, cfg = self.cfg }
+  local cfg = self.cfg
+  local out = self.output
+  function ctx.spawn_opts(argv, env, holder)
+    local function on_output(chunk)
+      if out then
+        out(chunk)
+      elseif chunk then
+        io.stdout:write(chunk)
+        io.stdout:flush()
+      end
+      if holder.gen then
+        holder.gen:on_output(chunk)
+      end
+    end
+    local pipe = (out ~= nil or (cfg.ready and cfg.ready.pattern)) and "pipe" or "inherit"
+    return {
+      cmd = argv,
+      cwd = self:cwd(cfg),
+      env = env,
+      stdin = cfg.stdin and "inherit" or "null",
+      stdout = pipe,
+      stderr = pipe,
+      on_stdout = pipe == "pipe" and on_output or nil,
+      on_stderr = pipe == "pipe" and on_output or nil,
+      stop_signal = cfg.stop.signal,
+      grace_ms = math.floor(cfg.stop.grace * 1000 + 0.5),
+      on_event = function(ev) holder.on_event(ev) end,
+    }
+  end
+  return ctx
+end
+
+--- The new generation runs: say so, and ready the next one's keeper after a moment.
+function M:started(gen)
+  if gen.announced then
+    return
+  end
+  gen.announced = true
+  self:announce(gen.plan, gen)
+  self:arm_spare(M.spare_delay_ms)
+end
+
+--- The restart line: cause, total, and each phase's duration.
+function M:announce(plan, gen)
+  local now = self.clock.now()
+  local parts = {}
+  if plan.build_ms then
+    parts[#parts + 1] = "build " .. log.duration(plan.build_ms)
+  end
+  if not plan.first and self.last_stop_ms then
+    parts[#parts + 1] = "stop " .. log.duration(self.last_stop_ms)
+  end
+  parts[#parts + 1] = "start " .. log.duration(now - gen.t_spawn)
+  local phases = table.concat(parts, ", ")
+  if plan.first then
+    log.ok("%s: started in %s (pid %d; %s)", self.name, log.duration(now - plan.t), gen.pid,
+      phases)
+  else
+    log.ok("%s: restarted in %s (pid %d) after %s; %s", self.name, log.duration(now - plan.t),
+      gen.pid, plan.cause, phases)
+  end
+  self.last_stop_ms = nil
+end
+
+function M.describe_status(_, info)
+  if info.signal then
+    return require("reload.signals").describe(info.signal)
+  end
+  return "status " .. tostring(info.code or info.status)
+end
+
+--- A generation ended on its own (or crashed and was stopped): the restart policy decides.
+function M:after_exit(info, gen)
+  if info.spawn_error then
+    log.error("%s: cannot run %s: %s", self.name, gen.argv[1], info.spawn_error)
+    return { name = "failed", why = "spawn" }
+  end
+  local how = self:describe_status(info)
+  local status = info.status
+  if self.cfg.task and status == 0 then
+    log.ok("%s: done (%s)", self.name, how)
+    return { name = "done" }
+  end
+  local policy = self.cfg.restart
+  local restart = policy == "always" or (policy == "on-failure" and status ~= 0)
+  if not restart then
+    local level = status == 0 and log.info or log.error
+    level("%s: exited with %s; waiting for a change", self.name, how)
+    return { name = status == 0 and "exited" or "crashed", status = status }
+  end
+  if gen.t_started and self.clock.now() - gen.t_started >= M.stable_ms then
+    self.crashes = 0
+  end
+  self.crashes = self.crashes + 1
+  local delay = math.min(M.backoff_base_ms * 2 ^ (self.crashes - 1), M.backoff_max_ms)
+  log.warn("%s: exited with %s; restarting in %s", self.name, how, log.duration(delay))
+  local st = { name = "backoff", cause = "it exited with " .. how }
+  st.timer = self.clock.after(delay, function()
+    self:dispatch({ type = "retry" })
+  end)
+  return st
+end
+
+--- Quit from a state with (possibly) a generation: stop it, then `stopped`.
+function M:quit(force)
+  self:drop_spare()
+  if self.gen then
+    local st = { name = "stopping", quit = true, quit_forced = force }
+    self.gen:stop(force)
+    return st
+  end
+  return { name = "stopped" }
+end
+
+-- Shutdown bookkeeping: quit is done once the state is `stopped`, every generation's handles
+-- are closed, the spare is gone and no build step runs.
+function M:finish_shutdown()
+  self.debouncer:cancel()
+  self:drop_spare()
+  self:maybe_finish_shutdown()
+end
+
+function M:maybe_finish_shutdown()
+  if not self.on_stopped or self.state.name ~= "stopped" then
+    return
+  end
+  if next(self.open) or self.spare_stopping or self.job_stopping then
+    return
+  end
+  if self.changed_file then
+    os.remove(self.changed_file)
+  end
+  local fn = self.on_stopped
+  self.on_stopped = nil
+  fn()
+end
+
+-- Spare keepers ------------------------------------------------------------------------------
+
+--- Makes sure a keeper is ready for the next start (after delay_ms, if given: not while the
+--- command that just started is still loading). Spawned held and without a command, which the
+--- next launch brings; it sits blocked in poll() until then, and goes when the service stops.
+function M:arm_spare(delay_ms)
+  if self.spare_timer then
+    self.spare_timer:stop()
+    self.spare_timer = nil
+  end
+  if delay_ms then
+    self.spare_timer = self.clock.after(delay_ms, function()
+      self.spare_timer = nil
+      self:arm_spare()
+    end)
+    return
+  end
+  if not self.spare and self.state.name ~= "stopped" and not self.on_stopped and self.cfg.run then
+    self.spare = generation.spare(self:gen_ctx())
+  end
+end
+
+--- Stops the spare keeper (quit, or a new definition that spawns keepers differently).
+function M:drop_spare()
+  if self.spare_timer then
+    self.spare_timer:stop()
+    self.spare_timer = nil
+  end
+  local spare = self.spare
+  if not spare then
+    return
+  end
+  self.spare = nil
+  if spare.dead then
+    return
+  end
+  self.spare_stopping = (self.spare_stopping or 0) + 1
+  spare.on_gone = function()
+    self.spare_stopping = self.spare_stopping - 1
+    if self.spare_stopping == 0 then
+      self.spare_stopping = nil
+    end
+    self:maybe_finish_shutdown()
+  end
+  spare.proc:stop()
 end
 
 -- Environment -------------------------------------------------------------------------------
 
 --- The environment of this service's commands: reload's own, the service's env, and
 --- RELOAD_SERVICE / RELOAD_CHANGED / RELOAD_CHANGED_FILE.
-function M:environment(changed)
+function M:environment(changed, cfg)
+  cfg = cfg or self.cfg
+  self:write_changed(changed or {})
   local env = {}
   for k, v in pairs(self.base_env) do
     env[k] = v
   end
-  for k, v in pairs(self.cfg.env) do
+  for k, v in pairs(cfg.env) do
     env[k] = v
   end
   env.RELOAD_SERVICE = self.name
@@ -120,8 +934,10 @@ function M:write_changed(changed)
   end
 end
 
-function M:cwd()
-  local cwd = self.cfg.cwd
+--- The working directory of its commands.
+---@param cfg? reload.ServiceConfig
+function M:cwd(cfg)
+  local cwd = (cfg or self.cfg).cwd
   if not cwd then
     return self.root
   end
@@ -129,652 +945,6 @@ function M:cwd()
     return cwd
   end
   return self.root .. "/" .. cwd
-end
-
--- Commands ----------------------------------------------------------------------------------
-
---- A step's command as argv: a shell string becomes /bin/sh -c STRING.
-local function to_argv(cmd)
-  if type(cmd) == "string" then
-    return { "/bin/sh", "-c", cmd }
-  end
-  return cmd
-end
-
---- Runs fn(...) under xpcall; on error reports it with its traceback and returns nil, err.
-local function protect(what, fn, ...)
-  local res = table.pack(xpcall(fn, debug.traceback, ...))
-  if not res[1] then
-    log.error("%s raised an error:\n%s", what, tostring(res[2]))
-    return nil, tostring(res[2])
-  end
-  return table.unpack(res, 2, res.n)
-end
-
---- Spawns one command to completion, capturing its output; calls done(ok, status, output).
---- Returns the process (so that a cancel can kill it).
-function M:spawn_captured(argv, env, done)
-  local chunks = {}
-  local function collect(chunk)
-    if chunk then
-      chunks[#chunks + 1] = chunk
-      if log.level >= 2 then
-        log.raw(chunk)
-      end
-    end
-  end
-  local proc, err = self.core.spawn({
-    cmd = argv,
-    cwd = self:cwd(),
-    env = env,
-    stdin = "null",
-    stdout = "pipe",
-    stderr = "pipe",
-    on_stdout = collect,
-    on_stderr = collect,
-    grace_ms = 0,
-    on_main_exit = "kill-tree",
-    on_event = function(ev)
-      if ev.type == "exit" then
-        local output = table.concat(chunks)
-        if ev.spawn_error then
-          output = output .. ("%s: %s\n"):format(argv[1], ev.spawn_error)
-        end
-        done(ev.status == 0, ev.status, output, ev)
-      end
-    end,
-  })
-  if not proc then
-    -- Report on the next loop turn: the caller may not be ready for its own callback yet.
-    self.clock.after(0, function()
-      done(false, 127, ("%s: %s\n"):format(argv[1], err))
-    end)
-  end
-  return proc
-end
-
--- Build -------------------------------------------------------------------------------------
-
---- Builds (all steps in order), then restarts the process on success.
----@param changed string[] paths that triggered it
-function M:rebuild(changed)
-  if self.quitting then
-    return
-  end
-  self:cancel_restart()
-  if self.build_proc then
-    log.info("%s: change during the build: cancelling it", self.name)
-    self.build_proc:kill()
-    self.build_proc = nil
-  end
-  self.build_gen = self.build_gen + 1
-  local gen = self.build_gen
-  changed = changed or {}
-  self:write_changed(changed)
-  if #self.cfg.build == 0 then
-    self:after_build(changed)
-    return
-  end
-  if self.state ~= "building" then
-    self.state_before_build = self.state
-  end
-  self:set_state("building")
-  local started = self.clock.now()
-  local ctx = self:context(changed, gen)
-  local co = coroutine.create(function()
-    for i, step in ipairs(self.cfg.build) do
-      local ok, status, output = self:run_step(step, ctx)
-      if not ok then
-        return false, i, step, status, output
-      end
-    end
-    return true
-  end)
-  self.build_co = co
-  self.build_finish = function(ok, i, step, status, output)
-    local ms = self.clock.now() - started
-    if ok then
-      log.ok("%s: build ok in %s", self.name, log.duration(ms))
-      self:after_build(changed)
-    else
-      self:build_failed(i, step, status, output, ms)
-    end
-  end
-  self:resume(co, gen)
-end
-
---- Resumes the build coroutine with the given values; when it finishes, hands its results to
---- the build's finish. A resume for an older generation (a cancelled build) is dropped.
-function M:resume(co, gen, ...)
-  if gen ~= self.build_gen or co ~= self.build_co then
-    return
-  end
-  local res = table.pack(coroutine.resume(co, ...))
-  if not res[1] then
-    self.build_co = nil
-    self.build_finish(false, 0, { label = "build" }, nil, debug.traceback(co, tostring(res[2])))
-    return
-  end
-  if coroutine.status(co) == "dead" then
-    self.build_co = nil
-    self.build_finish(table.unpack(res, 2, res.n))
-  end
-end
-
---- The context handed to Lua steps and run functions.
-function M:context(changed, gen)
-  local svc = self
-  local ctx = { changed = changed, service = self.name, root = self.root, flags = self.flags }
-  --- ctx.sh(cmd): runs a command (string: shell; table: argv) and waits for it, inside a build
-  --- step. Returns ok, status, output.
-  function ctx.sh(cmd)
-    local co, main = coroutine.running()
-    if main or co ~= svc.build_co then
-      error("ctx.sh can only be called from a build step", 2)
-    end
-    local argv = to_argv(cmd)
-    local proc
-    proc = svc:spawn_captured(argv, svc:environment(changed), function(ok, st, out)
-      if svc.build_proc == proc then
-        svc.build_proc = nil
-      end
-      local waiter = svc.exit_waiters[proc or false]
-      if waiter then
-        svc.exit_waiters[proc] = nil
-        waiter()
-      end
-      svc:resume(co, gen, ok, st, out)
-    end)
-    if proc and proc:status() ~= "exited" then
-      svc.build_proc = proc
-    end
-    return coroutine.yield()
-  end
-  return ctx
-end
-
---- Runs one build step inside the build coroutine; returns ok, status, output.
-function M:run_step(step, ctx)
-  if step.kind == "lua" then
-    local ok, res, msg = xpcall(step.cmd, debug.traceback, ctx)
-    if not ok then
-      return false, nil, tostring(res) .. "\n"
-    end
-    if res == false then
-      return false, nil, (msg and tostring(msg) or "the step returned false") .. "\n"
-    end
-    return true
-  end
-  log.verbose("%s: $ %s", self.name, step.label)
-  return ctx.sh(step.kind == "shell" and step.cmd or step.cmd)
-end
-
-function M:build_failed(i, step, status, output, ms)
-  local how = status and ("exit status " .. tostring(status)) or "error"
-  local keep = self.proc and "; the previous version keeps running" or ""
-  log.error("%s: build failed in %s (step %d: %s, %s)%s", self.name, log.duration(ms), i or 0,
-    step and step.label or "?", how, keep)
-  if output and output ~= "" then
-    log.raw(output:sub(-1) == "\n" and output or output .. "\n")
-  end
-  if not self.proc then
-    self:set_state("failed")
-  else
-    self:set_state(self.state_before_build or "running")
-  end
-  if self.notify then
-    self.notify(("%s: build failed"):format(self.name), output or "")
-  end
-end
-
--- Process -----------------------------------------------------------------------------------
-
---- After a successful build: start, or stop the old tree and start the new one (in the spare
---- keeper, ready since the last start, so that once the old tree is gone only the command's
---- own fork + exec remain).
-function M:after_build(changed)
-  if not self.cfg.run then
-    self:set_state("idle")
-    self:set_up(true)
-    return
-  end
-  if not self.proc then
-    self:start_process(changed)
-    return
-  end
-  local t0 = self.clock.now()
-  self:stop_process(function()
-    self.restart_started = t0
-    self:start_process(changed)
-  end, false, true)
-  self:arm_spare() -- after the stop request: the teardown must not wait for this fork
-end
-
---- The first changes of a burst, while the debouncer waits for the rest. A service without
---- build steps restarts whatever else comes, so its tree is stopped now: the quiet period and
---- the teardown overlap instead of adding up.
-function M:changes_coming()
-  if self.quitting or #self.cfg.build > 0 or not self.cfg.run or not self.proc
-    or self.stopping_for then
-    return
-  end
-  self:stop_process(function() end, false, true)
-  self:arm_spare()
-end
-
---- The command to run: the run step (a function may compute it) with every wrapper applied.
-function M:command(changed)
-  local step = self.cfg.run
-  local cmd = step.cmd
-  if step.kind == "lua" then
-    local res = protect(self.name .. ": run function", cmd, self:context(changed, self.build_gen))
-    if res == nil then
-      return nil
-    end
-    cmd = res
-  end
-  cmd = to_argv(cmd)
-  for _, wrap in ipairs(self.cfg.wrap) do
-    local res = protect(self.name .. ": wrap function", wrap, cmd)
-    if res == nil then
-      return nil
-    end
-    cmd = to_argv(res)
-  end
-  if type(cmd) ~= "table" or type(cmd[1]) ~= "string" then
-    log.error("%s: the command must be a string or an argv table, got %s", self.name,
-      type(cmd))
-    return nil
-  end
-  return cmd
-end
-
---- Starts the process, once the ready port (if any) is free.
-function M:start_process(changed)
-  if self.quitting then
-    return
-  end
-  local argv = self:command(changed)
-  if not argv then
-    self:set_state("failed")
-    return
-  end
-  local port = self.cfg.ready and self.cfg.ready.port
-  if port and not ports.bindable(port) then
-    self:set_state("starting")
-    self:wait_port_free(port, function()
-      self:spawn_process(argv, changed)
-    end)
-    return
-  end
-  self:spawn_process(argv, changed)
-end
-
---- Waits until the port can be bound, saying once who holds it.
-function M:wait_port_free(port, then_fn)
-  local said = false
-  local deadline = self.clock.now() + (self.cfg.ready.timeout or 30) * 1000
-  local function poll()
-    self.ready_timer = nil
-    if self.quitting then
-      return
-    end
-    if ports.bindable(port) then
-      then_fn()
-      return
-    end
-    if not said then
-      said = true
-      local holder = ports.holder(port)
-      log.warn("%s: port %d is in use by %s; waiting for it to be free", self.name, port,
-        holder and ("pid %d (%s)"):format(holder.pid, holder.comm) or "another process")
-    end
-    if self.clock.now() > deadline then
-      log.error("%s: port %d is still in use; starting anyway", self.name, port)
-      then_fn()
-      return
-    end
-    self.ready_timer = self.clock.after(50, poll)
-  end
-  poll()
-end
-
---- Starts argv: in the spare keeper if there is one, else in a new one.
-function M:spawn_process(argv, changed)
-  local env = self:environment(changed)
-  local run = self.spare
-  self.spare = nil
-  if run then
-    self:begin_run(run)
-    run.proc:go({ cmd = argv, env = env })
-  else
-    run = self:new_run(argv, env)
-    if not run then
-      self:set_state("failed")
-      return
-    end
-    self:begin_run(run)
-  end
-  self:arm_spare(M.spare_delay_ms)
-end
-
---- Makes sure a keeper is ready for the next start (after delay_ms, if given: not while the
---- command that just started is still loading). Spawned held and without a command, which
---- go() brings; it sits blocked in poll() until then, and goes when the service stops.
-function M:arm_spare(delay_ms)
-  if self.spare_timer then
-    self.spare_timer:stop()
-    self.spare_timer = nil
-  end
-  if delay_ms then
-    self.spare_timer = self.clock.after(delay_ms, function()
-      self.spare_timer = nil
-      self:arm_spare()
-    end)
-    return
-  end
-  if not self.spare and not self.quitting and self.cfg.run then
-    self.spare = self:new_run(nil, nil)
-  end
-end
-
---- Spawns a process tree for argv; with argv nil, a spare: only its keeper, until go() brings
---- the command. Its events reach process_event once the run has begun (has a generation).
-function M:new_run(argv, env)
-  local run = {}
-  local ready = self.cfg.ready
-  local watch_output = ready and ready.pattern
-  local out = self.output
-  local seen = ""
-  local function on_output(chunk)
-    if out then
-      out(chunk)
-    elseif chunk then
-      io.stdout:write(chunk)
-      io.stdout:flush()
-    end
-    local generation = run.generation
-    if watch_output and chunk and not self.up and generation == self.generation then
-      seen = (seen .. chunk):sub(-4096)
-      if seen:find(ready.pattern) then
-        self:became_ready(generation)
-      end
-    end
-  end
-  local pipe = (out ~= nil or watch_output) and "pipe" or "inherit"
-  local proc, err = self.core.spawn({
-    cmd = argv,
-    cwd = self:cwd(),
-    env = env,
-    stdin = self.cfg.stdin and "inherit" or "null",
-    stdout = pipe,
-    stderr = pipe,
-    on_stdout = pipe == "pipe" and on_output or nil,
-    on_stderr = pipe == "pipe" and on_output or nil,
-    stop_signal = self.cfg.stop.signal,
-    grace_ms = math.floor(self.cfg.stop.grace * 1000 + 0.5),
-    hold = argv == nil or nil,
-    on_event = function(ev)
-      if run.generation then
-        self:process_event(ev, run.generation, run.t0)
-      elseif ev.type == "exit" then
-        -- A spare that never began (stopped, or its keeper died).
-        if self.spare == run then
-          self.spare = nil
-        end
-        if run.on_gone then
-          run.on_gone()
-        end
-      end
-    end,
-  })
-  if not proc then
-    log.error("%s: cannot start %s: %s", self.name, argv and argv[1] or "a keeper",
-      tostring(err))
-    return nil
-  end
-  run.proc = proc
-  return run
-end
-
---- The run becomes the service's current process (the next generation).
-function M:begin_run(run)
-  self.generation = self.generation + 1
-  run.generation = self.generation
-  run.t0 = self.clock.now()
-  self:set_up(false)
-  self:set_state("starting")
-  self.proc = run.proc
-  self.proc_started = run.t0
-end
-
-function M:process_event(ev, generation, t0)
-  if ev.type == "started" then
-    local since = self.restart_started
-    self.restart_started = nil
-    if since then
-      log.ok("%s: restarted in %s (pid %d)", self.name, log.duration(self.clock.now() - since),
-        ev.pid)
-    else
-      log.ok("%s: started (pid %d)", self.name, ev.pid)
-    end
-    self:set_state("running")
-    if self.cfg.task then
-      return
-    end
-    if not self.cfg.ready then
-      self:set_up(true)
-    elseif self.cfg.ready.port then
-      self:probe_ready(generation)
-    end
-    if self.cfg.ready then
-      self:arm_ready_timeout(generation)
-    end
-  elseif ev.type == "tree-empty" then
-    -- The whole tree is reaped, its ports free: a restart need not wait for "exit".
-    local waiter = self.stopping_for
-    if waiter and waiter.generation == generation and waiter.on_empty then
-      self.finished_generation = generation
-      self:process_exited(ev, generation, t0)
-    end
-  elseif ev.type == "exit" then
-    if self.finished_generation == generation then
-      return -- already handled at "tree-empty"
-    end
-    if self.proc and generation == self.generation then
-      self.proc = nil
-    end
-    self:process_exited(ev, generation, t0)
-  end
-end
-
---- Polls the ready port until it accepts a connection.
-function M:probe_ready(generation)
-  local port = self.cfg.ready.port
-  local function poll()
-    self.ready_timer = nil
-    if generation ~= self.generation or not self.proc or self.up then
-      return
-    end
-    ports.connectable(port, function(ok)
-      if generation ~= self.generation or not self.proc or self.up then
-        return
-      end
-      if ok then
-        self:became_ready(generation)
-      else
-        self.ready_timer = self.clock.after(20, poll)
-      end
-    end)
-  end
-  poll()
-end
-
-function M:arm_ready_timeout(generation)
-  local timeout = self.cfg.ready.timeout
-  self.ready_deadline = self.clock.after(timeout * 1000, function()
-    self.ready_deadline = nil
-    if generation == self.generation and self.proc and not self.up then
-      log.warn("%s: not ready after %s (%s)", self.name, log.duration(timeout * 1000),
-        self.cfg.ready.port and ("port " .. self.cfg.ready.port) or
-        ("output matching '" .. self.cfg.ready.pattern .. "'"))
-    end
-  end)
-end
-
-function M:became_ready(generation)
-  if generation ~= self.generation or self.up then
-    return
-  end
-  log.verbose("%s: ready after %s", self.name, log.duration(self.clock.now() - self.proc_started))
-  self:set_state("ready")
-  self:set_up(true)
-end
-
-function M:process_exited(ev, generation, t0)
-  local waiter = self.stopping_for
-  if waiter and waiter.generation == generation then
-    self.stopping_for = nil
-    if ev.forced then
-      log.warn("%s: stopped with SIGKILL after the %s grace period", self.name,
-        log.duration(self.cfg.stop.grace * 1000))
-    end
-    waiter.fn(ev)
-    return
-  end
-  if generation ~= self.generation then
-    return
-  end
-  -- It ended on its own.
-  self:set_up(false)
-  if ev.spawn_error then
-    log.error("%s: cannot run the command: %s", self.name, ev.spawn_error)
-    self:set_state("failed")
-    return
-  end
-  local how = ev.signal and require("reload.signals").describe(ev.signal) or
-    ("status " .. tostring(ev.code))
-  if self.cfg.task and ev.status == 0 then
-    log.ok("%s: done (%s)", self.name, how)
-    self:set_state("done")
-    self:set_up(true)
-    return
-  end
-  local policy = self.cfg.restart
-  local restart = policy == "always" or (policy == "on-failure" and ev.status ~= 0)
-  if not restart or self.quitting then
-    local level = ev.status == 0 and log.info or log.error
-    level("%s: exited with %s; waiting for a change", self.name, how)
-    self:set_state(ev.status == 0 and "exited" or "crashed")
-    return
-  end
-  local ran = self.clock.now() - t0
-  if ran >= M.stable_ms then
-    self.crashes = 0
-  end
-  self.crashes = self.crashes + 1
-  local delay = math.min(M.backoff_base_ms * 2 ^ (self.crashes - 1), M.backoff_max_ms)
-  log.warn("%s: exited with %s; restarting in %s", self.name, how, log.duration(delay))
-  self:set_state("backoff")
-  self.restart_timer = self.clock.after(delay, function()
-    self.restart_timer = nil
-    self:start_process({})
-  end)
-end
-
-function M:cancel_restart()
-  if self.restart_timer then
-    self.restart_timer:stop()
-    self.restart_timer = nil
-  end
-end
-
---- Stops the running tree (whole tree, with the configured signal and grace); calls fn once
---- it is gone: at "exit", or with on_empty at "tree-empty" (every process reaped, before
---- reload's own handles are closed). With force, skips the grace period.
-function M:stop_process(fn, force, on_empty)
-  local proc = self.proc
-  if not proc then
-    fn()
-    return
-  end
-  self:set_state("stopping")
-  self:set_up(false)
-  self:cancel_readiness()
-  -- One stop at a time, and only the newest continuation runs once the tree is gone: two
-  -- changes during one stop must start one new process, not two racing for the port.
-  local in_flight = self.stopping_for ~= nil
-  self.stopping_for = { generation = self.generation, on_empty = on_empty, fn = function(ev)
-    self.proc = nil
-    fn(ev)
-  end }
-  if force then
-    proc:kill()
-  elseif not in_flight then
-    proc:stop()
-  end
-end
-
---- Stops the readiness probe and its deadline (the process they watch is going away).
-function M:cancel_readiness()
-  for _, key in ipairs({ "ready_timer", "ready_deadline" }) do
-    if self[key] then
-      self[key]:stop()
-      self[key] = nil
-    end
-  end
-end
-
---- Stops everything of this service (build and process) for quit; fn() once all is gone.
-function M:shutdown(fn, force)
-  self.quitting = true
-  self:cancel_restart()
-  self:cancel_readiness()
-  self.build_gen = self.build_gen + 1 -- abandon any build coroutine
-  local pending = 1
-  local function one()
-    pending = pending - 1
-    if pending == 0 then
-      self:set_state("stopped")
-      if self.changed_file then
-        os.remove(self.changed_file)
-      end
-      fn()
-    end
-  end
-  if self.build_proc then
-    pending = pending + 1
-    local bp = self.build_proc
-    self.build_proc = nil
-    self.exit_waiters[bp] = one
-    bp:kill()
-  end
-  if self.proc then
-    pending = pending + 1
-    self:stop_process(one, force)
-  end
-  if self.spare_timer then
-    self.spare_timer:stop()
-    self.spare_timer = nil
-  end
-  local spare = self.spare
-  if spare then
-    self.spare = nil
-    pending = pending + 1
-    spare.on_gone = one
-    spare.proc:stop()
-  end
-  one()
-end
-
---- The process is asked to die at once (second Ctrl-C).
-function M:force()
-  if self.proc then
-    self.proc:kill()
-  end
-  if self.build_proc then
-    self.build_proc:kill()
-  end
 end
 
 return M

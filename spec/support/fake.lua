@@ -74,7 +74,28 @@ end
 
 --- The spec makes the tree report "tree-empty" (every process reaped; "exit" comes later).
 function Proc:empty(forced)
+  if self.emptied then
+    return
+  end
+  self.emptied = true
   self.opts.on_event({ type = "tree-empty", forced = forced or false })
+end
+
+--- The spec makes the main command exit while its descendants live on ("main-exit").
+function Proc:main_exit(status)
+  self.main_status = status
+  self.state = "main-exited"
+  self.opts.on_event({ type = "main-exit", code = status < 128 and status or nil,
+    signal = status >= 128 and status - 128 or nil })
+end
+
+--- Descendants still alive (the spec sets proc.left to a number).
+function Proc:descendants()
+  local out = {}
+  for i = 1, self.left or 0 do
+    out[i] = { pid = 5000 + i, ppid = 1, pgid = 1, comm = "helper" }
+  end
+  return out
 end
 
 function Proc:kill()
@@ -91,16 +112,34 @@ function Proc:start(pid)
   self.opts.on_event({ type = "started", pid = self.pid_, pgid = self.pid_ })
 end
 
---- The spec makes the process tree end with a status.
+--- The spec makes the process tree end with a status, with the real core's sequence of
+--- events: "main-exit" (unless already sent, or exec failed), "tree-empty" (unless the command
+--- never ran), then "exit". spec/functional/contract_spec.lua holds both to the same traces.
 function Proc:exit(status, extra)
-  self.state = "exited"
-  local ev = { type = "exit", status = status, code = status < 128 and status or nil,
-    signal = status >= 128 and status - 128 or nil, forced = false }
-  for k, v in pairs(extra or {}) do
-    ev[k] = v
-  end
-  if self.opts.on_stdout and extra and extra.output then
+  extra = extra or {}
+  local ran = self.state ~= "held" and not extra.spawn_error and not extra.cancelled
+  if self.opts.on_stdout and extra.output then
     self.opts.on_stdout(extra.output)
+  end
+  if ran and not self.pid_ then
+    self:start() -- the real core reports "started" for every command that ran
+  end
+  if ran and not self.main_status then
+    self:main_exit(status)
+  end
+  if ran then
+    self:empty(extra.forced)
+  end
+  self.state = "exited"
+  local ev = { type = "exit", status = status, forced = false }
+  if ran or extra.spawn_error then -- the main command's code or signal (127/126: exec failed)
+    ev.code = status < 128 and status or nil
+    ev.signal = status >= 128 and status - 128 or nil
+  end
+  for k, v in pairs(extra) do
+    if k ~= "output" then
+      ev[k] = v
+    end
   end
   self.opts.on_event(ev)
 end

@@ -1,0 +1,251 @@
+--- One generation: one run of a service's command, from its spawn to the moment its whole tree
+--- is gone, and the keeper that stands ready for the next one.
+---
+--- Theory of operation. The core reports a run as a sequence of events: "started" (exec
+--- succeeded), "main-exit" (the main command ended; its descendants may live on), "tree-empty"
+--- (every process of the tree is reaped: its ports are free) and "exit" (the keeper and reload's
+--- own handles are closed too). A generation folds them into what the service acts on:
+---
+---   started(gen)          the command runs (pid known)
+---   ready(gen)            its port accepts connections, or its output matched `ready`
+---   main_exit(gen, info)  the main command ended on its own while descendants still run
+---   gone(gen, info)       no process of it is left: at "tree-empty", or at "exit" when the
+---                         command never started or the keeper died; exactly once
+---   closed(gen)           reload's handles are closed too (quit waits for this)
+---
+--- Readiness (port probe, output pattern) belongs to the generation it watches, so a probe of an
+--- old generation can never mark a new one up. A spare is a keeper spawned held, without a
+--- command; `launch` hands it the command so a restart need not wait for a keeper's exec.
+local M = {}
+M.__index = M
+
+local log = require("reload.log")
+local ports = require("reload.ports")
+
+---@class reload.Generation
+---@field n integer its number within the service (1, 2, ...)
+---@field proc any the core Process
+---@field pid integer|nil the main command's pid, once started
+---@field argv string[]
+---@field t_spawn number clock time of the spawn (or of go() on a spare)
+---@field t_started number|nil
+---@field t_stop number|nil clock time of the stop request
+---@field main_exit table|nil the main command's exit, once seen
+---@field is_gone boolean
+---@field is_ready boolean
+---@field stopping boolean
+
+--- Spawns a held keeper without a command: the next generation's, ready before it is needed.
+---@param ctx table name, core, spawn_opts(argv?, env?, holder) -> core options
+---@return table|nil spare { proc, gen?, dead?, on_gone? }
+function M.spare(ctx)
+  local spare = {}
+  spare.on_event = function(ev)
+    if spare.gen then
+      spare.gen:on_core_event(ev)
+    elseif ev.type == "exit" then
+      spare.dead = true
+      if spare.on_gone then
+        spare.on_gone()
+      end
+    end
+  end
+  local opts = ctx.spawn_opts(nil, nil, spare)
+  opts.hold = true
+  local proc, err = ctx.core.spawn(opts)
+  if not proc then
+    log.error("%s: cannot start a keeper: %s", ctx.name, tostring(err))
+    return nil
+  end
+  spare.proc = proc
+  return spare
+end
+
+--- Starts generation n running argv with env: in the spare keeper if one is given, else in a
+--- new one. Returns the generation, or nil and an error message.
+---@param ctx table name, core, clock, cfg, spawn_opts(argv, env, holder) -> core options
+---@param n integer
+---@param argv string[]
+---@param env string[]
+---@param spare table|nil
+---@param on table handlers: started, ready, main_exit, gone, closed (each fn(gen, info))
+---@return reload.Generation|nil, string|nil
+function M.launch(ctx, n, argv, env, spare, on)
+  local self = setmetatable({
+    n = n, ctx = ctx, argv = argv, on = on, is_gone = false, is_ready = false,
+    stopping = false, seen = "", timers = {},
+  }, M)
+  self.t_spawn = ctx.clock.now()
+  if spare and not spare.dead then
+    spare.gen = self
+    self.proc = spare.proc
+    self.proc:go({ cmd = argv, env = env })
+    return self
+  end
+  local holder = { gen = self }
+  holder.on_event = function(ev)
+    self:on_core_event(ev)
+  end
+  local proc, err = ctx.core.spawn(ctx.spawn_opts(argv, env, holder))
+  if not proc then
+    return nil, tostring(err)
+  end
+  self.proc = proc
+  return self
+end
+
+--- Output of the command: to the service's writer (or the terminal) and, while a `ready`
+--- pattern waits, into the pattern matcher.
+function M:on_output(chunk)
+  local ready = self.ctx.cfg.ready
+  if ready and ready.pattern and chunk and not self.is_ready and not self.is_gone then
+    self.seen = (self.seen .. chunk):sub(-4096)
+    if self.seen:find(ready.pattern) then
+      self:became_ready()
+    end
+  end
+end
+
+function M:on_core_event(ev)
+  if ev.type == "started" then
+    self.pid = ev.pid
+    self.t_started = self.ctx.clock.now()
+    self.on.started(self)
+    self:watch_readiness()
+  elseif ev.type == "main-exit" then
+    self.main_exit = ev
+    if not self.is_gone then
+      self.on.main_exit(self, ev)
+    end
+  elseif ev.type == "tree-empty" then
+    self:finish(ev)
+  elseif ev.type == "exit" then
+    self:finish(ev)
+    self.closed = true
+    self.on.closed(self, ev)
+  end
+end
+
+--- The tree is gone: stop watching it and report once, with the main command's status.
+function M:finish(ev)
+  if self.is_gone then
+    return
+  end
+  self.is_gone = true
+  self:cancel_timers()
+  local info = {
+    forced = ev.forced,
+    spawn_error = ev.spawn_error,
+    fallback = ev.fallback,
+    cancelled = ev.cancelled,
+    stopped = self.stopping,
+  }
+  local main = self.main_exit or ev
+  info.code, info.signal = main.code, main.signal
+  if ev.status then
+    info.status = ev.status
+  elseif main.signal then
+    info.status = 128 + main.signal
+  else
+    info.status = main.code
+  end
+  if self.t_stop then
+    info.stop_ms = self.ctx.clock.now() - self.t_stop
+  end
+  self.on.gone(self, info)
+end
+
+-- Readiness ---------------------------------------------------------------------------------
+
+function M:after(ms, fn)
+  local t
+  t = self.ctx.clock.after(ms, function()
+    self.timers[t] = nil
+    fn()
+  end)
+  self.timers[t] = true
+  return t
+end
+
+function M:cancel_timers()
+  for t in pairs(self.timers) do
+    t:stop()
+  end
+  self.timers = {}
+end
+
+function M:watch_readiness()
+  local ready = self.ctx.cfg.ready
+  if self.ctx.cfg.task then
+    return -- a task counts as up once it exited 0
+  end
+  if not ready then
+    self:became_ready()
+    return
+  end
+  if ready.port then
+    self:probe_port(ready.port)
+  end
+  self:after(ready.timeout * 1000, function()
+    if not self.is_ready and not self.is_gone then
+      log.warn("%s: not ready after %s (%s)", self.ctx.name, log.duration(ready.timeout * 1000),
+        ready.port and ("port " .. ready.port) or ("output matching '" .. ready.pattern .. "'"))
+    end
+  end)
+end
+
+function M:probe_port(port)
+  local function poll()
+    if self.is_ready or self.is_gone or self.stopping then
+      return
+    end
+    ports.connectable(port, function(ok)
+      if self.is_ready or self.is_gone or self.stopping then
+        return
+      end
+      if ok then
+        self:became_ready()
+      else
+        self:after(20, poll)
+      end
+    end)
+  end
+  poll()
+end
+
+function M:became_ready()
+  if self.is_ready or self.is_gone or self.stopping then
+    return
+  end
+  self.is_ready = true
+  self.t_ready = self.ctx.clock.now()
+  self:cancel_timers()
+  self.on.ready(self)
+end
+
+-- Control -----------------------------------------------------------------------------------
+
+--- Stops the whole tree: the configured signal, then SIGKILL after the grace (force: at once).
+---@param force? boolean
+function M:stop(force)
+  if self.closed then
+    return
+  end
+  if not self.stopping then
+    self.stopping = true
+    self.t_stop = self.ctx.clock.now()
+    self:cancel_timers()
+  end
+  if force then
+    self.proc:kill()
+  elseif not self.is_gone then
+    self.proc:stop()
+  end
+end
+
+--- True while any process of this generation may still be alive.
+function M:alive()
+  return not self.is_gone
+end
+
+return M

@@ -1,0 +1,246 @@
+--- The pipeline: prepares the next generation of a service. It runs the build steps in order,
+--- then evaluates the command (a `run` function, the `wrap` functions). Its result is a plan,
+--- { argv, changed, cfg }: a command known to be runnable, or the reason there is none.
+---
+--- Theory of operation. A job runs its steps in a coroutine, so that a Lua step can call
+--- ctx.sh(...) and wait for a command without blocking the loop. Each command step is a whole
+--- process tree under a keeper (grace 0: a cancelled build ends at once). Cancelling a job kills
+--- the running step's tree and abandons the coroutine; a result of a cancelled job is never
+--- delivered. Every user function runs under xpcall: an error becomes a failed job, with its
+--- traceback, never an error of reload.
+local M = {}
+
+local log = require("reload.log")
+
+--- A step's command as argv: a shell string becomes /bin/sh -c STRING.
+---@param cmd string|string[]
+---@return string[]
+local function to_argv(cmd)
+  if type(cmd) == "string" then
+    return { "/bin/sh", "-c", cmd }
+  end
+  return cmd
+end
+M.to_argv = to_argv
+
+--- Runs fn(...) under xpcall; returns true and its results, or false and the error with its
+--- traceback.
+local function protect(fn, ...)
+  local res = table.pack(xpcall(fn, debug.traceback, ...))
+  if not res[1] then
+    return false, tostring(res[2])
+  end
+  return true, table.unpack(res, 2, res.n)
+end
+
+--- The command of the next generation: the run step (a function may compute it) with every
+--- wrapper applied. Returns argv, or nil and why (a function's error with its traceback).
+---@param cfg reload.ServiceConfig
+---@param ctx table the context handed to user functions
+---@return string[]|nil argv, string|nil why
+function M.command(cfg, ctx)
+  local step = cfg.run
+  local cmd = step.cmd
+  if step.kind == "lua" then
+    local ok, res = protect(cmd, ctx)
+    if not ok then
+      return nil, "the run function raised an error:\n" .. res
+    end
+    if res == nil then
+      return nil, "the run function returned nothing (it must return a command: a string or " ..
+        "an argv table)"
+    end
+    cmd = res
+  end
+  cmd = to_argv(cmd)
+  for i, wrap in ipairs(cfg.wrap) do
+    local ok, res = protect(wrap, cmd)
+    if not ok then
+      return nil, ("wrap function %d raised an error:\n%s"):format(i, res)
+    end
+    cmd = to_argv(res)
+  end
+  if type(cmd) ~= "table" or type(cmd[1]) ~= "string" then
+    return nil, ("the command must be a string or an argv table, got %s"):format(type(cmd))
+  end
+  for i, a in ipairs(cmd) do
+    if type(a) ~= "string" then
+      return nil, ("argument %d of the command is a %s, not a string"):format(i, type(a))
+    end
+  end
+  return cmd
+end
+
+---@class reload.Job
+---@field cancelled boolean
+local Job = {}
+Job.__index = Job
+
+--- Starts preparing a generation.
+---@param svc table the service: name, cfg (of the next generation), core, clock, root, flags,
+--- cwd(), environment(changed)
+---@param changed string[] paths that caused it
+---@param on_done fun(ok: boolean, res: table) res: { argv, changed, build_ms } or
+--- { why, output, step_index, step_label, build_ms }
+---@param opts? { skip_build?: boolean } skip_build: only the command (a crash restart)
+---@return reload.Job
+function M.start(svc, changed, on_done, opts)
+  local cfg = svc.next_cfg or svc.cfg
+  local job = setmetatable({ svc = svc, cfg = cfg, changed = changed, on_done = on_done,
+    cancelled = false, t0 = svc.clock.now() }, Job)
+  job.ctx = { changed = changed, service = svc.name, root = svc.root, flags = svc.flags }
+  function job.ctx.sh(cmd)
+    return job:sh(cmd)
+  end
+  if #cfg.build == 0 or (opts and opts.skip_build) then
+    job:finish_build()
+    return job
+  end
+  job.co = coroutine.create(function()
+    for i, step in ipairs(cfg.build) do
+      local ok, status, output = job:run_step(step)
+      if not ok then
+        return false, i, step, status, output
+      end
+    end
+    return true
+  end)
+  job:resume()
+  return job
+end
+
+--- True while its build steps run (a job without steps is done at once).
+function Job:building()
+  return self.co ~= nil and not self.done
+end
+
+function Job:resume(...)
+  if self.cancelled or self.done then
+    return
+  end
+  local co = self.co
+  local res = table.pack(coroutine.resume(co, ...))
+  if not res[1] then
+    self:fail(0, { label = "build" }, nil, debug.traceback(co, tostring(res[2])))
+    return
+  end
+  if coroutine.status(co) ~= "dead" then
+    return -- waiting in ctx.sh
+  end
+  if res[2] then
+    self.build_ms = self.svc.clock.now() - self.t0
+    self:finish_build()
+  else
+    self:fail(res[3], res[4], res[5], res[6])
+  end
+end
+
+--- ctx.sh(cmd): runs a command (string: shell; table: argv) inside a build step and waits for
+--- it. Returns ok, status, output.
+function Job:sh(cmd)
+  local co, main = coroutine.running()
+  if main or co ~= self.co then
+    error("ctx.sh can only be called from a build step", 2)
+  end
+  local argv = to_argv(cmd)
+  log.verbose("%s: $ %s", self.svc.name, type(cmd) == "string" and cmd or table.concat(argv, " "))
+  local chunks = {}
+  local function collect(chunk)
+    if chunk then
+      chunks[#chunks + 1] = chunk
+      if log.level >= 2 then
+        log.raw(chunk)
+      end
+    end
+  end
+  local proc, err = self.svc.core.spawn({
+    cmd = argv,
+    cwd = self.svc:cwd(self.cfg),
+    env = self.svc:environment(self.changed, self.cfg),
+    stdin = "null",
+    stdout = "pipe",
+    stderr = "pipe",
+    on_stdout = collect,
+    on_stderr = collect,
+    grace_ms = 0,
+    on_main_exit = "kill-tree",
+    on_event = function(ev)
+      if ev.type ~= "exit" then
+        return
+      end
+      self.proc = nil
+      local output = table.concat(chunks)
+      if ev.spawn_error then
+        output = output .. ("%s: %s\n"):format(argv[1], ev.spawn_error)
+      end
+      if self.on_step_exit then
+        self.on_step_exit()
+      end
+      self:resume(ev.status == 0, ev.status, output)
+    end,
+  })
+  if not proc then
+    return false, 127, ("%s: %s\n"):format(argv[1], tostring(err))
+  end
+  self.proc = proc
+  return coroutine.yield()
+end
+
+--- Runs one build step inside the coroutine; returns ok, status, output.
+function Job:run_step(step)
+  if step.kind == "lua" then
+    local ok, res, msg = xpcall(step.cmd, debug.traceback, self.ctx)
+    if not ok then
+      return false, nil, tostring(res) .. "\n"
+    end
+    if res == false then
+      return false, nil, (msg and tostring(msg) or "the step returned false") .. "\n"
+    end
+    return true
+  end
+  return self:sh(step.cmd)
+end
+
+function Job:fail(i, step, status, output)
+  self.done = true
+  self.build_ms = self.svc.clock.now() - self.t0
+  self.on_done(false, { why = "build", step_index = i, step_label = step and step.label or "?",
+    status = status, output = output, build_ms = self.build_ms })
+end
+
+--- The build passed (or there was none): evaluate the command.
+function Job:finish_build()
+  if self.cancelled then
+    return
+  end
+  self.done = true
+  if not self.cfg.run then
+    self.on_done(true, { argv = nil, changed = self.changed, cfg = self.cfg,
+      build_ms = self.build_ms })
+    return
+  end
+  local argv, why = M.command(self.cfg, self.ctx)
+  if not argv then
+    self.on_done(false, { why = "command", output = why, build_ms = self.build_ms })
+    return
+  end
+  self.on_done(true, { argv = argv, changed = self.changed, cfg = self.cfg,
+    build_ms = self.build_ms })
+end
+
+--- Abandons the job: its running step's whole tree is killed; on_done is never called. Calls
+--- fn() once no process of the job is left (at once if none runs).
+---@param fn? fun()
+function Job:cancel(fn)
+  self.cancelled = true
+  local proc = self.proc
+  self.proc = nil
+  if proc then
+    self.on_step_exit = fn
+    proc:kill()
+  elseif fn then
+    fn()
+  end
+end
+
+return M

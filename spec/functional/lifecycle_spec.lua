@@ -1,0 +1,148 @@
+-- Every way into a restart goes through one lifecycle, through the real binary: a Reloadfile
+-- edit, the crash policy, a change that the run function rejects, a plain file change. On each
+-- path: no process of the next generation while one of the previous lives, and the previous
+-- one stopped only once the next command is known to be runnable.
+local helpers = require("spec.helpers")
+
+local tcpserve = helpers.fixture("tcpserve")
+
+local function start(dir, args)
+  local marker = helpers.unique("RELOAD_LC")
+  local proc = helpers.start_reload(args or {}, { cwd = dir,
+    env = helpers.env_with({ RELOAD_LC = marker, NO_COLOR = "1" }) })
+  return proc, "RELOAD_LC=" .. marker
+end
+
+local function stop(proc, marker)
+  proc:signal("sigint")
+  assert.are.equal(0, proc:wait(20000), proc:text())
+  local left = helpers.tagged(marker)
+  helpers.kill_all(left)
+  assert.are.same({}, left, "processes left: " .. helpers.describe(left))
+end
+
+local function answers(port, expected, proc)
+  return helpers.retry(15000, function()
+    local body, err = helpers.http_get(port)
+    return body == expected, ("port %d answered %s\nreload said:\n%s"):format(port,
+      tostring(body or err), proc:text())
+  end)
+end
+
+local function count(text, pattern)
+  local _, n = text:gsub(pattern, "")
+  return n
+end
+
+describe("one lifecycle for every restart", function()
+  it("a Reloadfile edit starts the new generation only once the old tree is gone", function()
+    -- No `ready` port (so no port-free wait), and a server that drains for 1 s on SIGTERM: a
+    -- new generation started early would find its port taken.
+    local port = helpers.free_port()
+    local function reloadfile(msg)
+      return ([[
+service "srv" {
+  watch = "*.nothing",
+  run = { %q, "%d", %q },
+  env = { TCPSERVE_DRAIN_MS = "1000" },
+}
+]]):format(tcpserve, port, msg)
+    end
+    local dir = helpers.project({ ["Reloadfile.lua"] = reloadfile("v1") })
+    local proc, marker = start(dir)
+    answers(port, "v1", proc)
+    helpers.write_file(dir .. "/Reloadfile.lua", reloadfile("v2"))
+    answers(port, "v2", proc)
+    local text = proc:text()
+    assert.is_nil(text:find("in use", 1, true), text)
+    assert.are.equal(1, count(text, "draining 1000 ms"), text)
+    assert.truthy(text:find("draining 1000 ms.*listening " .. port), text)
+    assert.matches("restarted in [%d.]+ m?s %(pid %d+%) after its definition changed", text)
+    stop(proc, marker)
+  end)
+
+  it("restarts a crash under on-failure even when it left a helper, once the helper is gone",
+    function()
+      -- Each start logs how many helpers of earlier generations it sees: always 0.
+      local tag = ("999.%d"):format(math.random(100000, 999999))
+      local dir = helpers.project({ ["Reloadfile.lua"] = ([[
+service "crashy" {
+  watch = "*.nothing",
+  run = "echo start $(pgrep -fc '^sleep %s$') >> starts.log; setsid sleep %s & exit 1",
+  restart = "on-failure",
+}
+]]):format(tag, tag) })
+      local proc, marker = start(dir)
+      local log = helpers.retry(20000, function()
+        local text = helpers.read_file(dir .. "/starts.log") or ""
+        return count(text, "start") >= 3 and text, "starts so far: " .. text .. "\n" ..
+          proc:text()
+      end)
+      assert.are.equal(3, count(log:sub(1, #"start 0\nstart 0\nstart 0\n"), "start 0\n"), log)
+      assert.matches("crashy: exited with status 1; stopping the 1 process it left running",
+        proc:text())
+      assert.matches("crashy: exited with status 1; restarting in", proc:text())
+      stop(proc, marker)
+    end)
+
+  it("keeps the old generation serving when the run function rejects an edit", function()
+    local port = helpers.free_port()
+    local dir = helpers.project({
+      ["msg.txt"] = "good",
+      ["Reloadfile.lua"] = ([[
+service "srv" {
+  watch = "*.txt",
+  run = function()
+    local msg = io.open("msg.txt"):read("a")
+    if msg:find("bad") then error("refusing " .. msg) end
+    return { %q, "%d", msg }
+  end,
+  ready = { port = %d },
+}
+]]):format(tcpserve, port, port),
+    })
+    local proc, marker = start(dir)
+    answers(port, "good", proc)
+    local pid = helpers.retry(5000, function()
+      for _, st in ipairs(helpers.tagged(marker)) do
+        if st.comm == "tcpserve" then return st.pid end
+      end
+    end)
+    helpers.write_file(dir .. "/msg.txt", "bad")
+    proc:wait_output("refusing bad")
+    proc:wait_output("the previous version keeps running", nil, true)
+    assert.are.equal("good", (helpers.http_get(port)))
+    assert.truthy(helpers.proc_stat(pid), "the old generation still runs")
+    helpers.write_file(dir .. "/msg.txt", "fixed")
+    answers(port, "fixed", proc)
+    stop(proc, marker)
+  end)
+
+  it("says, on every restart, what caused it and how long build, stop and start took",
+    function()
+      local port = helpers.free_port()
+      local dir = helpers.project({
+        ["msg.txt"] = "v0",
+        ["Reloadfile.lua"] = ([[
+service "srv" {
+  watch = "*.txt",
+  run = { "sh", "-c", "exec %s %d \"$(cat msg.txt)\"" },
+  ready = { port = %d },
+}
+]]):format(tcpserve, port, port),
+      })
+      local proc, marker = start(dir)
+      answers(port, "v0", proc)
+      for i = 1, 10 do
+        helpers.write_file(dir .. "/msg.txt", "v" .. i)
+        answers(port, "v" .. i, proc)
+        helpers.retry(5000, function()
+          local n = count(proc:text(), "srv: restarted in [%d.]+ m?s %(pid %d+%) after " ..
+            "msg%.txt changed; stop [%d.]+ m?s, start [%d.]+ m?s")
+          return n == i, ("%d restart lines after %d edits:\n%s"):format(n, i, proc:text())
+        end)
+      end
+      assert.is_nil(proc:text():find("started (pid", 1, true), proc:text())
+      stop(proc, marker)
+    end)
+end)

@@ -1,0 +1,258 @@
+-- The service lifecycle against a fake core and clock: every way into a restart, and the two
+-- rules it keeps on each (no generation N+1 while N lives; N stopped only once N+1 is runnable).
+local engine = require("reload.engine")
+local dsl = require("reload.dsl")
+local log = require("reload.log")
+local service = require("reload.service")
+local fake = require("spec.support.fake")
+local helpers = require("spec.helpers")
+
+describe("reload.service lifecycle", function()
+  local core, clock, logged, saved_out
+
+  before_each(function()
+    core, clock = fake.core(), fake.clock()
+    logged = {}
+    saved_out = { log.out, log.services_out }
+    log.out = { write = function(_, s) logged[#logged + 1] = s end, flush = function() end }
+    log.services_out = log.out
+    log.color = false
+  end)
+
+  after_each(function()
+    log.out, log.services_out = saved_out[1], saved_out[2]
+  end)
+
+  local function text()
+    return table.concat(logged)
+  end
+
+  --- An engine on a Reloadfile that the spec can edit: returns the engine and edit(text).
+  local function start(cfg_text)
+    local dir = helpers.tmpdir()
+    local file = dir .. "/Reloadfile.lua"
+    helpers.write_file(file, cfg_text)
+    local e = engine.new({ config = assert(dsl.load(file)), core = core, clock = clock, env = {},
+      loader = function() return dsl.load(file) end })
+    assert(e:start())
+    local function edit(new_text)
+      helpers.write_file(file, new_text)
+      core.change("Reloadfile.lua")
+    end
+    return e, edit
+  end
+
+  --- Processes whose command contains text and that may be alive (not exited).
+  local function alive(text_)
+    local n = 0
+    for _, p in ipairs(core.spawned) do
+      if p.opts.cmd and table.concat(p.opts.cmd, " "):find(text_, 1, true) and
+        p.state ~= "exited" and not p.emptied then
+        n = n + 1
+      end
+    end
+    return n
+  end
+
+  describe("a Reloadfile edit", function()
+    it("builds first, stops the old generation, and starts the new one once it is gone",
+      function()
+        local e, edit = start('service "api" { build = "make", run = "./api v1" }')
+        core.last("make"):exit(0)
+        local old = core.last("./api v1")
+        old:start()
+        edit('service "api" { build = "make", run = "./api v2" }')
+        assert.are.equal(0, old.stops, "the old one serves during the build")
+        assert.are.equal("preparing", e.by_name.api.state.name)
+        core.last("make"):exit(0)
+        assert.are.equal(1, old.stops)
+        assert.is_nil(core.last("./api v2"), "nothing new while the old tree lives")
+        old:empty()
+        local new = core.last("./api v2")
+        assert.truthy(new)
+        new:start()
+        assert.are.equal("ready", e.by_name.api.state.name)
+        assert.matches("restarted in .* after its definition changed", text())
+        assert.are.equal(1, alive("./api"))
+      end)
+
+    it("keeps the old generation when the new definition's build fails", function()
+      local e, edit = start('service "api" { build = "make", run = "./api v1" }')
+      core.last("make"):exit(0)
+      local old = core.last("./api v1")
+      old:start()
+      edit('service "api" { build = "make broken", run = "./api v2" }')
+      core.last("make broken"):exit(2, { output = "broken\n" })
+      assert.are.equal(0, old.stops)
+      assert.are.equal("ready", e.by_name.api.state.name)
+      assert.matches("previous version keeps running", text())
+    end)
+
+    it("starts a new service only once a removed one is gone (it may take its port)",
+      function()
+        local _, edit = start('service "a" { run = "./a" }')
+        local a = core.last("./a")
+        a:start()
+        edit('service "b" { run = "./b" }')
+        assert.are.equal(1, a.stops)
+        assert.is_nil(core.last("./b"))
+        a:exit(143)
+        assert.truthy(core.last("./b"))
+      end)
+  end)
+
+  describe("the crash policy", function()
+    it("stops what a crashed command left running, then restarts after the backoff",
+      function()
+        local e = start('service "w" { run = "./w", restart = "on-failure" }')
+        local p = core.last("./w")
+        p:start()
+        p.left = 1
+        p:main_exit(1)
+        assert.are.equal(1, p.stops)
+        assert.matches("stopping the 1 process it left running", text())
+        assert.are.equal("stopping", e.by_name.w.state.name)
+        p:empty()
+        assert.are.equal("backoff", e.by_name.w.state.name)
+        clock.advance(service.backoff_base_ms)
+        assert.are.equal(2, core.count("./w"))
+      end)
+
+    it("follows what a command that exited 0 left running (a daemon)", function()
+      local e = start('service "d" { run = "./d --daemon", restart = "on-failure" }')
+      local p = core.last("./d")
+      p:start()
+      p.left = 1
+      p:main_exit(0)
+      assert.are.equal(0, p.stops)
+      assert.are.equal("ready", e.by_name.d.state.name)
+      p:exit(0)
+      assert.are.equal("exited", e.by_name.d.state.name)
+    end)
+
+    it("does not rebuild for a crash restart", function()
+      start('service "w" { build = "make", run = "./w", restart = "always" }')
+      core.last("make"):exit(0)
+      local p = core.last("./w")
+      p:start()
+      p:exit(1)
+      clock.advance(service.backoff_base_ms)
+      assert.are.equal(1, core.count("make"))
+      assert.are.equal(2, core.count("./w"))
+    end)
+  end)
+
+  describe("a change", function()
+    it("that the run function rejects leaves the old generation serving", function()
+      local e = start([[
+service "api" {
+  watch = "*.go",
+  run = function(ctx)
+    if ctx.changed[1] == "bad.go" then error("cannot run with bad.go") end
+    return { "./api" }
+  end,
+}
+]])
+      local old = core.last("./api")
+      old:start()
+      core.change("bad.go")
+      clock.advance(5)
+      assert.are.equal(0, old.stops)
+      assert.matches("cannot run with bad.go", text())
+      assert.matches("previous version keeps running", text())
+      assert.are.equal("ready", e.by_name.api.state.name)
+      core.change("good.go")
+      clock.advance(5)
+      assert.are.equal(1, old.stops)
+    end)
+
+    it("during the stop of a service with a build builds again once the old tree is gone",
+      function()
+        local e = start('service "api" { build = "make", run = "./api" }')
+        core.last("make"):exit(0)
+        local old = core.last("./api")
+        old:start()
+        core.change("a.c")
+        clock.advance(5)
+        core.last("make"):exit(0)
+        assert.are.equal(1, old.stops)
+        core.change("b.c") -- newer sources: the build that passed is stale
+        clock.advance(5)
+        old:empty()
+        assert.are.equal("preparing", e.by_name.api.state.name)
+        assert.are.equal(3, core.count("make"))
+        assert.matches("RELOAD_CHANGED=a.c\nb.c", table.concat(core.last("make").opts.env, "\n"),
+          1, true)
+        core.last("make"):exit(0)
+        assert.are.equal(2, core.count("./api"))
+      end)
+  end)
+
+  describe("after", function()
+    it("a task that runs again restarts the services that come after it", function()
+      start([[
+service "gen" { watch = "*.proto", run = "./gen", task = true }
+service "api" { watch = "*.go", run = "./api", after = { "gen" } }
+service "web" { watch = "*.js", run = "./web", after = { "api" } }
+]])
+      core.last("./gen"):exit(0)
+      local api = core.last("./api")
+      api:start()
+      local web = core.last("./web")
+      web:start()
+      core.change("x.proto")
+      clock.advance(5)
+      core.last("./gen"):exit(0)
+      assert.are.equal(1, api.stops)
+      assert.matches("api: gen ran again", text())
+      -- A server that restarts does not restart the services after it.
+      api:empty()
+      core.last("./api"):start()
+      assert.are.equal(0, web.stops)
+    end)
+
+    it("a restart waits while a service it comes after is down", function()
+      local e = start([[
+service "db" { watch = "*.sql", build = "make db", run = "./db" }
+service "api" { watch = "*.go", run = "./api", after = { "db" } }
+]])
+      core.last("make db"):exit(0)
+      local db = core.last("./db")
+      db:start()
+      local api = core.last("./api")
+      api:start()
+      core.change("schema.sql")
+      clock.advance(5)
+      core.last("make db"):exit(0)
+      assert.are.equal(1, db.stops) -- db is down now
+      core.change("main.go")
+      clock.advance(5)
+      api:empty()
+      assert.are.equal("waiting", e.by_name.api.state.name)
+      assert.are.equal(1, core.count("./api"))
+      db:empty()
+      core.last("./db"):start()
+      assert.are.equal(2, core.count("./api"))
+    end)
+  end)
+
+  it("refuses to spawn a generation while the previous one is alive (the invariant)", function()
+    local e = start('service "api" { run = "./api" }')
+    core.last("./api"):start()
+    local svc = e.by_name.api
+    assert.has_error(function()
+      svc:spawn({ argv = { "./api" }, changed = {} })
+    end, "api: generation 2 must not start while generation 1 is alive")
+  end)
+
+  it("on quit during a build, finishes once the build step's tree is gone", function()
+    local e = start('service "api" { build = "make", run = "./api" }')
+    local build = core.last("make")
+    local finished = false
+    e:quit(function() finished = true end)
+    assert.are.equal(1, build.kills)
+    assert.is_false(finished)
+    build:exit(137)
+    assert.is_true(finished)
+  end)
+end)
