@@ -732,11 +732,19 @@ struct rl_ignore {
 };
 
 /* Built-in defaults. Version control metadata and dependency trees are never sources a rebuild
- * waits for; the rest are files editors write next to the one being saved (vim swap and backup
- * files and its "4913" probe, Emacs locks and autosaves, JetBrains safe-write temporaries). */
+ * waits for; the rest are files that editors and tools write next to the one being saved, or
+ * only look at: vim's swap files (.x.swp ... .x.swx, .x.swpx, which vim also creates and
+ * removes to probe a directory on open) and backups (x~), its "4913" write probe, Emacs locks
+ * (.#x) and autosaves (#x#), JetBrains safe-write temporaries, Kate swap files, the GIO
+ * temporaries of gedit and GNOME editors, `sed -i` temporaries (sed + 6 letters or digits), and
+ * macOS folder metadata. docs/watching.md lists them; spec/functional/ignore_spec.lua proves
+ * each. */
+#define RL_ALNUM "[a-zA-Z0-9]"
 static const char *const rl_default_patterns[] = {
-  ".git", ".hg/", ".svn/", "node_modules/", ".*.sw[a-p]", "*~", "4913", ".#*", "#*#",
-  "*___jb_tmp___", "*___jb_old___", NULL,
+  ".git", ".hg/", ".svn/", "node_modules/",
+  ".*.sw[a-px]", ".*.swpx", "*~", "4913", ".#*", "#*#",
+  "*___jb_tmp___", "*___jb_old___", "*.kate-swp", ".goutputstream-*",
+  "sed" RL_ALNUM RL_ALNUM RL_ALNUM RL_ALNUM RL_ALNUM RL_ALNUM, ".DS_Store", NULL,
 };
 
 rl_ignore_t *rl_ignore_new(const char *root, int gitignore, int defaults)

@@ -6,8 +6,11 @@
  * first walk of a tree shares its directory reads with a helper thread; everything else runs on
  * the loop thread.
  *
- * It reports facts: paths that were created, modified, removed or renamed, one batch per read
- * of the fd (or per poll scan). What a change means (debounce, rebuild) is the engine's.
+ * It reports facts: paths that were created, modified, removed or renamed, and files whose
+ * writer closed them, one batch per read of the fd (or per poll scan). An event is `settled`
+ * unless a writer may still hold the file (an inotify create or modify of a file, until its
+ * close): the engine's save model waits for those. What a change means (debounce, rebuild) is
+ * the engine's.
  *
  * Lua: core.watch{...} -> Watcher (metatable reload.Watcher).
  */
@@ -30,18 +33,19 @@
 
 #define RL_WATCHER_MT "reload.Watcher"
 #define RL_WATCH_MASK                                                                          \
-  (IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO |              \
-   IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
+  (IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM |           \
+   IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
 /* Reads per fd wake-up before the batch is delivered: bounds the time spent in one callback
  * while a tool floods the tree. */
 #define RL_READS_PER_BATCH 64
 
-enum { RL_EV_CREATE, RL_EV_MODIFY, RL_EV_REMOVE, RL_EV_RENAME, RL_EV_OVERFLOW };
-static const char *const rl_kind_names[] = {"create", "modify", "remove", "rename", "overflow"};
+enum { RL_EV_CREATE, RL_EV_MODIFY, RL_EV_REMOVE, RL_EV_RENAME, RL_EV_CLOSE, RL_EV_OVERFLOW };
+static const char *const rl_kind_names[] = {"create", "modify", "remove", "rename", "close",
+                                            "overflow"};
 
 typedef struct {
   char *path, *from;
-  int kind, is_dir;
+  int kind, is_dir, settled;
 } rl_event_t;
 
 /* A polled snapshot entry: what a later scan compares. */
@@ -167,8 +171,9 @@ static void rl_watch_problem(rl_watcher_t *w, const char *fmt, const char *a, co
 
 /* Events and coalescing ------------------------------------------------------------------ */
 
-static void rl_watch_emit(rl_watcher_t *w, int kind, const char *path, int is_dir,
-                          const char *from)
+/* Queues an event of the batch; settled = 0 when a writer may still hold the file. */
+static void rl_watch_emit_as(rl_watcher_t *w, int kind, const char *path, int is_dir,
+                             const char *from, int settled)
 {
   size_t len = path ? strlen(path) : 0;
   if (kind == RL_EV_OVERFLOW) {
@@ -179,9 +184,12 @@ static void rl_watch_emit(rl_watcher_t *w, int kind, const char *path, int is_di
   if (prev) {
     rl_event_t *p = &w->ev[prev - 1];
     /* Within one batch a modify adds nothing to an earlier event for the same path that still
-     * stands (create, modify, rename to it); anything else is kept: never lose a distinct fact. */
-    if ((kind == RL_EV_MODIFY && p->kind != RL_EV_REMOVE) || kind == RL_EV_OVERFLOW ||
-        (kind == p->kind && kind == RL_EV_CREATE))
+     * stands (create, modify, rename to it), unless the file was closed since (a writer opened
+     * it again); a second close adds nothing to a close. Anything else is kept: never lose a
+     * distinct fact. */
+    if ((kind == RL_EV_MODIFY && p->kind != RL_EV_REMOVE && p->kind != RL_EV_CLOSE) ||
+        kind == RL_EV_OVERFLOW || (kind == p->kind && (kind == RL_EV_CREATE ||
+                                                       kind == RL_EV_CLOSE)))
       return;
   }
   if (rl_grow((void **)&w->ev, &w->evcap, w->nev + 1, sizeof *w->ev) < 0)
@@ -189,11 +197,19 @@ static void rl_watch_emit(rl_watcher_t *w, int kind, const char *path, int is_di
   rl_event_t *e = &w->ev[w->nev];
   e->kind = kind;
   e->is_dir = is_dir;
+  e->settled = settled;
   e->path = kind == RL_EV_OVERFLOW ? NULL : strdup(path);
   e->from = from ? strdup(from) : NULL;
   int oom;
   w->nev++;
   rl_map_put(w->seen, path, len, (void *)(uintptr_t)w->nev, &oom);
+}
+
+/* An event nobody writes to any more: polled snapshots, scans, removals, renames, directories. */
+static void rl_watch_emit(rl_watcher_t *w, int kind, const char *path, int is_dir,
+                          const char *from)
+{
+  rl_watch_emit_as(w, kind, path, is_dir, from, 1);
 }
 
 static void rl_watch_clear_batch(rl_watcher_t *w)
@@ -241,6 +257,8 @@ static int rl_watch_flush(rl_watcher_t *w)
       lua_setfield(L, -2, "path");
       lua_pushboolean(L, e->is_dir);
       lua_setfield(L, -2, "dir");
+      lua_pushboolean(L, e->settled);
+      lua_setfield(L, -2, "settled");
     }
     if (e->from) {
       lua_pushstring(L, e->from);
@@ -1205,7 +1223,9 @@ static void rl_watch_event(rl_watcher_t *w, const struct inotify_event *ev, rl_b
       w->pend[w->npend++] = (rl_pending_t){ev->cookie, is_dir, c ? c->wd : -1, strdup(path->s)};
     }
   } else if (ev->mask & IN_CREATE) {
-    rl_watch_emit(w, RL_EV_CREATE, path->s, is_dir, NULL);
+    /* A file created through open() is closed later; one made by link(), symlink() or mknod()
+     * never is, and settles by the engine's cap. */
+    rl_watch_emit_as(w, RL_EV_CREATE, path->s, is_dir, NULL, is_dir);
     if (is_dir)
       rl_watch_new_dir(w, d, ev->name, path->s);
     else
@@ -1218,7 +1238,10 @@ static void rl_watch_event(rl_watcher_t *w, const struct inotify_event *ev, rl_b
     if (!is_dir && w->nfiles)
       w->nfiles--;
   } else if (ev->mask & IN_MODIFY) {
-    rl_watch_emit(w, RL_EV_MODIFY, path->s, is_dir, NULL);
+    rl_watch_emit_as(w, RL_EV_MODIFY, path->s, is_dir, NULL, is_dir);
+  } else if (ev->mask & IN_CLOSE_WRITE) {
+    if (!is_dir)
+      rl_watch_emit(w, RL_EV_CLOSE, path->s, 0, NULL);
   } else if ((ev->mask & IN_ATTRIB) && !is_dir && rl_mtime_changed(w->root, path->s)) {
     rl_watch_emit(w, RL_EV_MODIFY, path->s, 0, NULL);
   }

@@ -67,7 +67,8 @@ Options:
       --build CMD       a shell command run before each start; a failure keeps the old process
       --signal SIG      the stop signal (default TERM)
       --grace SECONDS   how long to wait after the stop signal before SIGKILL (default 3)
-      --debounce MS     quiet period after a change before rebuilding (default 5)
+      --debounce MS     quiet period once a save is complete, before rebuilding (default:
+                        none for one file, 30 ms for several; never mid-write)
       --restart POLICY  never | on-failure | always, when COMMAND exits on its own (default never)
       --ready PORT      the command counts as up once it listens on PORT; before each start,
                         wait until PORT is free

@@ -29,7 +29,8 @@ local signals = require("reload.signals")
 ---@field ready { port: integer|nil, pattern: string|nil, timeout: number }|nil
 ---@field restart "never"|"on-failure"|"always"
 ---@field after string[]
----@field debounce number milliseconds
+---@field debounce number|nil milliseconds of quiet after a complete save (nil: none for one
+--- file, a short one for a storm)
 ---@field task boolean one-shot: up once it exited 0
 ---@field stdin boolean the service reads the terminal
 ---@field fingerprint string
@@ -379,7 +380,7 @@ local function normalize_service(raw, name, line, lines)
     stop = { signal = "TERM", grace = 3 },
     restart = "never",
     after = {},
-    debounce = 5,
+    debounce = nil, -- the save model decides (debounce.lua)
     task = false,
     stdin = false,
   }

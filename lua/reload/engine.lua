@@ -236,13 +236,13 @@ function M:start()
   return true
 end
 
---- A batch from the watcher.
+--- A batch from the watcher: each event goes to the services it concerns.
 function M:on_batch(batch)
   if self.quitting then
     return
   end
   local overflow, config_changed = false, false
-  local paths, dirs = {}, {}
+  local files, dirs = {}, {}
   for _, ev in ipairs(batch) do
     if ev.kind == "overflow" then
       overflow = true
@@ -250,9 +250,11 @@ function M:on_batch(batch)
       if self.watched_files[ev.path] or (ev.from and self.watched_files[ev.from]) then
         -- The config reload decides which services restart (by fingerprint); routing the
         -- file to services too would restart every one whose globs match it ("**").
-        config_changed = true
+        if ev.kind ~= "close" then
+          config_changed = true
+        end
       else
-        paths[#paths + 1] = ev.path
+        files[#files + 1] = ev
       end
     elseif ev.kind == "remove" or ev.kind == "rename" then
       -- A directory moved or deleted stands for its whole subtree (the watcher reports the
@@ -271,14 +273,16 @@ function M:on_batch(batch)
   end
   for _, svc in ipairs(self.services) do
     local mine = {}
-    for _, p in ipairs(paths) do
-      if svc:concerns(p) then
-        mine[#mine + 1] = p
+    for _, ev in ipairs(files) do
+      if svc:concerns(ev.path) then
+        mine[#mine + 1] = ev
+      elseif ev.from and svc:concerns(ev.from) then
+        mine[#mine + 1] = { path = ev.from, kind = "remove", settled = true }
       end
     end
     for _, d in ipairs(dirs) do
       if svc:concerns_dir(d) then
-        mine[#mine + 1] = d .. "/"
+        mine[#mine + 1] = { path = d .. "/", kind = "remove", settled = true, dir = true }
       end
     end
     if #mine > 0 or overflow then

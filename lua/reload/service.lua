@@ -36,6 +36,7 @@ local generation = require("reload.generation")
 local log = require("reload.log")
 local pipeline = require("reload.pipeline")
 local ports = require("reload.ports")
+local vcs = require("reload.vcs")
 
 M.backoff_base_ms = 250
 M.backoff_max_ms = 10000
@@ -66,6 +67,7 @@ M.port_poll_ms = 50
 ---@field clear boolean|nil clear the screen before each rebuild
 ---@field on_change fun(svc: reload.Service)|nil called when state or up changes
 ---@field deps_up fun(svc: reload.Service): boolean|nil are the services it comes after up?
+---@field vcs_busy fun(): boolean|nil is a git operation under way (default: vcs.busy(root))
 
 ---@param opts reload.ServiceOptions
 ---@return reload.Service
@@ -95,6 +97,9 @@ function M.new(opts)
   self.debouncer = debounce.new({
     delay = self.cfg.debounce,
     clock = self.clock,
+    held = opts.vcs_busy or function()
+      return vcs.busy(self.root)
+    end,
     on_fire = function(paths, overflow)
       local cause = overflow and "events were lost" or (log.paths(paths) .. " changed")
       self:dispatch({ type = "change", changed = paths, cause = cause })
@@ -149,15 +154,15 @@ function M:start()
   self:dispatch({ type = "start" })
 end
 
---- A batch of changed paths that concern it: the debouncer collects them and fires once the
---- burst is over. The first batch of a burst may stop the old tree at once (`settling`).
----@param paths string[]
+--- A batch of changes that concern it: the debouncer collects them and fires once the burst
+--- is over. The first batch of a burst may stop the old tree at once (`settling`).
+---@param events reload.ChangeEvent[]
 ---@param overflow? boolean
-function M:changes(paths, overflow)
+function M:changes(events, overflow)
   if self.state.name == "idle" or self.state.name == "stopped" then
     return
   end
-  self.debouncer:push(paths, overflow)
+  self.debouncer:push(events, overflow)
   self:dispatch({ type = "settling" })
 end
 

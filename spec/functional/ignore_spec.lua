@@ -211,6 +211,32 @@ describe("core.ignore", function()
     assert.is_false(none:ignored(".git", true))
   end)
 
+  -- One row per default pattern: what the editor or tool writes, and a name it must not hide.
+  local defaults = {
+    { "vim swap", "src/.main.go.swp", "src/main.swp" },
+    { "vim swap, second", "src/.main.go.swo", "src/main.swo" },
+    { "vim swap probe on open", "src/.f3.txt.swx", "src/f3.txt.swx" },
+    { "vim swap probe (newer vims)", "src/.f3.txt.swpx", "src/f3.swpx" },
+    { "vim and emacs backups", "src/main.go~", "src/main~go" },
+    { "vim's write probe", "src/4913", "src/49134" },
+    { "emacs lock", "src/.#main.go", "src/main.#go" },
+    { "emacs autosave", "src/#main.go#", "src/main.go#" },
+    { "JetBrains safe-write temp", "src/main.go___jb_tmp___", "src/main.go___jb" },
+    { "JetBrains safe-write old", "src/main.go___jb_old___", "src/jb_old.go" },
+    { "Kate swap", "src/.main.go.kate-swp", "src/main.go.kate" },
+    { "gedit / GIO temp", "src/.goutputstream-9XKQ2Z", "src/goutputstream.c" },
+    { "sed -i temp", "src/sedr9u74u", "src/sed.c" },
+    { "sed -i temp (not a longer word)", "src/sedXq3Zp1", "src/sedation.txt" },
+    { "macOS folder metadata", "src/.DS_Store", "src/DS_Store" },
+  }
+  for _, row in ipairs(defaults) do
+    it("ignores by default: " .. row[1], function()
+      local ig = core.ignore({ root = helpers.tmpdir() })
+      assert.is_true(ig:ignored(row[2]), row[2])
+      assert.is_false(ig:ignored(row[3]), row[3])
+    end)
+  end
+
   it("rereads a .gitignore after forget", function()
     local dir = helpers.tmpdir()
     helpers.write_file(dir .. "/.gitignore", "*.o\n")

@@ -131,11 +131,29 @@ describe("core.watch", function()
       f:close()
       helpers.write_file(dir .. "/other.go", "x")
       rec.wait("rename", "other.go")
-      local mods = 0
+      local mods, closes = 0, 0
       for _, e in ipairs(rec.events) do
-        if e.path == "main.go" then mods = mods + 1 end
+        if e.path == "main.go" and e.kind == "modify" then mods = mods + 1 end
+        if e.path == "main.go" and e.kind == "close" then closes = closes + 1 end
       end
       assert.is_true(mods >= 1 and mods <= rec.batches, rec.describe())
+      assert.are.equal(1, closes, rec.describe())
+    end)
+
+    it("says which events a writer may still follow: settled once the file is closed", function()
+      local f = assert(io.open(dir .. "/main.go", "w"))
+      f:write("partial")
+      f:flush()
+      local mod = rec.wait("modify", "main.go")
+      assert.is_false(mod.settled)
+      f:write(" and the rest")
+      f:close()
+      local close = rec.wait("close", "main.go")
+      assert.is_true(close.settled)
+      helpers.write_file(dir .. "/other.go", "x")
+      assert.is_true(rec.wait("rename", "other.go").settled)
+      sh(dir, "rm other.go")
+      assert.is_true(rec.wait("remove", "other.go").settled)
     end)
   end)
 
