@@ -50,6 +50,7 @@ function M.new(opts)
     services = {},
     by_name = {},
     quitting = false,
+    listeners = {},
   }, M)
   self:apply_config(opts.config)
   return self
@@ -120,6 +121,11 @@ function M:add_service(cfg, index, count, width)
     flags = self.config.flags,
     notify = self.notify,
     clear = self.clear,
+    emit = function(ev)
+      for _, fn in ipairs(self.listeners) do
+        fn(ev)
+      end
+    end,
     on_change = function(s)
       self:service_changed(s)
     end,
@@ -127,6 +133,13 @@ function M:add_service(cfg, index, count, width)
       return self:deps_up(s)
     end,
   })
+end
+
+--- Calls fn(ev) for every lifecycle event of every service (see service.lua's M:emit): the
+--- JSON log and the dev proxy listen here.
+---@param fn fun(ev: table)
+function M:listen(fn)
+  self.listeners[#self.listeners + 1] = fn
 end
 
 --- Are the services that svc comes `after` up?

@@ -66,6 +66,8 @@ M.port_poll_ms = 50
 ---@field notify fun(title: string, body: string)|nil
 ---@field clear boolean|nil clear the screen before each rebuild
 ---@field on_change fun(svc: reload.Service)|nil called when state or up changes
+---@field emit fun(ev: table)|nil lifecycle events for tools (the JSON log, the dev proxy): see
+--- M:emit
 ---@field deps_up fun(svc: reload.Service): boolean|nil are the services it comes after up?
 ---@field vcs_busy fun(): boolean|nil is a git operation under way (default: vcs.busy(root))
 
@@ -84,6 +86,7 @@ function M.new(opts)
     notify = opts.notify,
     clear = opts.clear,
     on_change = opts.on_change or function() end,
+    emit_fn = opts.emit,
     deps_up = opts.deps_up or function() return true end,
     state = { name = "idle" },
     up = false,
@@ -249,6 +252,9 @@ end
 function M:enter(state)
   local before = self.state.name
   self.state = state
+  if before ~= state.name then
+    self:emit("state", { from = before, to = state.name })
+  end
   self:refresh(before ~= state.name)
   if state.name == "stopped" and self.on_stopped then
     self:finish_shutdown()
@@ -266,6 +272,22 @@ function M:refresh(changed)
     self.up = up
     self.on_change(self)
   end
+end
+
+--- Tells listeners what happens, as plain data: { type =, service =, ... } with type one of
+--- "state" (from, to), "changed" (paths, cause), "build" (cause), "build_ok" (ms),
+--- "build_failed" (step, status, output, ms), "command_failed" (output), "generation_started"
+--- (generation, pid, ms), "generation_ready" (generation), "generation_gone" (generation,
+--- status, signal, forced, stop_ms).
+---@param type string
+---@param fields? table
+function M:emit(type, fields)
+  if not self.emit_fn then
+    return
+  end
+  local ev = fields or {}
+  ev.type, ev.service, ev.time = type, self.name, self.clock.now()
+  self.emit_fn(ev)
 end
 
 --- Merges two lists of paths, first-seen order, no duplicates.
@@ -313,6 +335,7 @@ T.preparing = {
     plan.cause, plan.t, plan.first = st.cause, st.t, st.opts.first
     if plan.build_ms then
       log.ok("%s: build ok in %s", self.name, log.duration(plan.build_ms))
+      self:emit("build_ok", { ms = plan.build_ms })
     end
     if not plan.argv then -- a build-only service
       self:apply_cfg(plan.cfg)
@@ -557,12 +580,16 @@ function M:prepare(changes, cause, t, opts)
     end
     log.info("%s: %s", self.name, cause)
   end
+  if cause ~= "start" then
+    self:emit("changed", { paths = changes, cause = cause })
+  end
   local token = {}
   local st = { name = "preparing", token = token, changes = changes, cause = cause, t = t,
     opts = opts }
   local cfg = self.next_cfg or self.cfg
   if #cfg.build > 0 and not opts.skip_build then
     log.verbose("%s: building", self.name)
+    self:emit("build", { cause = cause })
   end
   st.job = pipeline.start(self, changes, function(ok, res)
     self:dispatch({ type = "prepared", token = token, ok = ok, res = res })
@@ -582,6 +609,12 @@ function M:preparation_failed(res)
   local output = res.output
   if output and output ~= "" then
     log.raw(output:sub(-1) == "\n" and output or output .. "\n")
+  end
+  if res.why == "build" then
+    self:emit("build_failed", { step = res.step_label, status = res.status, output = output,
+      ms = res.build_ms })
+  else
+    self:emit("command_failed", { output = output })
   end
   if self.notify then
     self.notify(("%s: build failed"):format(self.name), output or "")
@@ -682,11 +715,18 @@ function M:spawn(plan)
   self.spare = nil
   local on = {
     started = function(gen) self:dispatch({ type = "started", gen = gen }) end,
-    ready = function(gen) self:dispatch({ type = "ready", gen = gen }) end,
+    ready = function(gen)
+      self:emit("generation_ready", { generation = gen.n })
+      self:dispatch({ type = "ready", gen = gen })
+    end,
     main_exit = function(gen, info)
       self:dispatch({ type = "main_exit", gen = gen, info = info })
     end,
-    gone = function(gen, info) self:dispatch({ type = "gone", gen = gen, info = info }) end,
+    gone = function(gen, info)
+      self:emit("generation_gone", { generation = gen.n, status = info.status,
+        signal = info.signal, forced = info.forced, stop_ms = info.stop_ms })
+      self:dispatch({ type = "gone", gen = gen, info = info })
+    end,
     closed = function(gen)
       self.open[gen] = nil
       self:maybe_finish_shutdown()
@@ -746,6 +786,8 @@ function M:started(gen)
   end
   gen.announced = true
   self:announce(gen.plan, gen)
+  self:emit("generation_started", { generation = gen.n, pid = gen.pid,
+    ms = self.clock.now() - gen.plan.t })
   self:arm_spare(M.spare_delay_ms)
 end
 

@@ -245,6 +245,28 @@ service "api" { watch = "*.go", run = "./api", after = { "db" } }
     end, "api: generation 2 must not start while generation 1 is alive")
   end)
 
+  it("tells listeners each step of a restart, as plain data", function()
+    local e = start('service "api" { build = "make", run = "./api" }')
+    local seen = {}
+    e:listen(function(ev) seen[#seen + 1] = ev.type .. (ev.generation and (" " .. ev.generation) or "") end)
+    core.last("make"):exit(0)
+    core.last("./api"):start()
+    core.change("a.c")
+    clock.advance(0)
+    core.last("make"):exit(2, { output = "oops\n" })
+    core.change("a.c")
+    clock.advance(0)
+    core.last("make"):exit(0)
+    core.spawned[2]:empty()
+    core.last("./api"):start()
+    local text_ = table.concat(seen, ", ")
+    for _, want in ipairs({ "build_ok", "generation_started 1", "generation_ready 1", "changed",
+      "build", "build_failed", "generation_gone 1", "generation_started 2",
+      "generation_ready 2" }) do
+      assert.truthy(text_:find(want, 1, true), want .. " in " .. text_)
+    end
+  end)
+
   it("on quit during a build, finishes once the build step's tree is gone", function()
     local e = start('service "api" { build = "make", run = "./api" }')
     local build = core.last("make")
