@@ -248,7 +248,9 @@ service "api" { watch = "*.go", run = "./api", after = { "db" } }
   it("tells listeners each step of a restart, as plain data", function()
     local e = start('service "api" { build = "make", run = "./api" }')
     local seen = {}
-    e:listen(function(ev) seen[#seen + 1] = ev.type .. (ev.generation and (" " .. ev.generation) or "") end)
+    e:listen(function(ev)
+      seen[#seen + 1] = ev.type .. (ev.generation and (" " .. ev.generation) or "")
+    end)
     core.last("make"):exit(0)
     core.last("./api"):start()
     core.change("a.c")
