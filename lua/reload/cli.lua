@@ -45,6 +45,9 @@ Options:
   -v, --verbose         say more (commands, readiness, build output as it comes)
   -q, --quiet           only errors
       --no-color        no colours (NO_COLOR in the environment does the same)
+      --json FILE       also write every event (changes, builds and their steps, each
+                        generation's start, readiness and end, states) as JSON lines to FILE;
+                        - is stdout (the services' output then goes to stderr). docs/json.md
   -h, --help            show this help (reload COMMAND --help for a command's)
   -V, --version         print the version
 
@@ -160,6 +163,7 @@ local GLOBAL = {
   ["-v"] = { key = "verbose" }, ["--verbose"] = { key = "verbose" },
   ["-q"] = { key = "quiet" }, ["--quiet"] = { key = "quiet" },
   ["--no-color"] = { key = "no_color" },
+  ["--json"] = { key = "json", arg = true },
   ["-h"] = { key = "help" }, ["--help"] = { key = "help" },
   ["-V"] = { key = "version" }, ["--version"] = { key = "version" },
 }
@@ -278,7 +282,40 @@ local function start_keys(engine, quit)
 end
 
 --- Runs the engine until quit; returns the exit status.
+--- The JSON event log of --json FILE: a writer, or nil and an error.
+local function json_log(target)
+  local out, err
+  if target == "-" then
+    out = io.stdout
+    log.services_out = io.stderr
+  else
+    out, err = io.open(target, "a")
+    if not out then
+      return nil, ("--json: cannot write %s"):format(tostring(err))
+    end
+    out:setvbuf("line")
+  end
+  local json = require("reload.json")
+  local t0 = uv.hrtime() / 1e6
+  return function(ev)
+    ev.t = (ev.time or uv.hrtime() / 1e6) - t0
+    ev.time = nil
+    ev.at = os.date("!%Y-%m-%dT%H:%M:%SZ")
+    out:write(json.encode(ev), "\n")
+    out:flush()
+  end
+end
+
 local function run_engine(config, opts, only, loader)
+  local write_json
+  if opts.json then
+    local err
+    write_json, err = json_log(opts.json)
+    if not write_json then
+      log.error("%s", err)
+      return 2
+    end
+  end
   local engine = require("reload.engine").new({
     config = config,
     core = core,
@@ -288,7 +325,16 @@ local function run_engine(config, opts, only, loader)
     loader = loader,
     notify = notifier(opts.notify),
     clear = opts.clear,
+    prefix_always = opts.json == "-",
   })
+  if write_json then
+    engine:listen(write_json)
+    local names = {}
+    for _, svc in ipairs(config.services) do
+      names[#names + 1] = svc.name
+    end
+    write_json({ type = "reload", root = config.root, file = config.file, services = names })
+  end
   local handles = {}
   local tty
   local done = false
@@ -319,6 +365,9 @@ local function run_engine(config, opts, only, loader)
       end
       close_handles()
       log.info("every process tree is gone; bye")
+      if write_json then
+        write_json({ type = "quit" })
+      end
     end, force)
   end
   -- The signals are ours before the first command starts: one that came in between would kill

@@ -9,6 +9,8 @@
 ---   settled   closed, renamed into place, an attribute change, a removal that stayed
 ---
 --- A temporary file renamed onto a path is the same change as that path (the temp is dropped).
+--- So that a temporary file is not taken for a new source file, a file created in the burst
+--- counts only `creation_grace_ms` after it was closed, unless it was renamed away by then.
 --- The burst fires once every path is settled: at once when it is one path (a save), after
 --- `storm_quiet_ms` without events when it is several (a checkout, a formatter over the tree),
 --- or after `delay` ms when the user set one (the `debounce` key, `--debounce`). A path still
@@ -22,6 +24,7 @@ M.__index = M
 M.storm_quiet_ms = 30
 M.write_cap_ms = 250
 M.removal_grace_ms = 50
+M.creation_grace_ms = 100
 M.max_ms = 10000
 M.hold_poll_ms = 10
 M.hold_max_ms = 60000
@@ -108,7 +111,8 @@ function M:due()
   for _, p in ipairs(self.order) do
     local rec = self.paths[p]
     local until_ = rec.state == "writing" and rec.t + M.write_cap_ms or
-      rec.state == "removed" and rec.t + M.removal_grace_ms or nil
+      rec.state == "removed" and rec.t + M.removal_grace_ms or
+      rec.created and rec.t + M.creation_grace_ms or nil
     if until_ and (not last_unsettled or until_ > last_unsettled) then
       last_unsettled = until_
     end

@@ -35,6 +35,7 @@ local service = require("reload.service")
 ---@field loader? fun(): reload.Config|nil, string|nil loads the Reloadfile again
 ---@field notify? fun(title: string, body: string)
 ---@field clear? boolean
+---@field prefix_always? boolean prefix (and pipe) the output of a single service too
 
 ---@param opts reload.EngineOptions
 ---@return reload.Engine
@@ -47,6 +48,7 @@ function M.new(opts)
     loader = opts.loader,
     notify = opts.notify,
     clear = opts.clear,
+    prefix_always = opts.prefix_always,
     services = {},
     by_name = {},
     quitting = false,
@@ -108,7 +110,7 @@ end
 --- Creates the runtime object of one service config.
 function M:add_service(cfg, index, count, width)
   local output = nil
-  if count > 1 then
+  if count > 1 or self.prefix_always then
     output = log.prefixer(cfg.name, index, width)
   end
   return service.new({

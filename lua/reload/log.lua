@@ -20,7 +20,16 @@ local PALETTE = { "cyan", "magenta", "yellow", "blue", "green" }
 ---@param disabled boolean
 function M.setup_color(disabled)
   local no_color = os.getenv("NO_COLOR")
-  M.color = not disabled and (no_color == nil or no_color == "") and uv.guess_handle(2) == "tty"
+  M.tty = uv.guess_handle(2) == "tty"
+  M.color = not disabled and (no_color == nil or no_color == "") and M.tty
+  if M.tty then
+    local tty = uv.new_tty(2, false)
+    if tty then
+      local w = tty:get_winsize()
+      M.width = w
+      tty:close()
+    end
+  end
 end
 
 function M.paint(color, text)
@@ -30,9 +39,93 @@ function M.paint(color, text)
   return CODES[color] .. text .. CODES.reset
 end
 
+-- The progress line (a terminal only): one line at the bottom of stderr, redrawn after every
+-- other write and erased when the work it shows is done.
+M.tty = false
+local status = {} -- key -> text, in insertion order below
+local status_order = {}
+local status_shown = false
+
+local function status_line()
+  local parts = {}
+  for _, key in ipairs(status_order) do
+    parts[#parts + 1] = status[key]
+  end
+  return table.concat(parts, "  ")
+end
+
+local function erase_status()
+  if status_shown then
+    M.out:write("\r\27[K")
+    status_shown = false
+  end
+end
+
+local function draw_status()
+  if M.tty and #status_order > 0 then
+    local text = status_line()
+    local width = M.width or 80
+    if #text > width - 1 then
+      text = text:sub(1, width - 2) .. "…"
+    end
+    M.out:write("\r\27[K" .. M.paint("dim", text))
+    M.out:flush()
+    status_shown = true
+  end
+end
+
 local function emit(stream, text)
+  erase_status()
   stream:write(text)
   stream:flush()
+  draw_status()
+end
+
+--- Shows (or updates) a progress text under `key` on the terminal's last line; nothing when
+--- stderr is not a terminal.
+---@param key string
+---@param text string
+function M.status(key, text)
+  if not M.tty or M.level < 1 then
+    return
+  end
+  if not status[key] then
+    status_order[#status_order + 1] = key
+  end
+  status[key] = text
+  erase_status()
+  draw_status()
+end
+
+--- Erases the progress text under `key`.
+---@param key string
+function M.clear_status(key)
+  if not status[key] then
+    return
+  end
+  status[key] = nil
+  for i, k in ipairs(status_order) do
+    if k == key then
+      table.remove(status_order, i)
+      break
+    end
+  end
+  erase_status()
+  draw_status()
+end
+
+local ESCAPES = { ["\a"] = "\\a", ["\b"] = "\\b", ["\t"] = "\\t", ["\n"] = "\\n", ["\v"] = "\\v",
+  ["\f"] = "\\f", ["\r"] = "\\r", ["\27"] = "\\e" }
+
+--- A name from the file system as it may be printed: control characters made visible (\n,
+--- \e, \x01...), so a file name can neither forge a log line nor send the terminal an escape
+--- sequence.
+---@param s string
+---@return string
+function M.escape(s)
+  return (tostring(s):gsub("[%c\127]", function(c)
+    return ESCAPES[c] or ("\\x%02x"):format(c:byte())
+  end))
 end
 
 local function line(color, fmt, ...)
@@ -95,7 +188,7 @@ function M.paths(paths, max)
   max = max or 3
   local shown = {}
   for i = 1, math.min(#paths, max) do
-    shown[i] = paths[i]
+    shown[i] = M.escape(paths[i])
   end
   local text = table.concat(shown, ", ")
   if #paths > max then
@@ -109,29 +202,31 @@ end
 ---@param name string
 ---@param index integer colour slot
 ---@param width integer width of the name column
+---@param stream? table where to write (default: M.services_out, read at each write)
 ---@return fun(chunk: string|nil)
-function M.prefixer(name, index, width)
+function M.prefixer(name, index, width, stream)
   local color = PALETTE[(index - 1) % #PALETTE + 1]
   local prefix = M.paint(color, name .. string.rep(" ", width - #name) .. " | ")
   local pending = ""
   return function(chunk)
+    local out = stream or M.services_out
     if chunk == nil then
       if pending ~= "" then
-        emit(M.services_out, prefix .. pending .. "\n")
+        emit(out, prefix .. pending .. "\n")
         pending = ""
       end
       return
     end
     local text = pending .. chunk
-    local out = {}
+    local lines = {}
     local last = 1
     for l, stop in text:gmatch("([^\n]*)\n()") do
-      out[#out + 1] = prefix .. l .. "\n"
+      lines[#lines + 1] = prefix .. l .. "\n"
       last = stop
     end
     pending = text:sub(last)
-    if #out > 0 then
-      emit(M.services_out, table.concat(out))
+    if #lines > 0 then
+      emit(out, table.concat(lines))
     end
   end
 end

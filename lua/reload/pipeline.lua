@@ -73,12 +73,13 @@ end
 
 ---@class reload.Job
 ---@field cancelled boolean
+---@field steps table[] per step run so far: { label, ms, status, output }
 local Job = {}
 Job.__index = Job
 
 --- Starts preparing a generation.
 ---@param svc table the service: name, cfg (of the next generation), core, clock, root, flags,
---- cwd(), environment(changed)
+--- cwd(), environment(changed), emit()
 ---@param changed string[] paths that caused it
 ---@param on_done fun(ok: boolean, res: table) res: { argv, changed, build_ms } or
 --- { why, output, step_index, step_label, build_ms }
@@ -87,7 +88,7 @@ Job.__index = Job
 function M.start(svc, changed, on_done, opts)
   local cfg = svc.next_cfg or svc.cfg
   local job = setmetatable({ svc = svc, cfg = cfg, changed = changed, on_done = on_done,
-    cancelled = false, t0 = svc.clock.now() }, Job)
+    cancelled = false, t0 = svc.clock.now(), steps = {}, buffered = {} }, Job)
   job.ctx = { changed = changed, service = svc.name, root = svc.root, flags = svc.flags }
   function job.ctx.sh(cmd)
     return job:sh(cmd)
@@ -98,7 +99,7 @@ function M.start(svc, changed, on_done, opts)
   end
   job.co = coroutine.create(function()
     for i, step in ipairs(cfg.build) do
-      local ok, status, output = job:run_step(step)
+      local ok, status, output = job:run_step(step, i)
       if not ok then
         return false, i, step, status, output
       end
@@ -114,6 +115,49 @@ function Job:building()
   return self.co ~= nil and not self.done
 end
 
+--- The step under way: its index, how many there are, and its label.
+function Job:progress()
+  local i = #self.steps
+  local step = self.cfg.build[i]
+  return i, #self.cfg.build, step and step.label or ""
+end
+
+--- From now on, output goes to writer as it comes (a build that takes more than a moment, or
+--- -v); what was collected so far goes first.
+---@param writer fun(chunk: string)
+function Job:go_live(writer)
+  if self.live or self.done then
+    return
+  end
+  self.live = true
+  self.writer = writer
+  for _, chunk in ipairs(self.buffered) do
+    writer(chunk)
+  end
+  self.buffered = {}
+end
+
+function Job:on_output(chunk)
+  local step = self.steps[#self.steps]
+  if step then
+    step.chunks[#step.chunks + 1] = chunk
+  end
+  if self.live then
+    self.writer(chunk)
+  else
+    self.buffered[#self.buffered + 1] = chunk
+  end
+end
+
+--- Everything the build steps wrote, in order.
+function Job:output()
+  local parts = {}
+  for _, step in ipairs(self.steps) do
+    parts[#parts + 1] = table.concat(step.chunks)
+  end
+  return table.concat(parts)
+end
+
 function Job:resume(...)
   if self.cancelled or self.done then
     return
@@ -121,7 +165,8 @@ function Job:resume(...)
   local co = self.co
   local res = table.pack(coroutine.resume(co, ...))
   if not res[1] then
-    self:fail(0, { label = "build" }, nil, debug.traceback(co, tostring(res[2])))
+    self:fail(#self.steps, self.cfg.build[#self.steps], nil,
+      debug.traceback(co, tostring(res[2])))
     return
   end
   if coroutine.status(co) ~= "dead" then
@@ -148,9 +193,7 @@ function Job:sh(cmd)
   local function collect(chunk)
     if chunk then
       chunks[#chunks + 1] = chunk
-      if log.level >= 2 then
-        log.raw(chunk)
-      end
+      self:on_output(chunk)
     end
   end
   local proc, err = self.svc.core.spawn({
@@ -169,43 +212,59 @@ function Job:sh(cmd)
         return
       end
       self.proc = nil
-      local output = table.concat(chunks)
       if ev.spawn_error then
-        output = output .. ("%s: %s\n"):format(argv[1], ev.spawn_error)
+        collect(("%s: %s\n"):format(argv[1], ev.spawn_error))
       end
       if self.on_step_exit then
         self.on_step_exit()
       end
-      self:resume(ev.status == 0, ev.status, output)
+      self:resume(ev.status == 0, ev.status, table.concat(chunks))
     end,
   })
   if not proc then
-    return false, 127, ("%s: %s\n"):format(argv[1], tostring(err))
+    local msg = ("%s: %s\n"):format(argv[1], tostring(err))
+    collect(msg)
+    return false, 127, msg
   end
   self.proc = proc
   return coroutine.yield()
 end
 
---- Runs one build step inside the coroutine; returns ok, status, output.
-function Job:run_step(step)
+--- Runs one build step inside the coroutine; returns ok, status, output. Records its duration
+--- and result, and tells listeners.
+function Job:run_step(step, i)
+  local record = { label = step.label, chunks = {}, t0 = self.svc.clock.now() }
+  self.steps[i] = record
+  local ok, status, output
   if step.kind == "lua" then
-    local ok, res, msg = xpcall(step.cmd, debug.traceback, self.ctx)
-    if not ok then
-      return false, nil, tostring(res) .. "\n"
+    local fine, res, msg = xpcall(step.cmd, debug.traceback, self.ctx)
+    if not fine then
+      ok, output = false, tostring(res) .. "\n"
+      self:on_output(output)
+    elseif res == false then
+      ok, output = false, (msg and tostring(msg) or "the step returned false") .. "\n"
+      self:on_output(output)
+    else
+      ok = true
     end
-    if res == false then
-      return false, nil, (msg and tostring(msg) or "the step returned false") .. "\n"
-    end
-    return true
+  else
+    ok, status, output = self:sh(step.cmd)
   end
-  return self:sh(step.cmd)
+  record.ms = self.svc.clock.now() - record.t0
+  record.status, record.ok = status, ok
+  if self.svc.emit then
+    self.svc:emit("build_step", { index = i, label = step.label, ok = ok, status = status,
+      ms = record.ms })
+  end
+  return ok, status, output
 end
 
-function Job:fail(i, step, status, output)
+function Job:fail(i, step, status)
   self.done = true
   self.build_ms = self.svc.clock.now() - self.t0
-  self.on_done(false, { why = "build", step_index = i, step_label = step and step.label or "?",
-    status = status, output = output, build_ms = self.build_ms })
+  self.on_done(false, { why = "build", step_index = i, step_count = #self.cfg.build,
+    step_label = step and step.label or "?", status = status, output = self:output(),
+    streamed = self.live, build_ms = self.build_ms })
 end
 
 --- The build passed (or there was none): evaluate the command.
@@ -216,7 +275,8 @@ function Job:finish_build()
   self.done = true
   if not self.cfg.run then
     self.on_done(true, { argv = nil, changed = self.changed, cfg = self.cfg,
-      build_ms = self.build_ms })
+      build_ms = self.build_ms, steps = #self.steps > 0 and self.steps or nil,
+      output = #self.steps > 0 and self:output() or nil, streamed = self.live })
     return
   end
   local argv, why = M.command(self.cfg, self.ctx)
@@ -225,7 +285,8 @@ function Job:finish_build()
     return
   end
   self.on_done(true, { argv = argv, changed = self.changed, cfg = self.cfg,
-    build_ms = self.build_ms })
+    build_ms = self.build_ms, steps = #self.steps > 0 and self.steps or nil,
+    output = #self.steps > 0 and self:output() or nil, streamed = self.live })
 end
 
 --- Abandons the job: its running step's whole tree is killed; on_done is never called. Calls

@@ -44,6 +44,11 @@ M.stable_ms = 10000
 M.changed_env_max = 100
 M.spare_delay_ms = 50 -- after a start, before the next run's keeper is spawned
 M.port_poll_ms = 50
+M.build_live_ms = 1000 -- a build's output is shown as it comes once it runs this long
+M.progress_after_ms = 2000 -- then, on a terminal, a progress line
+M.progress_every_ms = 200
+M.build_summary_lines = 20 -- a passing build's output beyond this is cut to its head
+M.build_summary_head = 10
 
 ---@class reload.Service
 ---@field cfg reload.ServiceConfig the definition the current generation runs with
@@ -290,6 +295,15 @@ function M:emit(type, fields)
   self.emit_fn(ev)
 end
 
+--- "make gen 0.31 s, make 1.20 s": each step's duration.
+local function step_times(steps)
+  local parts = {}
+  for _, step in ipairs(steps or {}) do
+    parts[#parts + 1] = ("%s %s"):format(step.label, log.duration(step.ms or 0))
+  end
+  return table.concat(parts, ", ")
+end
+
 --- Merges two lists of paths, first-seen order, no duplicates.
 local function merge(a, b)
   local out, seen = {}, {}
@@ -334,7 +348,11 @@ T.preparing = {
     local plan = ev.res
     plan.cause, plan.t, plan.first = st.cause, st.t, st.opts.first
     if plan.build_ms then
-      log.ok("%s: build ok in %s", self.name, log.duration(plan.build_ms))
+      if not plan.streamed then
+        self:show_build_output(plan.output, true)
+      end
+      log.ok("%s: build ok in %s (%s)", self.name, log.duration(plan.build_ms),
+        step_times(plan.steps))
       self:emit("build_ok", { ms = plan.build_ms })
     end
     if not plan.argv then -- a build-only service
@@ -573,12 +591,16 @@ T.any = {
 --- preparing{...}: starts the pipeline on the changes (for the next definition, if any).
 function M:prepare(changes, cause, t, opts)
   opts = opts or {}
+  local cfg = self.next_cfg or self.cfg
+  local building = #cfg.build > 0 and not opts.skip_build
   if cause ~= "start" and not opts.skip_build and not opts.quiet then
     if self.clear then
       io.stdout:write("\27[H\27[2J\27[3J")
       io.stdout:flush()
     end
-    log.info("%s: %s", self.name, cause)
+    log.info("%s: %s%s", self.name, cause, building and ": building" or "")
+  elseif cause == "start" and building then
+    log.info("%s: building (%d step%s)", self.name, #cfg.build, #cfg.build == 1 and "" or "s")
   end
   if cause ~= "start" then
     self:emit("changed", { paths = changes, cause = cause })
@@ -586,29 +608,99 @@ function M:prepare(changes, cause, t, opts)
   local token = {}
   local st = { name = "preparing", token = token, changes = changes, cause = cause, t = t,
     opts = opts }
-  local cfg = self.next_cfg or self.cfg
-  if #cfg.build > 0 and not opts.skip_build then
-    log.verbose("%s: building", self.name)
+  if building then
     self:emit("build", { cause = cause })
   end
   st.job = pipeline.start(self, changes, function(ok, res)
+    self:end_build_display()
     self:dispatch({ type = "prepared", token = token, ok = ok, res = res })
   end, { skip_build = opts.skip_build })
+  if st.job:building() then
+    self:begin_build_display(st.job)
+  end
   return st
+end
+
+--- While a build runs: its output goes live (prefixed) after a moment, or at once with -v; on
+--- a terminal, a progress line shows the time and the step after a while.
+function M:begin_build_display(job)
+  self:end_build_display()
+  local function live()
+    job:go_live(log.prefixer(self.name .. " build", 1, #self.name + 6, log.out))
+  end
+  if log.level >= 2 then
+    live()
+  end
+  local t0 = self.clock.now()
+  local display = {}
+  display.live = self.clock.after(M.build_live_ms, live)
+  local function tick()
+    local i, n, label = job:progress()
+    log.status(self.name, ("%s: building %s · step %d/%d %s"):format(self.name,
+      log.duration(self.clock.now() - t0), i, n, label))
+    display.progress = self.clock.after(M.progress_every_ms, tick)
+  end
+  if log.tty then
+    display.progress = self.clock.after(M.progress_after_ms, tick)
+  end
+  self.build_display = display
+end
+
+function M:end_build_display()
+  local display = self.build_display
+  if not display then
+    return
+  end
+  self.build_display = nil
+  for _, key in ipairs({ "live", "progress" }) do
+    if display[key] then
+      display[key]:stop()
+    end
+  end
+  log.clear_status(self.name)
+end
+
+--- The output of a build, prefixed: in full, or (summary) the first lines and a count.
+function M:show_build_output(output, summary)
+  if not output or output == "" then
+    return
+  end
+  local lines = {}
+  for line in output:gmatch("[^\n]*\n?") do
+    if line ~= "" then
+      lines[#lines + 1] = line:sub(-1) == "\n" and line or line .. "\n"
+    end
+  end
+  local shown = lines
+  if summary and #lines > M.build_summary_lines then
+    shown = table.move(lines, 1, M.build_summary_head, 1, {})
+  end
+  local write = log.prefixer(self.name .. " build", 1, #self.name + 6, log.out)
+  write(table.concat(shown))
+  write(nil)
+  if #shown < #lines then
+    log.info("%s: ... %d more lines of build output (reload -v shows them as they come)",
+      self.name, #lines - #shown)
+  end
 end
 
 function M:preparation_failed(res)
   local keep = self.gen and "; the previous version keeps running" or ""
-  if res.why == "build" then
-    local how = res.status and ("exit status " .. tostring(res.status)) or "error"
-    log.error("%s: build failed in %s (step %d: %s, %s)%s", self.name,
-      log.duration(res.build_ms or 0), res.step_index or 0, res.step_label or "?", how, keep)
-  else
-    log.error("%s: cannot start%s: %s", self.name, keep, tostring(res.output):match("^[^\n]*"))
-  end
   local output = res.output
-  if output and output ~= "" then
-    log.raw(output:sub(-1) == "\n" and output or output .. "\n")
+  if res.why == "build" then
+    local how = res.status and ("exit status " .. tostring(res.status)) or "an error"
+    if not res.streamed then
+      self:show_build_output(output, false)
+    end
+    log.error("%s: build failed in %s at step %d/%d %s (%s)%s", self.name,
+      log.duration(res.build_ms or 0), res.step_index or 0, res.step_count or 0,
+      log.paint("bold", "'" .. tostring(res.step_label) .. "'"), how, keep)
+  else
+    log.error("%s: cannot start%s: %s", self.name, keep, tostring(output):match("^[^\n]*"))
+    local rest = tostring(output):match("^[^\n]*\n(.*)$")
+    if rest and rest ~= "" then
+      log.raw(rest:sub(-1) == "\n" and rest or rest .. "\n")
+    end
   end
   if res.why == "build" then
     self:emit("build_failed", { step = res.step_label, status = res.status, output = output,

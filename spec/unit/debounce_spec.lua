@@ -45,10 +45,20 @@ describe("reload.debounce", function()
     it("through a temporary file renamed over it is one change to the file", function()
       d:push({ ev("create", "a.go.tmp123", false) })
       d:push({ ev("close", "a.go.tmp123", true) })
+      clock.advance(debounce.creation_grace_ms - 1) -- the rename comes late
+      assert.are.equal(0, #fired)
       d:push({ ev("rename", "a.go", true, "a.go.tmp123") })
       clock.advance(0)
       assert.are.equal(1, #fired)
       assert.are.same({ "a.go" }, fired[1].paths)
+    end)
+
+    it("of a new file fires once it was closed a moment ago and not renamed away", function()
+      d:push({ ev("create", "new.go", false), ev("close", "new.go", true) })
+      clock.advance(debounce.creation_grace_ms - 1)
+      assert.are.equal(0, #fired)
+      clock.advance(1)
+      assert.are.equal(1, #fired)
     end)
 
     it("by an editor that moves the old file away first waits for the new one", function()
@@ -84,7 +94,7 @@ describe("reload.debounce", function()
   describe("a storm", function()
     it("of 5,000 files fires once, after its quiet period, with every path once", function()
       for i = 1, 5000 do
-        d:push({ ev("create", ("f%d.c"):format(i), false), ev("close", ("f%d.c"):format(i), true),
+        d:push({ ev("modify", ("f%d.c"):format(i), false), ev("close", ("f%d.c"):format(i), true),
           ev("modify", "common.h", true) })
         clock.advance(1) -- a tool writes a file every millisecond
       end
