@@ -32,7 +32,7 @@ M.hold_max_ms = 60000
 ---@class reload.Debouncer
 ---@field delay number|nil the user's quiet period (nil: the save model's own)
 ---@field clock table
----@field on_fire fun(paths: string[], overflow: boolean)
+---@field on_fire fun(paths: string[], overflow: boolean, t0: number) t0: the burst's first event
 
 ---@class reload.ChangeEvent
 ---@field path string
@@ -167,10 +167,10 @@ function M:flush()
     self.timer:stop()
     self.timer = nil
   end
-  local paths, overflow = self.order, self.overflow
+  local paths, overflow, t0 = self.order, self.overflow, self.t0
   self:reset()
   if #paths > 0 or overflow then
-    self.on_fire(paths, overflow)
+    self.on_fire(paths, overflow, t0)
   end
 end
 

@@ -49,6 +49,10 @@ M.progress_after_ms = 2000 -- then, on a terminal, a progress line
 M.progress_every_ms = 200
 M.build_summary_lines = 20 -- a passing build's output beyond this is cut to its head
 M.build_summary_head = 10
+M.self_window_ms = 2000 -- a change this soon after a start may be the start's own doing
+M.loop_after = 3 -- restarts in a row by such changes of the same kind of file: a loop
+M.loop_backoff_ms = 2000 -- the first delay of a looping restart, doubling up to the max
+M.loop_backoff_max_ms = 30000
 
 ---@class reload.Service
 ---@field cfg reload.ServiceConfig the definition the current generation runs with
@@ -108,9 +112,8 @@ function M.new(opts)
     held = opts.vcs_busy or function()
       return vcs.busy(self.root)
     end,
-    on_fire = function(paths, overflow)
-      local cause = overflow and "events were lost" or (log.paths(paths) .. " changed")
-      self:dispatch({ type = "change", changed = paths, cause = cause })
+    on_fire = function(paths, overflow, t0)
+      self:burst(paths, overflow, t0)
     end,
   })
   return self
@@ -174,6 +177,70 @@ function M:changes(events, overflow)
   self:dispatch({ type = "settling" })
 end
 
+--- The shape of a generated name: runs of digits and hex hashes made `*`
+--- (vite.config.js.timestamp-1732981234567-9b1e5a.mjs -> vite.config.js.timestamp-*-*.mjs).
+local function shape(path)
+  return (path:gsub("%x%x%x%x%x%x+", "*"):gsub("%d+", "*"))
+end
+
+--- A burst of changes is over. Changes that its own start makes (a tool writing a timestamped
+--- file beside its config) restart it again, and again: said once, with the glob to ignore,
+--- and the restarts back off. A burst looks self-made when it begins right after the latest
+--- start and names a new file of the same shape as the burst before did (a generated name:
+--- digits, a hash). The same file rewritten at every start cannot be told from a user (or a
+--- script) saving it as fast as it restarts, so it is not taken for a loop: such files belong
+--- in the recipes' ignores (.svelte-kit/, __pycache__/).
+function M:burst(paths, overflow, t0)
+  local cause = overflow and "events were lost" or (log.paths(paths) .. " changed")
+  local started = self.last_started -- the latest generation's start (it may be gone by now)
+  local soon = not overflow and started ~= nil and t0 ~= nil and t0 >= started and
+    t0 - started < M.self_window_ms
+  local loop = self.loop
+  if soon then
+    local shapes, names, again = {}, {}, false
+    for _, p in ipairs(paths) do
+      local sh = shape(p)
+      shapes[sh], names[p] = true, true
+      if loop and loop.shapes[sh] and not loop.names[p] then
+        again = true
+      end
+    end
+    if again then
+      loop.count, loop.shapes, loop.names = loop.count + 1, shapes, names
+    else
+      loop = { count = 1, shapes = shapes, names = names }
+      self.loop = loop
+    end
+  else
+    self.loop, loop = nil, nil
+  end
+  if self.loop_timer then
+    self.loop_timer:stop()
+    self.loop_timer = nil
+  end
+  local ev = { type = "change", changed = paths, cause = cause }
+  if not loop or loop.count < M.loop_after then
+    self:dispatch(ev)
+    return
+  end
+  loop.delay = loop.delay and math.min(loop.delay * 2, M.loop_backoff_max_ms) or
+    M.loop_backoff_ms
+  if not loop.said then
+    loop.said = true
+    local glob = shape(paths[1])
+    log.warn("%s: restarted %d times in a row because of %s, which its own start wrote: add " ..
+      "ignore = { %q } to the service (or to the Reloadfile's ignore)", self.name, loop.count,
+      log.escape(paths[1]), glob)
+    self:emit("loop", { paths = paths, ignore = glob })
+  end
+  log.warn("%s: %s changed right after the start again; restarting in %s", self.name,
+    log.paths(paths), log.duration(loop.delay))
+  self.loop_timer = self.clock.after(loop.delay, function()
+    self.loop_timer = nil
+    self:dispatch(ev)
+  end)
+end
+
 --- Restarts it now (the `r` key, a task it comes after that ran again).
 ---@param cause string
 function M:restart(cause)
@@ -207,6 +274,10 @@ end
 function M:shutdown(fn, force)
   self.on_stopped = fn
   self.debouncer:cancel()
+  if self.loop_timer then
+    self.loop_timer:stop()
+    self.loop_timer = nil
+  end
   self:dispatch({ type = "quit", force = force })
 end
 
@@ -734,6 +805,9 @@ function M:can_stop_early()
   if #cfg.build > 0 or not cfg.run or cfg.run.kind == "lua" or not self.gen then
     return false
   end
+  if self.loop and self.loop.count >= M.loop_after - 1 then
+    return false -- it may be looping: the restart may be held back
+  end
   local argv = pipeline.command(cfg, { changed = {}, service = self.name, root = self.root,
     flags = self.flags })
   return argv ~= nil
@@ -877,6 +951,7 @@ function M:started(gen)
     return
   end
   gen.announced = true
+  self.last_started = gen.t_started
   self:announce(gen.plan, gen)
   self:emit("generation_started", { generation = gen.n, pid = gen.pid,
     ms = self.clock.now() - gen.plan.t })

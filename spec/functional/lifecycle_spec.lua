@@ -118,6 +118,22 @@ service "srv" {
     stop(proc, marker)
   end)
 
+  it("says once when its own start writes a watched file, and backs its restarts off",
+    function()
+      -- Like Vite 5 writing vite.config.js.timestamp-<ms>-<hash>.mjs at every start.
+      local dir = helpers.project({ ["Reloadfile.lua"] = [[
+service "web" { run = "touch stamp-$(date +%s%N).mjs; exec sleep 1000" }
+]] })
+      local proc, marker = start(dir)
+      proc:wait_output("restarting in 2.00 s", 30000, true)
+      proc:wait_output("restarting in 4.00 s", 30000, true)
+      local text = proc:text()
+      assert.matches("web: restarted 3 times in a row because of stamp%-%d+%.mjs, which its own " ..
+        'start wrote: add ignore = { "stamp%-%*%.mjs" }', text)
+      assert.are.equal(1, count(text, "which its own start wrote"))
+      stop(proc, marker)
+    end)
+
   it("says, on every restart, what caused it and how long build, stop and start took",
     function()
       local port = helpers.free_port()

@@ -236,6 +236,61 @@ service "api" { watch = "*.go", run = "./api", after = { "db" } }
     end)
   end)
 
+  describe("a service whose own start writes a watched file", function()
+    it("is told once, with the glob to ignore, and its restarts back off", function()
+      local e = start('service "web" { run = "./web" }')
+      local starts = 0
+      local function run_once(stamp)
+        local p = core.last("./web")
+        p:start()
+        starts = starts + 1
+        clock.advance(100) -- its start writes the file 100 ms in
+        core.change(("vite.config.js.timestamp-%d-9b1e5a.mjs"):format(stamp))
+        p:empty()
+        clock.advance(0)
+      end
+      run_once(1732981234001)
+      run_once(1732981234002)
+      assert.are.equal(3, core.count("./web")) -- two restarts at once: could be the user
+      run_once(1732981234003)
+      assert.matches("web: restarted 3 times in a row because of vite%.config%.js%.timestamp%-" ..
+        "1732981234003%-9b1e5a%.mjs, which its own start wrote: add ignore = " ..
+        '{ "vite%.config%.js%.timestamp%-%*%-%*%.mjs" }', text())
+      assert.are.equal(3, core.count("./web"), "held back")
+      assert.matches("restarting in 2%.00 s", text())
+      clock.advance(service.loop_backoff_ms)
+      assert.are.equal(4, core.count("./web"))
+      run_once(1732981234004)
+      assert.matches("restarting in 4%.00 s", text())
+      local _, said = text():gsub("which its own start wrote", "")
+      assert.are.equal(1, said)
+      -- A change long after a start is the user's: at once again.
+      clock.advance(service.loop_backoff_ms * 2)
+      assert.are.equal(5, core.count("./web"))
+      core.last("./web"):start()
+      clock.advance(service.self_window_ms + 1)
+      core.change("app.js")
+      core.last("./web"):empty()
+      clock.advance(0)
+      assert.are.equal(6, core.count("./web"))
+      assert.are.equal("starting", e.by_name.web.state.name)
+    end)
+  end)
+
+  it("does not take a user saving the same file as fast as it restarts for a loop", function()
+    start('service "web" { run = "./web" }')
+    for i = 1, 5 do
+      local p = core.last("./web")
+      p:start()
+      clock.advance(10)
+      core.change("app.js")
+      p:empty()
+      clock.advance(0)
+      assert.are.equal(i + 1, core.count("./web"))
+    end
+    assert.is_nil(text():find("its own start wrote", 1, true))
+  end)
+
   it("refuses to spawn a generation while the previous one is alive (the invariant)", function()
     local e = start('service "api" { run = "./api" }')
     core.last("./api"):start()
