@@ -134,6 +134,9 @@ function M:add_service(cfg, index, count, width)
     deps_up = function(s)
       return self:deps_up(s)
     end,
+    on_ran_again = function(s)
+      self:task_ran_again(s)
+    end,
   })
 end
 
@@ -142,6 +145,17 @@ end
 ---@param fn fun(ev: table)
 function M:listen(fn)
   self.listeners[#self.listeners + 1] = fn
+end
+
+--- A task ran again: what it produced is the input of the services that come after it.
+function M:task_ran_again(task)
+  for _, other in ipairs(self.services) do
+    for _, dep in ipairs(other.cfg.after) do
+      if dep == task.name and other.state.name ~= "idle" then
+        other:restart(task.name .. " ran again")
+      end
+    end
+  end
 end
 
 --- Are the services that svc comes `after` up?
@@ -170,9 +184,8 @@ function M:build_services()
     if existing and existing.cfg.fingerprint == cfg.fingerprint and not existing.next_cfg then
       list[#list + 1] = existing
     elseif existing then
-      changed[#changed + 1] = existing
+      changed[#changed + 1] = { svc = existing, cfg = cfg }
       list[#list + 1] = existing
-      existing.pending_cfg = cfg
     else
       list[#list + 1] = self:add_service(cfg, i, #chosen, width)
     end
@@ -190,32 +203,17 @@ function M:start_ready_services()
     if svc.state.name == "idle" then
       if self:deps_up(svc) then
         svc:start()
-      elseif not svc.said_waiting then
-        svc.said_waiting = true
-        log.info("%s: waiting for %s", svc.name, table.concat(svc.cfg.after, ", "))
+      else
+        svc:waiting_for_deps()
       end
     end
   end
 end
 
---- A service's state or readiness changed: start what waited for it; a task that ran again
---- restarts the services that come after it (what it produced is their input).
+--- A service's state or readiness changed: start what waited for it.
 function M:service_changed(svc)
   if self.quitting then
     return
-  end
-  if svc.cfg.task and svc.state.name == "done" and svc.generations > (svc.done_runs or 0) then
-    local again = svc.done_runs ~= nil
-    svc.done_runs = svc.generations
-    if again then
-      for _, other in ipairs(self.services) do
-        for _, dep in ipairs(other.cfg.after) do
-          if dep == svc.name and other.state.name ~= "idle" then
-            other:restart(svc.name .. " ran again")
-          end
-        end
-      end
-    end
   end
   for _, other in ipairs(self.services) do
     if other ~= svc then
@@ -357,8 +355,8 @@ function M:reload_config()
       added[#added + 1] = name
     end
   end
-  for _, svc in ipairs(reconfigured) do
-    restarting[#restarting + 1] = svc.name
+  for _, r in ipairs(reconfigured) do
+    restarting[#restarting + 1] = r.svc.name
   end
   local parts = {}
   for _, part in ipairs({ { "restarting", restarting }, { "starting", added },
@@ -377,10 +375,8 @@ function M:reload_config()
   -- A changed service gets its new definition through its own transitions: the old generation
   -- is stopped only once the new one is ready to start, and the new one starts only once the
   -- old tree is gone.
-  for _, svc in ipairs(reconfigured) do
-    local cfg = svc.pending_cfg
-    svc.pending_cfg = nil
-    svc:reconfigure(cfg)
+  for _, r in ipairs(reconfigured) do
+    r.svc:reconfigure(r.cfg)
   end
   self:start_ready_services()
 end

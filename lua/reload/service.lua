@@ -31,9 +31,11 @@
 local M = {}
 M.__index = M
 
+local buildview = require("reload.buildview")
 local debounce = require("reload.debounce")
 local generation = require("reload.generation")
 local log = require("reload.log")
+local loopguard = require("reload.loopguard")
 local pipeline = require("reload.pipeline")
 local ports = require("reload.ports")
 local vcs = require("reload.vcs")
@@ -44,15 +46,6 @@ M.stable_ms = 10000
 M.changed_env_max = 100
 M.spare_delay_ms = 50 -- after a start, before the next run's keeper is spawned
 M.port_poll_ms = 50
-M.build_live_ms = 1000 -- a build's output is shown as it comes once it runs this long
-M.progress_after_ms = 2000 -- then, on a terminal, a progress line
-M.progress_every_ms = 200
-M.build_summary_lines = 20 -- a passing build's output beyond this is cut to its head
-M.build_summary_head = 10
-M.self_window_ms = 2000 -- a change this soon after a start may be the start's own doing
-M.loop_after = 3 -- restarts in a row by such changes of the same kind of file: a loop
-M.loop_backoff_ms = 2000 -- the first delay of a looping restart, doubling up to the max
-M.loop_backoff_max_ms = 30000
 
 ---@class reload.Service
 ---@field cfg reload.ServiceConfig the definition the current generation runs with
@@ -79,6 +72,7 @@ M.loop_backoff_max_ms = 30000
 --- M:emit
 ---@field deps_up fun(svc: reload.Service): boolean|nil are the services it comes after up?
 ---@field vcs_busy fun(): boolean|nil is a git operation under way (default: vcs.busy(root))
+---@field on_ran_again fun(svc: reload.Service)|nil a task that was done ran again and is done
 
 ---@param opts reload.ServiceOptions
 ---@return reload.Service
@@ -97,6 +91,9 @@ function M.new(opts)
     on_change = opts.on_change or function() end,
     emit_fn = opts.emit,
     deps_up = opts.deps_up or function() return true end,
+    on_ran_again = opts.on_ran_again or function() end,
+    said_waiting = false,
+    tasks_done = 0, -- how many times a task (`task = true`) reached done
     state = { name = "idle" },
     up = false,
     gen = nil,
@@ -104,6 +101,7 @@ function M.new(opts)
     crashes = 0,
     queue = {},
     open = {}, -- generations whose handles are not closed yet (quit waits for them)
+    loopguard = loopguard.new(),
   }, M)
   self:compile(self.cfg)
   self.debouncer = debounce.new({
@@ -177,65 +175,29 @@ function M:changes(events, overflow)
   self:dispatch({ type = "settling" })
 end
 
---- The shape of a generated name: runs of digits and hex hashes made `*`
---- (vite.config.js.timestamp-1732981234567-9b1e5a.mjs -> vite.config.js.timestamp-*-*.mjs).
-local function shape(path)
-  return (path:gsub("%x%x%x%x%x%x+", "*"):gsub("%d+", "*"))
-end
-
---- A burst of changes is over. Changes that its own start makes (a tool writing a timestamped
---- file beside its config) restart it again, and again: said once, with the glob to ignore,
---- and the restarts back off. A burst looks self-made when it begins right after the latest
---- start and names a new file of the same shape as the burst before did (a generated name:
---- digits, a hash). The same file rewritten at every start cannot be told from a user (or a
---- script) saving it as fast as it restarts, so it is not taken for a loop: such files belong
---- in the recipes' ignores (.svelte-kit/, __pycache__/).
+--- A burst of changes is over: restart, unless the loop guard holds it back (its own start
+--- keeps writing a watched file: see loopguard.lua).
 function M:burst(paths, overflow, t0)
   local cause = overflow and "events were lost" or (log.paths(paths) .. " changed")
-  local started = self.last_started -- the latest generation's start (it may be gone by now)
-  local soon = not overflow and started ~= nil and t0 ~= nil and t0 >= started and
-    t0 - started < M.self_window_ms
-  local loop = self.loop
-  if soon then
-    local shapes, names, again = {}, {}, false
-    for _, p in ipairs(paths) do
-      local sh = shape(p)
-      shapes[sh], names[p] = true, true
-      if loop and loop.shapes[sh] and not loop.names[p] then
-        again = true
-      end
-    end
-    if again then
-      loop.count, loop.shapes, loop.names = loop.count + 1, shapes, names
-    else
-      loop = { count = 1, shapes = shapes, names = names }
-      self.loop = loop
-    end
-  else
-    self.loop, loop = nil, nil
-  end
   if self.loop_timer then
     self.loop_timer:stop()
     self.loop_timer = nil
   end
   local ev = { type = "change", changed = paths, cause = cause }
-  if not loop or loop.count < M.loop_after then
+  local delay, glob = self.loopguard:burst(paths, t0, self.last_started, overflow)
+  if not delay then
     self:dispatch(ev)
     return
   end
-  loop.delay = loop.delay and math.min(loop.delay * 2, M.loop_backoff_max_ms) or
-    M.loop_backoff_ms
-  if not loop.said then
-    loop.said = true
-    local glob = shape(paths[1])
+  if glob then
     log.warn("%s: restarted %d times in a row because of %s, which its own start wrote: add " ..
-      "ignore = { %q } to the service (or to the Reloadfile's ignore)", self.name, loop.count,
-      log.escape(paths[1]), glob)
+      "ignore = { %q } to the service (or to the Reloadfile's ignore)", self.name,
+      self.loopguard:count(), log.escape(paths[1]), glob)
     self:emit("loop", { paths = paths, ignore = glob })
   end
   log.warn("%s: %s changed right after the start again; restarting in %s", self.name,
-    log.paths(paths), log.duration(loop.delay))
-  self.loop_timer = self.clock.after(loop.delay, function()
+    log.paths(paths), log.duration(delay))
+  self.loop_timer = self.clock.after(delay, function()
     self.loop_timer = nil
     self:dispatch(ev)
   end)
@@ -286,6 +248,14 @@ function M:force()
   self:dispatch({ type = "quit", force = true })
 end
 
+--- Says once that it waits for the services it comes after (before its first start).
+function M:waiting_for_deps()
+  if not self.said_waiting then
+    self.said_waiting = true
+    log.info("%s: waiting for %s", self.name, table.concat(self.cfg.after, ", "))
+  end
+end
+
 --- The services it comes after are up now (the engine tells every service on any change).
 function M:deps_changed()
   if self.state.name == "waiting" and self.deps_up(self) then
@@ -328,6 +298,12 @@ end
 function M:enter(state)
   local before = self.state.name
   self.state = state
+  if state.name == "done" and before ~= "done" and self.cfg.task then
+    self.tasks_done = self.tasks_done + 1
+    if self.tasks_done > 1 then
+      self.on_ran_again(self)
+    end
+  end
   if before ~= state.name then
     self:emit("state", { from = before, to = state.name })
   end
@@ -364,15 +340,6 @@ function M:emit(type, fields)
   local ev = fields or {}
   ev.type, ev.service, ev.time = type, self.name, self.clock.now()
   self.emit_fn(ev)
-end
-
---- "make gen 0.31 s, make 1.20 s": each step's duration.
-local function step_times(steps)
-  local parts = {}
-  for _, step in ipairs(steps or {}) do
-    parts[#parts + 1] = ("%s %s"):format(step.label, log.duration(step.ms or 0))
-  end
-  return table.concat(parts, ", ")
 end
 
 --- Merges two lists of paths, first-seen order, no duplicates.
@@ -420,10 +387,10 @@ T.preparing = {
     plan.cause, plan.t, plan.first = st.cause, st.t, st.opts.first
     if plan.build_ms then
       if not plan.streamed then
-        self:show_build_output(plan.output, true)
+        buildview.output(self.name, plan.output, true)
       end
       log.ok("%s: build ok in %s (%s)", self.name, log.duration(plan.build_ms),
-        step_times(plan.steps))
+        buildview.step_times(plan.steps))
       self:emit("build_ok", { ms = plan.build_ms })
     end
     if not plan.argv then -- a build-only service
@@ -683,76 +650,20 @@ function M:prepare(changes, cause, t, opts)
     self:emit("build", { cause = cause })
   end
   st.job = pipeline.start(self, changes, function(ok, res)
-    self:end_build_display()
+    if self.build_view then
+      self.build_view:finish()
+      self.build_view = nil
+    end
     self:dispatch({ type = "prepared", token = token, ok = ok, res = res })
   end, { skip_build = opts.skip_build })
+  if self.build_view then
+    self.build_view:finish()
+    self.build_view = nil
+  end
   if st.job:building() then
-    self:begin_build_display(st.job)
+    self.build_view = buildview.watch(self.name, st.job, self.clock)
   end
   return st
-end
-
---- While a build runs: its output goes live (prefixed) after a moment, or at once with -v; on
---- a terminal, a progress line shows the time and the step after a while.
-function M:begin_build_display(job)
-  self:end_build_display()
-  local function live()
-    job:go_live(log.prefixer(self.name .. " build", 1, #self.name + 6, log.out))
-  end
-  if log.level >= 2 then
-    live()
-  end
-  local t0 = self.clock.now()
-  local display = {}
-  display.live = self.clock.after(M.build_live_ms, live)
-  local function tick()
-    local i, n, label = job:progress()
-    log.status(self.name, ("%s: building %s · step %d/%d %s"):format(self.name,
-      log.duration(self.clock.now() - t0), i, n, label))
-    display.progress = self.clock.after(M.progress_every_ms, tick)
-  end
-  if log.tty then
-    display.progress = self.clock.after(M.progress_after_ms, tick)
-  end
-  self.build_display = display
-end
-
-function M:end_build_display()
-  local display = self.build_display
-  if not display then
-    return
-  end
-  self.build_display = nil
-  for _, key in ipairs({ "live", "progress" }) do
-    if display[key] then
-      display[key]:stop()
-    end
-  end
-  log.clear_status(self.name)
-end
-
---- The output of a build, prefixed: in full, or (summary) the first lines and a count.
-function M:show_build_output(output, summary)
-  if not output or output == "" then
-    return
-  end
-  local lines = {}
-  for line in output:gmatch("[^\n]*\n?") do
-    if line ~= "" then
-      lines[#lines + 1] = line:sub(-1) == "\n" and line or line .. "\n"
-    end
-  end
-  local shown = lines
-  if summary and #lines > M.build_summary_lines then
-    shown = table.move(lines, 1, M.build_summary_head, 1, {})
-  end
-  local write = log.prefixer(self.name .. " build", 1, #self.name + 6, log.out)
-  write(table.concat(shown))
-  write(nil)
-  if #shown < #lines then
-    log.info("%s: ... %d more lines of build output (reload -v shows them as they come)",
-      self.name, #lines - #shown)
-  end
 end
 
 function M:preparation_failed(res)
@@ -761,7 +672,7 @@ function M:preparation_failed(res)
   if res.why == "build" then
     local how = res.status and ("exit status " .. tostring(res.status)) or "an error"
     if not res.streamed then
-      self:show_build_output(output, false)
+      buildview.output(self.name, output, false)
     end
     log.error("%s: build failed in %s at step %d/%d %s (%s)%s", self.name,
       log.duration(res.build_ms or 0), res.step_index or 0, res.step_count or 0,
@@ -805,7 +716,7 @@ function M:can_stop_early()
   if #cfg.build > 0 or not cfg.run or cfg.run.kind == "lua" or not self.gen then
     return false
   end
-  if self.loop and self.loop.count >= M.loop_after - 1 then
+  if self.loopguard:suspicious() then
     return false -- it may be looping: the restart may be held back
   end
   local argv = pipeline.command(cfg, { changed = {}, service = self.name, root = self.root,
