@@ -21,6 +21,31 @@ if not package.cpath:find(cpath, 1, true) then
   package.cpath = cpath .. ";" .. package.cpath
 end
 
+-- The sanitized suite (scripts/test --sanitize) preloads ASan's runtime into busted: stock
+-- lua5.4 loads an instrumented core.so. Of the processes a test starts, only stock lua5.4
+-- loading the core needs it (reload and the keeper are linked with it; user commands are not
+-- instrumented, and procps' ps and pgrep hang under it): no other process inherits it.
+M.asan_preload = nil
+do
+  local preload = os.getenv("LD_PRELOAD")
+  if preload and preload:find("libasan", 1, true) then
+    M.asan_preload = preload
+    uv.os_unsetenv("LD_PRELOAD")
+  end
+end
+
+--- argv that runs stock lua5.4 (with the ASan runtime in the sanitized suite), then args.
+---@param ... string
+---@return string[]
+function M.lua(...)
+  local argv = M.asan_preload and { "env", "LD_PRELOAD=" .. M.asan_preload, "lua5.4" } or
+    { "lua5.4" }
+  for _, a in ipairs({ ... }) do
+    argv[#argv + 1] = a
+  end
+  return argv
+end
+
 --- Path of a compiled fixture (spec/fixtures/NAME.c, built into build/fixtures/NAME).
 ---@param name string
 ---@return string

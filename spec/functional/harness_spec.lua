@@ -4,8 +4,8 @@ local helpers = require("spec.helpers")
 
 describe("the test harness", function()
   it("turns each kind of hang into a failure with a traceback, then goes on", function()
-    local code, out, err = helpers.run({ "lua5.4", "/usr/bin/busted", "-o", "TAP",
-      "spec/fixtures/harness/hang_spec.lua" }, { cwd = helpers.root, timeout_ms = 120000,
+    local code, out, err = helpers.run(helpers.lua("/usr/bin/busted", "-o", "TAP",
+      "spec/fixtures/harness/hang_spec.lua"), { cwd = helpers.root, timeout_ms = 120000,
       env = helpers.env_with({ RELOAD_TEST_SLOWDOWN = "1" }) })
     local text = out .. err
     assert.are_not.equal(0, code, text)
@@ -30,7 +30,7 @@ describe("the test harness", function()
         io.stdout:flush()
         uv.kill(uv.os_getpid(), "sigkill")
       ]]):format(helpers.root, marker:match("^[^=]+"), marker:match("=(.*)$")))
-      local code, out, err = helpers.run({ "lua5.4", dir .. "/runner.lua" },
+      local code, out, err = helpers.run(helpers.lua(dir .. "/runner.lua"),
         { cwd = helpers.root })
       assert.are.equal(128 + 9, code, err)
       assert.are.equal("started\n", out)

@@ -349,9 +349,10 @@ describe("core.watch", function()
         w:close()
         uv.run("nowait")
       ]]):format(helpers.build_dir, dir))
+      local lua = {}
+      for _, a in ipairs(helpers.lua(probe)) do lua[#lua + 1] = helpers.shell_quote(a) end
       local code, out, err = helpers.run({ "unshare", "--user", "--map-root-user", "sh", "-c",
-        "echo 3 > /proc/sys/user/max_inotify_watches && exec lua5.4 " ..
-        helpers.shell_quote(probe) })
+        "echo 3 > /proc/sys/user/max_inotify_watches && exec " .. table.concat(lua, " ") })
       if code ~= 0 and err:match("^unshare:") then
         pending("no user namespace here (" .. err:gsub("%s+$", "") .. ")")
         return
