@@ -95,7 +95,8 @@ end
 ---@return boolean met
 function M.pump(max_ms, cond)
   uv.update_time()
-  local deadline = M.now_ms() + max_ms * M.slowdown
+  -- A ceiling (with cond) scales with the slowdown; a duration (without) does not.
+  local deadline = M.now_ms() + max_ms * (cond and M.slowdown or 1)
   local tick = uv.new_timer()
   tick:start(TICK_MS, TICK_MS, function() end)
   pumping = pumping + 1

@@ -22,7 +22,7 @@ local M = {}
 M.__index = M
 
 M.storm_quiet_ms = 30
-M.write_cap_ms = 250
+M.write_cap_ms = 1000
 M.removal_grace_ms = 50
 M.creation_grace_ms = 100
 M.max_ms = 10000

@@ -21,6 +21,7 @@ M.__index = M
 
 local log = require("reload.log")
 local ports = require("reload.ports")
+local uv = require("luv")
 
 ---@class reload.Generation
 ---@field n integer its number within the service (1, 2, ...)
@@ -52,6 +53,12 @@ function M.spare(ctx)
   end
   local opts = ctx.spawn_opts(nil, nil, spare)
   opts.hold = true
+  -- The keeper stays in the directory it was started in: if that directory is deleted and made
+  -- again (a checkout, a script), the spare must not be used (see M.usable).
+  spare.cwd_id = M.dir_id(opts.cwd)
+  if not spare.cwd_id then
+    return nil -- no such directory: the launch says so
+  end
   local proc, err = ctx.core.spawn(opts)
   if not proc then
     log.error("%s: cannot start a keeper: %s", ctx.name, tostring(err))
@@ -59,6 +66,26 @@ function M.spare(ctx)
   end
   spare.proc = proc
   return spare
+end
+
+--- "dev:inode" of a directory, or nil when there is none.
+---@param path string
+---@return string|nil
+function M.dir_id(path)
+  local st = uv.fs_stat(path)
+  if not st or st.type ~= "directory" then
+    return nil
+  end
+  return ("%d:%d"):format(st.dev, st.ino)
+end
+
+--- Can this spare run the next command in `cwd`? Not once it died, nor when cwd is not the
+--- directory the keeper was started in any more.
+---@param spare table|nil
+---@param cwd string
+---@return boolean
+function M.usable(spare, cwd)
+  return spare ~= nil and not spare.dead and spare.cwd_id == M.dir_id(cwd)
 end
 
 --- Starts generation n running argv with env: in the spare keeper if one is given, else in a

@@ -786,10 +786,22 @@ function M:spawn(plan)
     error(("%s: generation %d must not start while generation %d is alive"):format(self.name,
       self.generations + 1, self.gen.n), 0)
   end
+  local cwd = self:cwd()
+  if not generation.dir_id(cwd) then
+    log.error("%s: cannot start: its working directory %s does not exist%s; waiting for a " ..
+      "change", self.name, log.escape(cwd), cwd == self.root and " (the project root was " ..
+      "deleted?)" or "")
+    self:drop_spare()
+    return { name = "failed", why = "cwd" }
+  end
   self.generations = self.generations + 1
   local n = self.generations
   local spare = self.spare
   self.spare = nil
+  if spare and not generation.usable(spare, cwd) then
+    self:drop_one(spare) -- started in a directory that is gone
+    spare = nil
+  end
   local on = {
     started = function(gen) self:dispatch({ type = "started", gen = gen }) end,
     ready = function(gen)
@@ -993,11 +1005,13 @@ function M:drop_spare()
     self.spare_timer = nil
   end
   local spare = self.spare
-  if not spare then
-    return
-  end
   self.spare = nil
-  if spare.dead then
+  self:drop_one(spare)
+end
+
+--- Stops one spare keeper; quit waits for it.
+function M:drop_one(spare)
+  if not spare or spare.dead then
     return
   end
   self.spare_stopping = (self.spare_stopping or 0) + 1

@@ -107,7 +107,7 @@ describe("a save is one change", function()
       local f = assert(io.open(dir .. "/f.txt", "w")) -- O_TRUNC
       f:write("first half ")
       f:flush()
-      helpers.run_for(100) -- longer than any quiet period: only the close ends the save
+      helpers.run_for(300) -- longer than any quiet period: only the close ends the save
       f:write("second half\n")
       f:close()
     end, "f.txt")
