@@ -61,7 +61,8 @@ end
 describe("core.http_parser", function()
   it("finds the end of each head and message of a keep-alive stream", function()
     local a = "GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
-    local b = "POST /b?q=1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyz\r\n2\r\n12\r\n0\r\n\r\n"
+    local b = "POST /b?q=1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+      "3\r\nxyz\r\n2\r\n12\r\n0\r\n\r\n"
     local c = "HEAD /c HTTP/1.1\r\nConnection: close\r\n\r\n"
     local evs = same_for_every_split("request", a .. b .. c)
     local heads, dones = {}, {}
