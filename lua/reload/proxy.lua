@@ -1078,6 +1078,12 @@ function Conn:backend_data(b, chunk)
       if b.inject then
         self:inject_out(b, b.inject:push(chunk:sub(ev.from, ev.to)))
       end
+    elseif ev.type == "done" and b.head and b.head.status == 101 then
+      -- Switching protocols (WebSocket): both sides speak another protocol from here; the
+      -- proxy passes bytes until either side closes.
+      self:to_client(chunk:sub(mark))
+      self:start_tunnel()
+      return
     elseif ev.type == "done" then
       if b.inject then
         self:inject_out(b, b.inject:finish())
@@ -1096,11 +1102,6 @@ function Conn:backend_data(b, chunk)
           return
         end
       end
-    elseif ev.type == "upgrade" then
-      -- 101: both sides speak another protocol from here; the proxy passes bytes.
-      self:to_client(chunk:sub(ev.at + 1))
-      self:start_tunnel()
-      return
     end
   end
   if mark <= #chunk then
