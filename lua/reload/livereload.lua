@@ -32,6 +32,7 @@ M.client_js = [==[
   var me = document.currentScript;
   var gen = Number((me && me.getAttribute('data-gen')) || 0);
   var service = (me && me.getAttribute('data-service')) || '';
+  var overlays = !(me && me.getAttribute('data-overlay') === 'off');
   var reloading = false, host = null, es = null;
   function reload() {
     if (reloading) return;
@@ -41,6 +42,7 @@ M.client_js = [==[
   }
   function stripAnsi(s) { return String(s || '').replace(/\x1b\[[0-9;?]*[ -\/]*[@-~]/g, ''); }
   function overlay(d) {
+    if (!overlays) return;
     if (!document.body) {
       document.addEventListener('DOMContentLoaded', function () { overlay(d); });
       return;
@@ -167,12 +169,14 @@ function M.new(opts)
   }, M)
 end
 
---- The tag inserted into a page that generation `gen` served.
+--- The tag inserted into a page that generation `gen` served (gen 0: the proxy's own error
+--- page, which shows the failure itself and wants no overlay on top).
 ---@param gen integer
 ---@return string
 function M:tag(gen)
-  return ('<script src="%sclient.js" data-gen="%d" data-service="%s" defer></script>')
-    :format(M.prefix, gen, self.service:gsub('[&"<>]', ""))
+  return ('<script src="%sclient.js" data-gen="%d" data-service="%s"%s defer></script>')
+    :format(M.prefix, gen, (self.service:gsub('[&"<>]', "")),
+      gen == 0 and ' data-overlay="off"' or "")
 end
 
 -- Injection -----------------------------------------------------------------------------------
@@ -293,8 +297,12 @@ function M:event(ev)
   elseif ev.type == "build" then
     self:broadcast("building", { cause = ev.cause or "a change" })
   elseif ev.type == "build_failed" then
+    local step = ev.step or "build"
+    if #step > 60 then
+      step = step:sub(1, 57) .. "..."
+    end
     self.failure = {
-      title = ("%s: build failed (%s%s)"):format(self.service, ev.step or "build",
+      title = ("%s: build failed (%s%s)"):format(self.service, step,
         ev.status and (", exit status " .. tostring(ev.status)) or ""),
       output = ev.output or "",
     }

@@ -454,8 +454,12 @@ function M:down_reason()
   end
   local f = self.failure
   if f then
+    local step = f.step or "build"
+    if #step > 60 then
+      step = step:sub(1, 57) .. "..."
+    end
     local title = f.type == "build_failed" and
-      ("the build failed (%s%s)"):format(f.step or "build",
+      ("the build failed (%s%s)"):format(step,
         f.status and (", exit status " .. tostring(f.status)) or "") or
       "its command could not be prepared"
     return title, f.output
