@@ -198,7 +198,8 @@ end
 --- as the previous answer came (a new connection after a failure or a close). Counts answers by
 --- status, refused connections and failed requests, and keeps every latency with its start time.
 ---@param port integer
----@param opts { connections: integer, path: string, check?: fun(res): boolean }
+---@param opts { connections: integer, path: string, check?: fun(res): boolean,
+--- label?: fun(res): any } label: kept with each sample (e.g. which version answered)
 function M.load(port, opts)
   local self = { ok = 0, bad = 0, refused = 0, failed = 0, statuses = {}, samples = {},
     running = true, conns = {}, errors = {} }
@@ -226,7 +227,8 @@ function M.load(port, opts)
           return
         end
         self.statuses[res.status] = (self.statuses[res.status] or 0) + 1
-        self.samples[#self.samples + 1] = { t = t0, ms = res.ms }
+        self.samples[#self.samples + 1] = { t = t0, ms = res.ms,
+          label = opts.label and opts.label(res) }
         if res.status == 200 and (not opts.check or opts.check(res)) then
           self.ok = self.ok + 1
         else
