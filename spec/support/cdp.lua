@@ -35,6 +35,9 @@ function M.start(opts)
   handle, pid = uv.spawn(helpers.fixture("deathsig"), {
     args = args,
     stdio = { nil, out, err, to_browser, from_browser },
+    -- Not under the sanitizers' preloaded runtime (scripts/test --sanitize): the browser is
+    -- not what is tested, and its own allocator does not mix with it.
+    env = helpers.env_with({ LD_PRELOAD = false, ASAN_OPTIONS = false, UBSAN_OPTIONS = false }),
   }, function(code, sig)
     self.exit = sig ~= 0 and 128 + sig or code
     handle:close()
