@@ -132,5 +132,6 @@ int luaopen_reload_core(lua_State *L)
   rl_proc_open(L);
   rl_glob_open(L);
   rl_watch_open(L);
+  rl_http_open(L);
   return 1;
 }

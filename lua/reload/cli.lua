@@ -75,6 +75,9 @@ Options:
       --restart POLICY  never | on-failure | always, when COMMAND exits on its own (default never)
       --ready PORT      the command counts as up once it listens on PORT; before each start,
                         wait until PORT is free
+      --proxy LISTEN:TO a dev proxy on port LISTEN in front of COMMAND listening on port TO:
+                        requests wait while it restarts, pages reload when it is back
+                        (implies --ready TO)
       --shell           run COMMAND through /bin/sh -c (joined with spaces)
   plus the global options of reload --help (-v, -q, --no-color, --clear, --notify).
 ]==]
@@ -179,6 +182,7 @@ local RUN = {
   ["--debounce"] = { key = "debounce", arg = true },
   ["--restart"] = { key = "restart", arg = true },
   ["--ready"] = { key = "ready", arg = true },
+  ["--proxy"] = { key = "proxy", arg = true },
   ["--shell"] = { key = "shell" },
 }
 for k, v in pairs(GLOBAL) do
@@ -336,7 +340,7 @@ local function run_engine(config, opts, only, loader)
     write_json({ type = "reload", root = config.root, file = config.file, services = names })
   end
   local handles = {}
-  local tty
+  local tty, proxies
   local done = false
   local function close_handles()
     for _, h in ipairs(handles) do
@@ -364,6 +368,9 @@ local function run_engine(config, opts, only, loader)
         tty:close()
       end
       close_handles()
+      if proxies then
+        proxies.close()
+      end
       log.info("every process tree is gone; bye")
       if write_json then
         write_json({ type = "quit" })
@@ -392,6 +399,8 @@ local function run_engine(config, opts, only, loader)
     uv.run("nowait")
     return 1
   end
+  -- Dev proxies (the services' `proxy` key) follow the engine's events from here.
+  proxies = require("reload.proxy").attach(engine, core, require("reload.clock"))
   tty = start_keys(engine, quit)
   while not done do
     uv.run("once")
@@ -496,6 +505,15 @@ local function cmd_run(argv)
       return usage_error(("--ready needs a port number, not '%s'"):format(opts.ready),
         M.run_usage)
     end
+  end
+  if opts.proxy then
+    local listen, to = opts.proxy:match("^(.+):(%d+)$")
+    if not listen then
+      return usage_error(("--proxy needs LISTEN:TO (ports, e.g. 8080:8081), not '%s'")
+        :format(opts.proxy), M.run_usage)
+    end
+    svc.proxy = { listen = math.tointeger(tonumber(listen)) or listen,
+      to = math.tointeger(tonumber(to)) }
   end
   local config
   config, err = dsl.from_table(uv.cwd(), svc, opts.ignore)

@@ -8,6 +8,7 @@
 --- defaults live in one place (`normalize_service`); nothing else in the engine checks types.
 local M = {}
 
+local proxy = require("reload.proxy")
 local signals = require("reload.signals")
 
 ---@class reload.Step
@@ -33,6 +34,7 @@ local signals = require("reload.signals")
 --- file, a short one for a storm)
 ---@field task boolean one-shot: up once it exited 0
 ---@field stdin boolean the service reads the terminal
+---@field proxy table|nil the dev proxy in front of it (proxy.lua's validate)
 ---@field fingerprint string
 
 ---@class reload.Config
@@ -48,7 +50,7 @@ local signals = require("reload.signals")
 -- a message (without location: the caller adds it).
 local SERVICE_KEYS = {
   "watch", "ignore", "build", "run", "wrap", "env", "cwd", "stop", "ready", "restart", "after",
-  "debounce", "task", "stdin",
+  "debounce", "task", "stdin", "proxy",
 }
 
 local RESTART = { never = true, ["on-failure"] = true, always = true }
@@ -283,6 +285,7 @@ function CHECKS.task(key, v)
   return v
 end
 CHECKS.stdin = CHECKS.task
+CHECKS.proxy = proxy.validate
 
 --- A stable text for a service definition, so that a config reload restarts only services
 --- whose definition changed. Functions count by their bytecode and upvalues.
@@ -413,6 +416,9 @@ local function normalize_service(raw, name, line, lines)
   end
   if #out.watch == 0 then
     out.watch = { "**" }
+  end
+  if out.proxy and not out.ready then
+    out.ready = proxy.implied_ready(out.proxy)
   end
   if not out.run and #out.build == 0 then
     error({ dsl = ("service \"%s\" has neither 'run' nor 'build': nothing to do"):format(name),

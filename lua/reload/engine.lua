@@ -141,7 +141,8 @@ function M:add_service(cfg, index, count, width)
 end
 
 --- Calls fn(ev) for every lifecycle event of every service (see service.lua's M:emit): the
---- JSON log and the dev proxy listen here.
+--- JSON log and the dev proxy listen here. Also, once per watcher batch, { type = "files",
+--- paths = { ... } } (no service): every changed file that is not the Reloadfile.
 ---@param fn fun(ev: table)
 function M:listen(fn)
   self.listeners[#self.listeners + 1] = fn
@@ -276,6 +277,18 @@ function M:on_batch(batch)
       if ev.from then
         dirs[#dirs + 1] = ev.from
       end
+    end
+  end
+  if #files > 0 then
+    -- Every changed file, for listeners that react to files themselves (the dev proxy's
+    -- stylesheet swap).
+    local paths = {}
+    for _, ev in ipairs(files) do
+      paths[#paths + 1] = ev.path
+    end
+    local ev = { type = "files", paths = paths, time = self.clock.now() }
+    for _, fn in ipairs(self.listeners) do
+      fn(ev)
     end
   end
   if config_changed then
@@ -434,6 +447,12 @@ function M.plan(config)
         #svc.wrap == 1 and "" or "s") or "")
     lines[#lines + 1] = ("  stop     SIG%s, grace %s s"):format(svc.stop.signal,
       tostring(svc.stop.grace))
+    if svc.proxy then
+      local p = svc.proxy
+      lines[#lines + 1] = ("  proxy    %s:%d -> %s:%d%s%s"):format(p.listen.host, p.listen.port,
+        p.to.host, p.to.port, p.live and ", live reload" or "",
+        #p.css > 0 and (", css " .. table.concat(p.css, " ")) or "")
+    end
     if svc.ready then
       lines[#lines + 1] = ("  ready    %s"):format(svc.ready.port and ("port " .. svc.ready.port)
         or ("output matching '" .. svc.ready.pattern .. "'"))

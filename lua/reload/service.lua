@@ -126,9 +126,15 @@ function M:compile(cfg)
   for _, pattern in ipairs(cfg.watch) do
     watch[#watch + 1] = self.core.glob(pattern)
   end
+  local patterns = cfg.ignore
+  if cfg.proxy and #cfg.proxy.css > 0 then
+    -- Stylesheets the dev proxy swaps in the browser: no restart for them.
+    patterns = table.move(cfg.proxy.css, 1, #cfg.proxy.css, #cfg.ignore + 1,
+      table.move(cfg.ignore, 1, #cfg.ignore, 1, {}))
+  end
   local ignore = nil
-  if #cfg.ignore > 0 then
-    ignore = self.core.ignore({ root = self.root, patterns = cfg.ignore, defaults = false,
+  if #patterns > 0 then
+    ignore = self.core.ignore({ root = self.root, patterns = patterns, defaults = false,
       gitignore = false })
   end
   self.watch, self.ignore = watch, ignore

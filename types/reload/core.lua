@@ -219,4 +219,51 @@ function Watcher:close() end
 ---@return reload.Watcher|nil watcher, string? err, string? code
 function core.watch(opts) end
 
+---@class reload.HttpEvent
+---@field type "head"|"body"|"done"|"upgrade"
+---@field at? integer "head", "done", "upgrade": offset in data of the last byte of the head or
+--- message ("upgrade": data after it is not HTTP)
+---@field from? integer "body": data:sub(from, to) are body bytes, chunked framing removed
+---@field to? integer
+---@field method? string "head" of a request
+---@field url? string
+---@field status? integer "head" of a response
+---@field reason? string
+---@field major? integer
+---@field minor? integer
+---@field headers? string[][] { { name, value }, ... } as received, in order
+---@field keep_alive? boolean
+---@field upgrade? boolean
+---@field chunked? boolean
+---@field length? integer Content-Length, when given and not chunked
+---@field no_body? boolean a response to a HEAD request (see no_body())
+
+---@class reload.HttpParser
+local HttpParser = {}
+
+--- Parses the next bytes of the stream.
+---@param data string not empty
+---@return reload.HttpEvent[]|nil events, string? err, string? code "HPE_*"
+function HttpParser:execute(data) end
+
+--- The stream ended: completes a body read to the end of the connection.
+---@return reload.HttpEvent[]|nil events, string? err, string? code
+function HttpParser:finish() end
+
+--- The next response answers a HEAD request: it has no body.
+---@return true
+function HttpParser:no_body() end
+
+--- A new stream.
+---@return true
+function HttpParser:reset() end
+
+--- Idempotent; also __gc and __close.
+function HttpParser:close() end
+
+--- An incremental HTTP/1.x parser (libhttp-parser): mechanism for the dev proxy.
+---@param kind "request"|"response"
+---@return reload.HttpParser
+function core.http_parser(kind) end
+
 return core
