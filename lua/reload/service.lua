@@ -551,6 +551,9 @@ local function live_state()
       end
       -- It crashed and left helpers behind: they belong to a generation that is over.
       local left = #ev.gen.proc:descendants()
+      if left == 0 then
+        return nil -- the tree is empty: "gone" follows, then the policy
+      end
       log.warn("%s: exited with %s; stopping the %d process%s it left running", self.name,
         self:describe_status(ev.info), left, left == 1 and "" or "es")
       return self:stop_generation({ crash = { status = status, code = ev.info.code,
