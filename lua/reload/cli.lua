@@ -8,6 +8,7 @@ local core = require("reload.core")
 local uv = require("luv")
 local log = require("reload.log")
 local dsl = require("reload.dsl")
+local schema = require("reload.schema")
 local signals = require("reload.signals")
 
 -- Where the command writes; a spec may swap them.
@@ -65,15 +66,23 @@ Options:
                         any depth, "src/**/*.c" under src/.
   -i, --ignore GLOB     ignore matching paths (repeatable), on top of .gitignore and defaults
       --build CMD       a shell command run before each start; a failure keeps the old process
-      --signal SIG      the stop signal (default TERM)
-      --grace SECONDS   how long to wait after the stop signal before SIGKILL (default 3)
-      --debounce MS     quiet period after a change before rebuilding (default 5)
-      --restart POLICY  never | on-failure | always, when COMMAND exits on its own (default never)
+      --signal SIG      the stop signal (default $SIGNAL; any name of kill -l)
+      --grace SECONDS   how long to wait after the stop signal before SIGKILL (default $GRACE)
+      --debounce MS     quiet period after a change before rebuilding (default $DEBOUNCE)
+      --restart POLICY  never | on-failure | always, when COMMAND exits on its own
+                        (default $RESTART)
       --ready PORT      the command counts as up once it listens on PORT; before each start,
                         wait until PORT is free
       --shell           run COMMAND through /bin/sh -c (joined with spaces)
   plus the global options of reload --help (-v, -q, --no-color, --clear, --notify).
 ]==]
+do
+  local d = schema.defaults("main")
+  M.run_usage = M.run_usage:gsub("%$(%u+)", {
+    SIGNAL = d.stop.signal, GRACE = tostring(d.stop.grace), DEBOUNCE = tostring(d.debounce),
+    RESTART = d.restart,
+  })
+end
 
 M.check_usage = [==[
 Usage: reload check [-f FILE] [-D KEY[=VALUE]]...
@@ -439,6 +448,11 @@ local function cmd_run(argv)
   local config
   config, err = dsl.from_table(uv.cwd(), svc, opts.ignore)
   if not config then
+    -- The schema names keys; here they were options.
+    err = err:gsub('^service "main": ', ""):gsub("^'watch'%[%d+%]", "-w")
+      :gsub("^'ignore'%[%d+%]", "-i")
+      :gsub("^'stop%.grace'", "--grace"):gsub("^'debounce'", "--debounce")
+      :gsub("^'restart'", "--restart"):gsub("^'ready'", "--ready")
     return usage_error(err, M.run_usage)
   end
   -- The service's own ignore list is already pruned by the watcher.
@@ -495,10 +509,22 @@ local function cmd_check(argv)
   return 0
 end
 
-M.generic_template = [[
+do
+  local d = schema.defaults("app")
+  -- The key names, wrapped as comment lines under 100 columns.
+  local lines, line = {}, "-- Docs: reload --help. Keys of a service:"
+  for i, name in ipairs(schema.names) do
+    local word = " " .. name .. (i == #schema.names and "." or ",")
+    if #line + #word > 96 then
+      lines[#lines + 1] = line
+      line = "--"
+    end
+    line = line .. word
+  end
+  lines[#lines + 1] = line
+  M.generic_template = ([[
 -- Reloadfile.lua: what reload builds, runs and watches. `reload check` validates it.
--- Docs: reload --help. Keys of a service: watch, ignore, build, run, wrap, env, cwd, stop,
--- ready, restart, after, debounce, task, stdin.
+%s
 
 ignore { "tmp/", "*.log" }   -- on top of .gitignore and the defaults (.git, node_modules, ...)
 
@@ -506,10 +532,12 @@ service "app" {
   watch   = { "**/*" },                 -- .gitignore-style globs
   -- build = "make",                    -- a shell string, an argv table, or steps { ... }
   run     = "echo 'edit Reloadfile.lua: set run to your command'; sleep 100000",
-  stop    = { signal = "TERM", grace = 3 },
-  restart = "never",                    -- or "on-failure", "always"
+  stop    = { signal = "%s", grace = %s },
+  restart = "%s",                    -- or "on-failure", "always"
 }
-]]
+]]):format(table.concat(lines, "\n"), d.stop.signal,
+    tostring(d.stop.grace), d.restart)
+end
 
 local function cmd_init(argv)
   local opts, rest = begin(argv, 2, GLOBAL, M.init_usage)

@@ -80,12 +80,11 @@ local function selected(config, only)
   return out
 end
 
---- Compiled matchers of a service config: watch globs and ignore patterns.
+--- Compiled matchers of a service config: the watch globs (one list: a later "!glob" excludes
+--- again) and the ignore patterns. The schema compiled both with the core already, so neither
+--- can raise here.
 function M:matchers(cfg)
-  local watch = {}
-  for _, pattern in ipairs(cfg.watch) do
-    watch[#watch + 1] = self.core.glob(pattern)
-  end
+  local watch = self.core.glob(cfg.watch)
   local ignore = nil
   if #cfg.ignore > 0 then
     ignore = self.core.ignore({ root = self.config.root, patterns = cfg.ignore, defaults = false,
@@ -227,12 +226,7 @@ local function concerns(svc, path)
   if svc.ignore and svc.ignore:ignored(path) then
     return false
   end
-  for _, g in ipairs(svc.watch) do
-    if g:match(path) then
-      return true
-    end
-  end
-  return false
+  return svc.watch:match(path)
 end
 M.concerns = concerns
 
@@ -412,11 +406,28 @@ function M.plan(config)
     lines[#lines + 1] = ("  run      %s%s"):format(label(svc.run),
       #svc.wrap > 0 and (" (wrapped by %d function%s)"):format(#svc.wrap,
         #svc.wrap == 1 and "" or "s") or "")
+    local env = {}
+    for k, v in pairs(svc.env) do
+      env[#env + 1] = k .. "=" .. v
+    end
+    if #env > 0 then
+      table.sort(env)
+      lines[#lines + 1] = ("  env      %s"):format(table.concat(env, " "))
+    end
     lines[#lines + 1] = ("  stop     SIG%s, grace %s s"):format(svc.stop.signal,
       tostring(svc.stop.grace))
     if svc.ready then
-      lines[#lines + 1] = ("  ready    %s"):format(svc.ready.port and ("port " .. svc.ready.port)
-        or ("output matching '" .. svc.ready.pattern .. "'"))
+      local r = svc.ready
+      local how = {}
+      if r.port then
+        how[#how + 1] = "port " .. r.port
+      end
+      if r.pattern then
+        how[#how + 1] = (r.plain and "output containing '%s'" or "output matching the Lua " ..
+          "pattern '%s'"):format(r.pattern)
+      end
+      lines[#lines + 1] = ("  ready    %s, timeout %s s"):format(table.concat(how, " or "),
+        tostring(r.timeout))
     end
     lines[#lines + 1] = ("  restart  %s"):format(svc.restart)
     if #svc.after > 0 then

@@ -16,8 +16,10 @@
 local M = {}
 M.__index = M
 
+local command = require("reload.command")
 local log = require("reload.log")
 local ports = require("reload.ports")
+local schema = require("reload.schema")
 
 M.backoff_base_ms = 250
 M.backoff_max_ms = 10000
@@ -131,6 +133,11 @@ function M:cwd()
   return self.root .. "/" .. cwd
 end
 
+--- Why argv could not start, in words (its program, its working directory).
+function M:explain(argv, err)
+  return command.explain(argv, self:cwd(), err, self.cfg.env.PATH or self.base_env.PATH)
+end
+
 -- Commands ----------------------------------------------------------------------------------
 
 --- A step's command as argv: a shell string becomes /bin/sh -c STRING.
@@ -141,14 +148,15 @@ local function to_argv(cmd)
   return cmd
 end
 
---- Runs fn(...) under xpcall; on error reports it with its traceback and returns nil, err.
+--- Runs fn(...) under xpcall; returns true and its first result, or reports the error with
+--- its traceback and returns false.
 local function protect(what, fn, ...)
-  local res = table.pack(xpcall(fn, debug.traceback, ...))
-  if not res[1] then
-    log.error("%s raised an error:\n%s", what, tostring(res[2]))
-    return nil, tostring(res[2])
+  local ok, res = xpcall(fn, debug.traceback, ...)
+  if not ok then
+    log.error("%s raised an error:\n%s", what, tostring(res))
+    return false
   end
-  return table.unpack(res, 2, res.n)
+  return true, res
 end
 
 --- Spawns one command to completion, capturing its output; calls done(ok, status, output).
@@ -178,7 +186,7 @@ function M:spawn_captured(argv, env, done)
       if ev.type == "exit" then
         local output = table.concat(chunks)
         if ev.spawn_error then
-          output = output .. ("%s: %s\n"):format(argv[1], ev.spawn_error)
+          output = output .. self:explain(argv, ev.spawn_error) .. "\n"
         end
         done(ev.status == 0, ev.status, output, ev)
       end
@@ -187,7 +195,7 @@ function M:spawn_captured(argv, env, done)
   if not proc then
     -- Report on the next loop turn: the caller may not be ready for its own callback yet.
     self.clock.after(0, function()
-      done(false, 127, ("%s: %s\n"):format(argv[1], err))
+      done(false, 127, self:explain(argv, err) .. "\n")
     end)
   end
   return proc
@@ -367,19 +375,30 @@ function M:command(changed)
   local step = self.cfg.run
   local cmd = step.cmd
   if step.kind == "lua" then
-    local res = protect(self.name .. ": run function", cmd, self:context(changed, self.build_gen))
-    if res == nil then
+    local ok, res = protect(self.name .. ": run function", cmd, self:context(changed,
+      self.build_gen))
+    if not ok then
       return nil
     end
-    cmd = res
+    local argv, why = schema.command(res)
+    if not argv then
+      log.error("%s: the run function (%s) %s", self.name, step.label, why)
+      return nil
+    end
+    cmd = argv
   end
   cmd = to_argv(cmd)
   for _, wrap in ipairs(self.cfg.wrap) do
-    local res = protect(self.name .. ": wrap function", wrap, cmd)
-    if res == nil then
+    local ok, res = protect(self.name .. ": wrap function", wrap, cmd)
+    if not ok then
       return nil
     end
-    cmd = to_argv(res)
+    local argv, why = schema.command(res)
+    if not argv then
+      log.error("%s: a wrap function %s", self.name, why)
+      return nil
+    end
+    cmd = argv
   end
   if type(cmd) ~= "table" or type(cmd[1]) ~= "string" then
     log.error("%s: the command must be a string or an argv table, got %s", self.name,
@@ -413,7 +432,7 @@ end
 --- Waits until the port can be bound, saying once who holds it.
 function M:wait_port_free(port, then_fn)
   local said = false
-  local deadline = self.clock.now() + (self.cfg.ready.timeout or 30) * 1000
+  local deadline = self.clock.now() + self.cfg.ready.timeout * 1000
   local function poll()
     self.ready_timer = nil
     if self.quitting then
@@ -442,6 +461,7 @@ end
 --- Starts argv: in the spare keeper if there is one, else in a new one.
 function M:spawn_process(argv, changed)
   local env = self:environment(changed)
+  self.argv = argv
   local run = self.spare
   self.spare = nil
   if run then
@@ -496,7 +516,7 @@ function M:new_run(argv, env)
     local generation = run.generation
     if watch_output and chunk and not self.up and generation == self.generation then
       seen = (seen .. chunk):sub(-4096)
-      if seen:find(ready.pattern) then
+      if seen:find(ready.pattern, 1, ready.plain) then
         self:became_ready(generation)
       end
     end
@@ -529,8 +549,7 @@ function M:new_run(argv, env)
     end,
   })
   if not proc then
-    log.error("%s: cannot start %s: %s", self.name, argv and argv[1] or "a keeper",
-      tostring(err))
+    log.error("%s: cannot start: %s", self.name, self:explain(argv, err))
     return nil
   end
   run.proc = proc
@@ -648,7 +667,8 @@ function M:process_exited(ev, generation, t0)
   -- It ended on its own.
   self:set_up(false)
   if ev.spawn_error then
-    log.error("%s: cannot run the command: %s", self.name, ev.spawn_error)
+    log.error("%s: cannot run the command: %s", self.name, self:explain(self.argv,
+      ev.spawn_error))
     self:set_state("failed")
     return
   end

@@ -135,6 +135,15 @@ service "a" { run = flag("debug") and "dlv exec app" or "app", env = { MODE = fl
     assert.are_not.equal(a.by_name.a.fingerprint, c.by_name.a.fingerprint)
   end)
 
+  it("names the module where an error was raised", function()
+    local dir = helpers.tmpdir()
+    assert(os.execute("mkdir -p " .. dir .. "/.reload/team"))
+    helpers.write_file(dir .. "/.reload/team/init.lua", "\nreturn nil + 1\n")
+    helpers.write_file(dir .. "/Reloadfile.lua", 'require("team")\n')
+    local _, err = dsl.load(dir .. "/Reloadfile.lua")
+    assert.matches("^%.reload/team/init%.lua:2: attempt to perform arithmetic", err)
+  end)
+
   it("finds the nearest Reloadfile in a parent", function()
     local dir = helpers.tmpdir()
     assert(os.execute("mkdir -p " .. dir .. "/a/b"))
