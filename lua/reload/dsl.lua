@@ -1,7 +1,7 @@
 --- The Reloadfile DSL: loads a Reloadfile.lua into a plain, validated configuration.
 ---
 --- Theory of operation. The file runs in an environment of its own that offers `service`,
---- `ignore`, `flag`, `steps` and the standard library, and a `require` that looks in the
+--- `ignore`, `flag`, `steps`, `replace` and the standard library, and a `require` that looks in the
 --- project's `.reload/` folder, the user's config folder, LuaRocks trees and the built-in
 --- recipes (reload.recipes.*), in that order. Each DSL call records the line it was made on, so
 --- that validation can name `Reloadfile.lua:LINE` for a bad key. Every key is checked by the
@@ -351,6 +351,8 @@ function M.load(file, flags)
   --- steps { a, b, c }: a list of build steps run in order (a plain table of strings would be
   --- one argv).
   env.steps = schema.steps
+  --- replace { ... }: given to a recipe, replaces its value instead of merging with it.
+  env.replace = schema.replace
 
   -- require: project and user recipe folders first, then LuaRocks trees and built-ins.
   local search = table.concat(M.search_path(root), ";")

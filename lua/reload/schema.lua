@@ -591,6 +591,67 @@ function M.finish(svc)
   end
 end
 
+-- Recipes ---------------------------------------------------------------------------------
+
+local REPLACE_MARK = setmetatable({}, { __mode = "k" })
+
+--- replace { ... }: a value given to a recipe replaces the recipe's instead of merging with it
+--- (for `watch`, `ignore`, `env`).
+---@generic T
+---@param v T
+---@return T
+function M.replace(v)
+  if type(v) == "table" then
+    REPLACE_MARK[v] = true
+  end
+  return v
+end
+
+local function as_list(v)
+  if type(v) == "table" then
+    return v
+  end
+  return { v }
+end
+
+--- The recipe's value of a key and the user's, combined as the key's `merge` says: "append"
+--- lists (the recipe's first, duplicates dropped), "map" tables key by key (the user's value
+--- wins), "replace" takes the user's. A value marked with replace{} always replaces.
+---@param key string
+---@param base any the recipe's value (may be nil)
+---@param over any the user's value
+---@return any
+function M.merge_value(key, base, over)
+  local how = M.by_name[key].merge
+  if base == nil or REPLACE_MARK[over] or how == "replace" or type(over) ~= "table" and
+    how == "map" then
+    return over
+  end
+  if how == "append" then
+    local out, seen = {}, {}
+    for _, list in ipairs({ as_list(base), as_list(over) }) do
+      for _, p in ipairs(list) do
+        if not seen[p] then
+          seen[p] = true
+          out[#out + 1] = p
+        end
+      end
+    end
+    return out
+  end
+  if type(base) ~= "table" then
+    return over
+  end
+  local out = {}
+  for k, v in pairs(base) do
+    out[k] = v
+  end
+  for k, v in pairs(over) do
+    out[k] = v
+  end
+  return out
+end
+
 -- Docs ------------------------------------------------------------------------------------
 
 --- The README's table of service keys, generated from the schema.

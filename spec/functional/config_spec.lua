@@ -147,6 +147,37 @@ service "after" { run = "echo all-up; sleep 1000", after = { "info", "pct", "lua
   end)
 end)
 
+describe("recipes merge field by field", function()
+  it("env, watch and ignore add to the recipe's; replace{} replaces", function()
+    local dir = helpers.project({
+      ["app.py"] = "", ["keep.log"] = "",
+      ["Reloadfile.lua"] = [[
+local py = require("reload.recipes.python")
+service "merged" (py.app {
+  env = { EXTRA = "x" }, watch = { "*.log" }, ignore = { "!keep.log" },
+  run = "echo merged:$PYTHONUNBUFFERED:$EXTRA; sleep 1000",
+})
+service "replaced" (py.app {
+  env = replace { EXTRA = "y" }, watch = replace { "*.nothing" },
+  run = "echo replaced:$PYTHONUNBUFFERED:$EXTRA; sleep 1000",
+})
+]],
+    })
+    local code, out, err = helpers.reload({ "check" }, { cwd = dir })
+    assert.are.equal(0, code, out .. err)
+    assert.matches("env      EXTRA=x PYTHONUNBUFFERED=1\n", out)
+    assert.matches("watch    %*%*/%*%.py pyproject%.toml requirements%*%.txt %*%.log\n", out)
+    local proc, marker = start(dir, {}, { PYTHONUNBUFFERED = false, EXTRA = false })
+    proc:wait_output("merged:1:x", 10000, true)
+    proc:wait_output("replaced::y", 10000, true)
+    -- keep.log: watched by "merged" (its ignore takes *.log... back), not by "replaced".
+    helpers.write_file(dir .. "/keep.log", "2")
+    proc:wait_output("merged: keep.log changed", 10000, true)
+    assert.is_nil(proc:text():find("replaced: keep.log", 1, true), proc:text())
+    stop(proc, marker)
+  end)
+end)
+
 describe("what cannot be validated before start is said in words", function()
   it("names a missing program, and a run function that returned nil", function()
     local dir = helpers.project({

@@ -95,6 +95,18 @@ describe("reload.schema", function()
     assert.is_nil(schema.lua_pattern_error("listening on %d+"))
   end)
 
+  it("merges a recipe's lists and maps with the user's; replace{} replaces", function()
+    assert.are.same({ "**/*.go", "go.mod", "tpl/**" },
+      schema.merge_value("watch", { "**/*.go", "go.mod" }, { "tpl/**", "go.mod" }))
+    assert.are.same({ "tmp/", "!keep.log" }, schema.merge_value("ignore", "tmp/", "!keep.log"))
+    assert.are.same({ PYTHONUNBUFFERED = "1", PORT = "1" },
+      schema.merge_value("env", { PYTHONUNBUFFERED = "1" }, { PORT = "1" }))
+    assert.are.same({ PORT = "1" },
+      schema.merge_value("env", { PYTHONUNBUFFERED = "1" }, schema.replace({ PORT = "1" })))
+    assert.are.same({ "x" }, schema.merge_value("watch", { "a" }, schema.replace({ "x" })))
+    assert.are.same({ "b" }, schema.merge_value("after", { "a" }, { "b" }))
+  end)
+
   it("turns what a run function returned into argv, or says why not", function()
     assert.are.same({ "/bin/sh", "-c", "x y" }, schema.command("x y"))
     assert.are.same({ "prog", "a" }, schema.command({ "prog", "a" }))
