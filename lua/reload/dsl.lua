@@ -1,16 +1,25 @@
 --- The Reloadfile DSL: loads a Reloadfile.lua into a plain, validated configuration.
 ---
 --- Theory of operation. The file runs in an environment of its own that offers `service`,
---- `ignore`, `flag`, `steps`, `replace` and the standard library, and a `require` that looks in the
---- project's `.reload/` folder, the user's config folder, LuaRocks trees and the built-in
---- recipes (reload.recipes.*), in that order. Each DSL call records the line it was made on, so
---- that validation can name `Reloadfile.lua:LINE` for a bad key. Every key is checked by the
---- schema (`reload.schema`), nothing else in the engine checks types. Every error is reported
---- at the user's FILE:LINE (the Reloadfile or one of its modules, named relative to the
---- project root), never inside reload's own files.
+--- `ignore`, `flag`, `steps`, `replace` and the standard library (without `os.exit`), and a
+--- `require` that looks in the project's `.reload/` folder, the user's config folder, LuaRocks
+--- trees and the built-in recipes (reload.recipes.*), in that order. Each DSL call records the
+--- line it was made on, so that validation can name `Reloadfile.lua:LINE` for a bad key. Every
+--- key is checked by the schema (`reload.schema`), nothing else in the engine checks types.
+---
+--- The Reloadfile and every module it requires from a file must pass `reload.trust` (owned
+--- by you or root, not writable by all), and the whole evaluation runs under an instruction
+--- budget (a count hook): an endless loop is an error, like a syntax error, not a freeze.
+--- Every error is reported at the user's FILE:LINE (the Reloadfile or one of its modules,
+--- named relative to the project root), never inside reload's own files.
 local M = {}
 
 local schema = require("reload.schema")
+local trust = require("reload.trust")
+
+--- Lua instructions a Reloadfile (with what it requires) may run while it loads: about a
+--- second; a real one needs a few thousand.
+M.budget = 100000000
 
 ---@class reload.Step
 ---@field kind "shell"|"argv"|"lua"
@@ -258,6 +267,10 @@ function M.load(file, flags)
     flags = flags,
   }
   local short = display_name(root, file)
+  local ok_trust, why = trust.check(file)
+  if not ok_trust then
+    return nil, why
+  end
   local text = read_file(file)
   if not text then
     return nil, ("%s: cannot read it"):format(file)
@@ -297,7 +310,22 @@ function M.load(file, flags)
     return 0
   end
 
-  local env = setmetatable({}, { __index = _G })
+  local env = {}
+  -- The standard library, without what would end or outlive the load: os.exit would end the
+  -- whole session (every service with it), debug.sethook would lift the instruction budget.
+  env.os = setmetatable({
+    exit = function()
+      error("os.exit is not available in a Reloadfile (raise an error to reject a " ..
+        "configuration: error(\"why\"))", 2)
+    end,
+  }, { __index = os })
+  env.debug = setmetatable({
+    sethook = function()
+      error("debug.sethook is not available in a Reloadfile", 2)
+    end,
+  }, { __index = debug })
+  env._G = env
+  setmetatable(env, { __index = _G })
 
   local function located(msg, line)
     return ("%s:%d: %s"):format(short, line, msg)
@@ -373,6 +401,10 @@ function M.load(file, flags)
       end
       return res
     end
+    local allowed, refused = trust.check(path)
+    if not allowed then
+      error(refused, 2)
+    end
     config.modules[#config.modules + 1] = path
     local name = display_name(root, path)
     user_files["@" .. name] = true
@@ -399,10 +431,65 @@ function M.load(file, flags)
     return nil, err
   end
 
+  -- The instruction budget: a count hook on this thread and on every coroutine the
+  -- Reloadfile makes (the debug library keeps a hook per thread). Once spent, the hook runs at
+  -- every instruction and raises whenever the user's code runs, so that a pcall in the
+  -- Reloadfile cannot swallow it; reload's own code (the error handler) goes on. Once the load
+  -- is over, the hook does nothing.
+  local every = 10000
+  local spent, over, loading = 0, false, true
+  local old_hook = table.pack(debug.gethook())
+  local function hook()
+    if not loading then
+      return
+    end
+    if over then
+      local info = debug.getinfo(2, "S")
+      if info and user_files[info.source] then
+        error({ budget = true, at = { user_frame(2) } }, 0)
+      end
+      return
+    end
+    spent = spent + every
+    if spent > M.budget then
+      over = true
+      debug.sethook(hook, "", 1)
+      -- Where it ran (in this thread: a coroutine's own stack is gone once the error is out).
+      error({ budget = true, at = { user_frame(2) } }, 0)
+    end
+  end
+  debug.sethook(hook, "", every)
+  local co = coroutine
+  env.coroutine = setmetatable({
+    create = function(f)
+      local thread = co.create(f)
+      debug.sethook(thread, hook, "", over and 1 or every)
+      return thread
+    end,
+  }, { __index = co })
+  env.coroutine.wrap = function(f)
+    local thread = env.coroutine.create(f)
+    return function(...)
+      local res = table.pack(co.resume(thread, ...))
+      if not res[1] then
+        co.close(thread)
+        error(res[2], 0)
+      end
+      return table.unpack(res, 2, res.n)
+    end
+  end
+
   local ok, res = xpcall(chunk, function(e)
     local out
     if type(e) == "table" and e.dsl then
       out = e
+    elseif over then
+      local where, line = user_frame(2)
+      if type(e) == "table" and e.budget and e.at[2] > 0 then
+        where, line = e.at[1], e.at[2]
+      end
+      out = { text = ("%s:%d: the Reloadfile ran more than %d Lua instructions while " ..
+        "loading (an endless loop?) and was stopped"):format(where, line, M.budget) }
     else
       local msg = tostring(type(e) == "table" and (e.message or e[1]) or e)
       local src, rest = msg:match("^([^\n]-):%d+: (.*)$")
@@ -419,6 +506,12 @@ function M.load(file, flags)
     end
     return out
   end)
+  loading = false
+  if old_hook[1] then
+    debug.sethook(old_hook[1], old_hook[2], old_hook[3])
+  else
+    debug.sethook()
+  end
   if not ok then
     if res.dsl then
       return nil, located(res.dsl, res.line or 0)

@@ -22,6 +22,10 @@ local function stop(proc, marker, sig)
   assert.are.same({}, left, "processes left: " .. helpers.describe(left))
 end
 
+local function esc(s)
+  return (s:gsub("%p", "%%%0"))
+end
+
 local function no_traceback(text)
   assert.is_nil(text:find("traceback", 1, true), text)
   assert.is_nil(text:find("/lua/reload/", 1, true), text)
@@ -193,5 +197,73 @@ service "fn" { run = function() return nil end, watch = "*.none" }
     proc:wait_output("the run function (function at line 2) returned nil", 10000, true)
     no_traceback(proc:text())
     stop(proc, marker)
+  end)
+end)
+
+describe("a Reloadfile is evaluated safely", function()
+  local function live_edit(text, expected)
+    local dir = helpers.project({
+      ["Reloadfile.lua"] = 'service "a" { run = "echo v1; sleep 1000", watch = "*.txt" }\n',
+    })
+    local proc, marker = start(dir)
+    proc:wait_output("v1")
+    helpers.write_file(dir .. "/Reloadfile.lua", text)
+    proc:wait_output(expected, 15000, true)
+    proc:wait_output("previous configuration keeps running", 5000, true)
+    -- Still alive and answering signals: SIGTERM quits cleanly.
+    stop(proc, marker, "sigterm")
+    assert.is_nil(proc:text():find("v2", 1, true))
+  end
+
+  it("an edit with an endless loop is an error, not a freeze", function()
+    live_edit('service "a" { run = "echo v2; sleep 1000" }\nwhile true do end\n',
+      "Reloadfile.lua:2: the Reloadfile ran more than")
+  end)
+
+  it("an edit that calls os.exit is an error, not the end of the session", function()
+    live_edit('service "a" { run = "echo v2; sleep 1000" }\nos.exit(0)\n',
+      "Reloadfile.lua:2: os.exit is not available")
+  end)
+
+  it("refuses a Reloadfile writable by others, or owned by another user; trusted on request",
+    function()
+      local dir = helpers.project({
+        ["Reloadfile.lua"] = 'service "a" { run = "true" }\n',
+        ["sub/.keep"] = "",
+      })
+      local xdg = helpers.tmpdir()
+      local env = helpers.env_with({ XDG_CONFIG_HOME = xdg })
+      assert(os.execute("chmod o+w " .. dir .. "/Reloadfile.lua"))
+      -- Found in a parent directory, as /tmp/Reloadfile.lua would be.
+      local code, out, err = helpers.reload({ "check" }, { cwd = dir .. "/sub", env = env })
+      assert.are.equal(1, code, out .. err)
+      assert.matches("refusing to run " .. esc(dir) .. "/Reloadfile.lua: every user can write it",
+        err)
+      assert.matches("echo " .. dir .. " >> " .. xdg .. "/reload/trusted", err, 1, true)
+      code = helpers.reload({}, { cwd = dir .. "/sub", env = env })
+      assert.are.equal(1, code)
+      assert(os.execute("chmod o-w " .. dir .. "/Reloadfile.lua"))
+      -- Owned by nobody. (As root, as here, root's own files are trusted, nobody's are not.)
+      assert(os.execute("chown nobody " .. dir .. "/Reloadfile.lua"))
+      code, out, err = helpers.reload({ "check" }, { cwd = dir .. "/sub", env = env })
+      assert.are.equal(1, code, out .. err)
+      assert.matches("it is owned by nobody %(uid %d+%), not by you", err)
+      -- The way the message says allows it.
+      assert(os.execute(("mkdir -p %s/reload && echo %s >> %s/reload/trusted"):format(xdg, dir,
+        xdg)))
+      code, out, err = helpers.reload({ "check" }, { cwd = dir .. "/sub", env = env })
+      assert.are.equal(0, code, out .. err)
+    end)
+
+  it("refuses a required module writable by others", function()
+    local dir = helpers.project({
+      [".reload/team.lua"] = 'return { cmd = "true" }\n',
+      ["Reloadfile.lua"] = 'local team = require("team")\nservice "a" { run = team.cmd }\n',
+    })
+    assert(os.execute("chmod o+w " .. dir .. "/.reload/team.lua"))
+    local code, out, err = helpers.reload({ "check" }, { cwd = dir })
+    assert.are.equal(1, code, out .. err)
+    assert.matches("^Reloadfile.lua:1: refusing to run " .. esc(dir) .. "/%.reload/team%.lua",
+      err)
   end)
 end)
