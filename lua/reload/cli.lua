@@ -32,7 +32,7 @@ named ones and what they need), and rebuilds and restarts them on change until y
 Commands:
   run -- COMMAND...     the same with no Reloadfile: one service running COMMAND
   check                 load and validate the Reloadfile, print the plan; exit 0, or 1 on errors
-  init [RECIPE]         write a starter Reloadfile.lua here (never overwrites one)
+  init [RECIPE]         write a Reloadfile.lua for the project here (detected, or RECIPE's)
   script FILE [ARG...]  run a Lua file inside reload's runtime (luv and reload.core loaded),
                         then run the event loop until nothing is left on it
 
@@ -94,9 +94,14 @@ directories would be watched. Exits 0 when it is valid, 1 with the errors (FILE:
 M.init_usage = [==[
 Usage: reload init [RECIPE]
 
-Writes a starter Reloadfile.lua in the current directory (never overwrites one). With RECIPE
-(go, node, python, c, rust, or any module with a template(), e.g. teamrecipes.webapp, found
-like a Reloadfile's require), the recipe's template; without, a commented generic one.
+Writes a starter Reloadfile.lua in the current directory (never overwrites one), and checks it.
+Without RECIPE, it detects the project: go.mod (go), Cargo.toml (rust), manage.py or a Flask or
+FastAPI app (python), package.json (node), CMakeLists.txt or a Makefile (c); with none of them,
+a commented generic Reloadfile. With go, node, python, rust or c it reads the project for that
+recipe: Go's main packages (cmd/*), package.json's scripts.dev, scripts.start or main,
+Cargo.toml's [package].name and [[bin]], the Django/Flask/FastAPI app (and a .venv), the CMake
+target or the Makefile's first target. Any other RECIPE is a module with a template(), e.g.
+teamrecipes.webapp, found like a Reloadfile's require.
 ]==]
 
 local function write(out, text)
@@ -539,22 +544,37 @@ service "app" {
     tostring(d.stop.grace), d.restart)
 end
 
+local BUILTIN = { go = true, node = true, python = true, rust = true, c = true }
+
 local function cmd_init(argv)
   local opts, rest = begin(argv, 2, GLOBAL, M.init_usage)
   if not opts then
     return rest
   end
-  local target = uv.cwd() .. "/Reloadfile.lua"
+  if #rest > 1 then
+    return usage_error("init takes at most one RECIPE", M.init_usage)
+  end
+  local dir = uv.cwd()
+  local target = dir .. "/Reloadfile.lua"
   if uv.fs_stat(target) then
     log.error("%s already exists; not overwriting it", target)
     return 1
   end
+  local detect = require("reload.detect")
   local text = M.generic_template
   local recipe = rest[1]
+  local found
+  if not recipe then
+    recipe = detect.stack(dir)
+    if not recipe then
+      log.info("no go.mod, Cargo.toml, Python app, package.json, CMakeLists.txt or Makefile " ..
+        "here: a generic Reloadfile")
+    end
+  end
   if recipe then
     -- A bare name is a built-in recipe; a dotted one is any module on the search path.
     local modname = recipe:find(".", 1, true) and recipe or ("reload.recipes." .. recipe)
-    package.path = table.concat(dsl.search_path(uv.cwd()), ";")
+    package.path = table.concat(dsl.search_path(dir), ";")
     local ok, mod = pcall(require, modname)
     if not ok then
       log.error("no recipe '%s' (%s)", recipe, tostring(mod):match("^[^\n]*"))
@@ -564,7 +584,11 @@ local function cmd_init(argv)
       log.error("recipe '%s' provides no template", recipe)
       return 1
     end
-    text = mod.template()
+    local project
+    if BUILTIN[recipe] then
+      project, found = detect.project(recipe, dir)
+    end
+    text = mod.template(project)
   end
   local f, err = io.open(target, "w")
   if not f then
@@ -573,7 +597,14 @@ local function cmd_init(argv)
   end
   f:write(text)
   f:close()
-  log.ok("wrote %s", target)
+  -- What init writes must pass check: said now rather than at the first `reload`.
+  local config
+  config, err = dsl.load(target, {})
+  if not config then
+    log.error("wrote %s, but it does not pass check: %s", target, err)
+    return 1
+  end
+  log.ok("wrote %s%s", target, found and (" for " .. found) or "")
   return 0
 end
 
