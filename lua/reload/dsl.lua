@@ -37,7 +37,7 @@ M.budget = 100000000
 ---@field env table<string,string>
 ---@field cwd string|nil
 ---@field stop { signal: string, grace: number }
----@field ready { port: integer|nil, pattern: string|nil, timeout: number }|nil
+---@field ready { port: integer|nil, pattern: string|nil, plain: boolean, timeout: number }|nil
 ---@field restart "never"|"on-failure"|"always"
 ---@field after string[]
 ---@field debounce number milliseconds

@@ -318,6 +318,7 @@ local RESTART = { never = true, ["on-failure"] = true, always = true }
 
 ---@class reload.SchemaKey
 ---@field name string
+---@field type string what a value may be, in words (README table)
 ---@field doc string what it means (README table, help)
 ---@field default_doc string the default, as the README table says it
 ---@field default fun(): any the normalized default (nil: absent)
@@ -328,36 +329,41 @@ local RESTART = { never = true, ["on-failure"] = true, always = true }
 ---@type reload.SchemaKey[]
 M.keys = {
   {
-    name = "watch", merge = "append",
-    doc = "globs; a change to a matching file rebuilds and restarts (`!glob` excludes again)",
+    name = "watch", type = "glob or list of globs",
+    merge = "append",
+    doc = "a change to a matching file rebuilds and restarts (`!glob` excludes again)",
     default_doc = "every file not ignored",
     default = function() return { "**" } end,
     check = glob_list,
   },
   {
-    name = "ignore", merge = "append",
-    doc = "globs this service does not react to",
+    name = "ignore", type = "glob or list of globs",
+    merge = "append",
+    doc = "paths this service does not react to",
     default_doc = "none",
     default = function() return {} end,
     check = ignore_list,
   },
   {
-    name = "build", merge = "replace",
-    doc = "step, or list of steps run in order, stopping at the first failure",
+    name = "build", type = "step or list of steps",
+    merge = "replace",
+    doc = "run in order before each start, stopping at the first failure",
     default_doc = "none",
     default = function() return {} end,
     check = step_list,
   },
   {
-    name = "run", merge = "replace",
-    doc = "the command (a step, or a function returning one)",
+    name = "run", type = "step",
+    merge = "replace",
+    doc = "the command: a shell string, an argv table, or a function returning one",
     default_doc = "—",
     default = function() return nil end,
     check = step,
   },
   {
-    name = "wrap", merge = "replace",
-    doc = "function (or list) from a command (argv) to a command: debuggers, tracers",
+    name = "wrap", type = "function or list of functions",
+    merge = "replace",
+    doc = "from a command (argv) to a command: debuggers, tracers",
     default_doc = "none",
     default = function() return {} end,
     check = function(key, v)
@@ -378,7 +384,8 @@ M.keys = {
     end,
   },
   {
-    name = "env", merge = "map",
+    name = "env", type = "table of NAME = string",
+    merge = "map",
     doc = "variables added to reload's environment",
     default_doc = "none",
     default = function() return {} end,
@@ -403,7 +410,8 @@ M.keys = {
     end,
   },
   {
-    name = "cwd", merge = "replace",
+    name = "cwd", type = "path",
+    merge = "replace",
     doc = "working directory of build and run, relative to the project root; must exist",
     default_doc = "the root",
     default = function() return nil end,
@@ -423,8 +431,10 @@ M.keys = {
     end,
   },
   {
-    name = "stop", merge = "replace",
-    doc = "`{ signal =, grace = }`: polite signal, then SIGKILL of every descendant",
+    name = "stop", type = "signal or `{ signal, grace }`",
+    merge = "replace",
+    doc = "polite signal (any name of `kill -l`), then SIGKILL of every descendant after " ..
+      "`grace` seconds",
     default_doc = "TERM, 3 s",
     default = function() return { signal = "TERM", grace = 3 } end,
     check = function(key, v)
@@ -451,8 +461,10 @@ M.keys = {
     end,
   },
   {
-    name = "ready", merge = "replace",
-    doc = "port number, output text, or `{ port =, pattern =, lua_pattern =, timeout = }`",
+    name = "ready", type = "port, text or table",
+    merge = "replace",
+    doc = "up once it listens on `port`, or prints `pattern` (plain text) or matches " ..
+      "`lua_pattern`; `timeout` (s) only warns",
     default_doc = "started = up",
     default = function() return nil end,
     check = function(key, v)
@@ -500,8 +512,9 @@ M.keys = {
     end,
   },
   {
-    name = "restart", merge = "replace",
-    doc = "`\"never\"`, `\"on-failure\"`, `\"always\"`, with exponential backoff",
+    name = "restart", type = "string",
+    merge = "replace",
+    doc = "`\"never\"`, `\"on-failure\"` or `\"always\"`, with exponential backoff",
     default_doc = "`\"never\"`",
     default = function() return "never" end,
     check = function(key, v)
@@ -513,14 +526,16 @@ M.keys = {
     end,
   },
   {
-    name = "after", merge = "replace",
+    name = "after", type = "name or list of names",
+    merge = "replace",
     doc = "services that must be up first",
     default_doc = "none",
     default = function() return {} end,
     check = string_list,
   },
   {
-    name = "debounce", merge = "replace",
+    name = "debounce", type = "number (ms)",
+    merge = "replace",
     doc = "quiet period in ms after a change (a storm of changes waits 30 ms)",
     default_doc = "5",
     default = function() return 5 end,
@@ -529,7 +544,8 @@ M.keys = {
     end,
   },
   {
-    name = "task", merge = "replace",
+    name = "task", type = "boolean",
+    merge = "replace",
     doc = "one-shot: up once it exited 0",
     default_doc = "false",
     default = function() return false end,
@@ -541,7 +557,8 @@ M.keys = {
     end,
   },
   {
-    name = "stdin", merge = "replace",
+    name = "stdin", type = "boolean",
+    merge = "replace",
     doc = "the service reads the terminal (turns the keys off)",
     default_doc = "false",
     default = function() return false end,
@@ -657,9 +674,9 @@ end
 --- The README's table of service keys, generated from the schema.
 ---@return string
 function M.markdown_table()
-  local rows = { "| key | meaning | default |", "|---|---|---|" }
+  local rows = { "| key | type | meaning | default |", "|---|---|---|---|" }
   for _, k in ipairs(M.keys) do
-    rows[#rows + 1] = ("| `%s` | %s | %s |"):format(k.name, k.doc, k.default_doc)
+    rows[#rows + 1] = ("| `%s` | %s | %s | %s |"):format(k.name, k.type, k.doc, k.default_doc)
   end
   return table.concat(rows, "\n") .. "\n"
 end

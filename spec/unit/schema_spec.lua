@@ -2,9 +2,10 @@ local schema = require("reload.schema")
 local helpers = require("spec.helpers")
 
 describe("reload.schema", function()
-  it("has a default, a doc line and a merge rule for every key", function()
+  it("has a type, a default, a doc line and a merge rule for every key", function()
     local d = schema.defaults("x")
     for _, k in ipairs(schema.keys) do
+      assert.is_string(k.type, k.name)
       assert.is_string(k.doc, k.name)
       assert.is_string(k.default_doc, k.name)
       assert.truthy(({ replace = true, append = true, map = true })[k.merge], k.name)
