@@ -73,6 +73,8 @@ static unsigned rl_run_seq;
 
 /* ---- signals ----------------------------------------------------------------------------- */
 
+/* Every signal <signal.h> defines here, by its name without "SIG": the one list that both the
+ * lookup below and core.signals (what the Lua side validates against) are made from. */
 static const struct {
   const char *name;
   int num;
@@ -84,10 +86,32 @@ static const struct {
   {"CONT", SIGCONT}, {"STOP", SIGSTOP},     {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},
   {"TTOU", SIGTTOU}, {"URG", SIGURG},       {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
   {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},
-  {"PWR", SIGPWR},   {"SYS", SIGSYS},
+  {"SYS", SIGSYS},
+#ifdef SIGPWR
+  {"PWR", SIGPWR},
+#endif
+#ifdef SIGSTKFLT
+  {"STKFLT", SIGSTKFLT},
+#endif
 };
 
-/* A signal as a name ("TERM", "SIGTERM", "term") or a number; -1 if it is neither. */
+/* The name of real-time signal sig as `kill -l` prints it: RTMIN, RTMIN+1 ... RTMIN+15,
+ * RTMAX-14 ... RTMAX-1, RTMAX. SIGRTMIN is libc's, read at run time: glibc keeps the kernel's
+ * first two for its threads, so RTMIN is 34 there, the number a program's sigaction sees. */
+static void rl_rt_name(int sig, char *buf, size_t size)
+{
+  int lo = SIGRTMIN, hi = SIGRTMAX;
+  if (sig == lo)
+    snprintf(buf, size, "RTMIN");
+  else if (sig == hi)
+    snprintf(buf, size, "RTMAX");
+  else if (sig - lo <= (hi - lo) / 2)
+    snprintf(buf, size, "RTMIN+%d", sig - lo);
+  else
+    snprintf(buf, size, "RTMAX-%d", hi - sig);
+}
+
+/* A signal as a name ("TERM", "SIGTERM", "term", "RTMIN+2") or a number; -1 if neither. */
 static int rl_to_signal(lua_State *L, int idx)
 {
   if (lua_type(L, idx) == LUA_TNUMBER) {
@@ -101,7 +125,29 @@ static int rl_to_signal(lua_State *L, int idx)
   for (size_t i = 0; i < sizeof rl_signals / sizeof rl_signals[0]; i++)
     if (strcasecmp(name, rl_signals[i].name) == 0)
       return rl_signals[i].num;
+  char rt[16];
+  for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++) {
+    rl_rt_name(sig, rt, sizeof rt);
+    if (strcasecmp(name, rt) == 0)
+      return sig;
+  }
   return -1;
+}
+
+/* core.signals = { HUP = 1, ..., RTMIN = 34, ["RTMIN+1"] = 35, ..., RTMAX = 64 } */
+static void rl_push_signals(lua_State *L)
+{
+  lua_newtable(L);
+  for (size_t i = 0; i < sizeof rl_signals / sizeof rl_signals[0]; i++) {
+    lua_pushinteger(L, rl_signals[i].num);
+    lua_setfield(L, -2, rl_signals[i].name);
+  }
+  char rt[16];
+  for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++) {
+    rl_rt_name(sig, rt, sizeof rt);
+    lua_pushinteger(L, sig);
+    lua_setfield(L, -2, rt);
+  }
 }
 
 /* A signal argument of a method; raises on anything else. */
@@ -1314,4 +1360,6 @@ void rl_proc_open(lua_State *L)
   }
   lua_pop(L, 1);
   luaL_setfuncs(L, rl_proc_functions, 0);
+  rl_push_signals(L);
+  lua_setfield(L, -2, "signals");
 }

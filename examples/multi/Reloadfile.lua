@@ -17,7 +17,7 @@ service "api" (node.app {
   env = { PORT = api_port },
   ready = { port = tonumber(api_port) },
   after = { "seed" },
-  watch = { "api.js" },
+  watch = replace { "api.js" },       -- only its own file, not every .js the recipe watches
 })
 
 service "web" (node.app {
@@ -25,5 +25,5 @@ service "web" (node.app {
   env = { PORT = web_port, API_PORT = api_port },
   ready = { port = tonumber(web_port) },
   after = { "api" },
-  watch = { "web.js" },
+  watch = replace { "web.js" },
 })

@@ -8,6 +8,7 @@ local core = require("reload.core")
 local uv = require("luv")
 local log = require("reload.log")
 local dsl = require("reload.dsl")
+local schema = require("reload.schema")
 local signals = require("reload.signals")
 
 -- Where the command writes; a spec may swap them.
@@ -31,7 +32,7 @@ named ones and what they need), and rebuilds and restarts them on change until y
 Commands:
   run -- COMMAND...     the same with no Reloadfile: one service running COMMAND
   check                 load and validate the Reloadfile, print the plan; exit 0, or 1 on errors
-  init [RECIPE]         write a starter Reloadfile.lua here (never overwrites one)
+  init [RECIPE]         write a Reloadfile.lua for the project here (detected, or RECIPE's)
   script FILE [ARG...]  run a Lua file inside reload's runtime (luv and reload.core loaded),
                         then run the event loop until nothing is left on it
 
@@ -68,11 +69,12 @@ Options:
                         any depth, "src/**/*.c" under src/.
   -i, --ignore GLOB     ignore matching paths (repeatable), on top of .gitignore and defaults
       --build CMD       a shell command run before each start; a failure keeps the old process
-      --signal SIG      the stop signal (default TERM)
-      --grace SECONDS   how long to wait after the stop signal before SIGKILL (default 3)
+      --signal SIG      the stop signal (default $SIGNAL; any name of kill -l)
+      --grace SECONDS   how long to wait after the stop signal before SIGKILL (default $GRACE)
       --debounce MS     quiet period once a save is complete, before rebuilding (default:
-                        none for one file, 30 ms for several; never mid-write)
-      --restart POLICY  never | on-failure | always, when COMMAND exits on its own (default never)
+                        $DEBOUNCE; never mid-write)
+      --restart POLICY  never | on-failure | always, when COMMAND exits on its own
+                        (default $RESTART)
       --ready PORT      the command counts as up once it listens on PORT; before each start,
                         wait until PORT is free
       --proxy LISTEN:TO a dev proxy on port LISTEN in front of COMMAND listening on port TO:
@@ -81,6 +83,13 @@ Options:
       --shell           run COMMAND through /bin/sh -c (joined with spaces)
   plus the global options of reload --help (-v, -q, --no-color, --clear, --notify).
 ]==]
+do
+  local d = schema.defaults("main")
+  M.run_usage = M.run_usage:gsub("%$(%u+)", {
+    SIGNAL = d.stop.signal, GRACE = tostring(d.stop.grace),
+    DEBOUNCE = schema.by_name.debounce.default_doc, RESTART = d.restart,
+  })
+end
 
 M.check_usage = [==[
 Usage: reload check [-f FILE] [-D KEY[=VALUE]]...
@@ -92,9 +101,14 @@ directories would be watched. Exits 0 when it is valid, 1 with the errors (FILE:
 M.init_usage = [==[
 Usage: reload init [RECIPE]
 
-Writes a starter Reloadfile.lua in the current directory (never overwrites one). With RECIPE
-(go, node, python, c, rust, or any module with a template(), e.g. teamrecipes.webapp, found
-like a Reloadfile's require), the recipe's template; without, a commented generic one.
+Writes a starter Reloadfile.lua in the current directory (never overwrites one), and checks it.
+Without RECIPE, it detects the project: go.mod (go), Cargo.toml (rust), manage.py or a Flask or
+FastAPI app (python), package.json (node), CMakeLists.txt or a Makefile (c); with none of them,
+a commented generic Reloadfile. With go, node, python, rust or c it reads the project for that
+recipe: Go's main packages (cmd/*), package.json's scripts.dev, scripts.start or main,
+Cargo.toml's [package].name and [[bin]], the Django/Flask/FastAPI app (and a .venv), the CMake
+target or the Makefile's first target. Any other RECIPE is a module with a template(), e.g.
+teamrecipes.webapp, found like a Reloadfile's require.
 ]==]
 
 local function write(out, text)
@@ -518,6 +532,11 @@ local function cmd_run(argv)
   local config
   config, err = dsl.from_table(uv.cwd(), svc, opts.ignore)
   if not config then
+    -- The schema names keys; here they were options.
+    err = err:gsub('^service "main": ', ""):gsub("^'watch'%[%d+%]", "-w")
+      :gsub("^'ignore'%[%d+%]", "-i")
+      :gsub("^'stop%.grace'", "--grace"):gsub("^'debounce'", "--debounce")
+      :gsub("^'restart'", "--restart"):gsub("^'ready'", "--ready")
     return usage_error(err, M.run_usage)
   end
   -- The service's own ignore list is already pruned by the watcher.
@@ -574,10 +593,22 @@ local function cmd_check(argv)
   return 0
 end
 
-M.generic_template = [[
+do
+  local d = schema.defaults("app")
+  -- The key names, wrapped as comment lines under 100 columns.
+  local lines, line = {}, "-- Docs: reload --help. Keys of a service:"
+  for i, name in ipairs(schema.names) do
+    local word = " " .. name .. (i == #schema.names and "." or ",")
+    if #line + #word > 96 then
+      lines[#lines + 1] = line
+      line = "--"
+    end
+    line = line .. word
+  end
+  lines[#lines + 1] = line
+  M.generic_template = ([[
 -- Reloadfile.lua: what reload builds, runs and watches. `reload check` validates it.
--- Docs: reload --help. Keys of a service: watch, ignore, build, run, wrap, env, cwd, stop,
--- ready, restart, after, debounce, task, stdin.
+%s
 
 ignore { "tmp/", "*.log" }   -- on top of .gitignore and the defaults (.git, node_modules, ...)
 
@@ -585,27 +616,44 @@ service "app" {
   watch   = { "**/*" },                 -- .gitignore-style globs
   -- build = "make",                    -- a shell string, an argv table, or steps { ... }
   run     = "echo 'edit Reloadfile.lua: set run to your command'; sleep 100000",
-  stop    = { signal = "TERM", grace = 3 },
-  restart = "never",                    -- or "on-failure", "always"
+  stop    = { signal = "%s", grace = %s },
+  restart = "%s",                    -- or "on-failure", "always"
 }
-]]
+]]):format(table.concat(lines, "\n"), d.stop.signal,
+    tostring(d.stop.grace), d.restart)
+end
+
+local BUILTIN = { go = true, node = true, python = true, rust = true, c = true }
 
 local function cmd_init(argv)
   local opts, rest = begin(argv, 2, GLOBAL, M.init_usage)
   if not opts then
     return rest
   end
-  local target = uv.cwd() .. "/Reloadfile.lua"
+  if #rest > 1 then
+    return usage_error("init takes at most one RECIPE", M.init_usage)
+  end
+  local dir = uv.cwd()
+  local target = dir .. "/Reloadfile.lua"
   if uv.fs_stat(target) then
     log.error("%s already exists; not overwriting it", target)
     return 1
   end
+  local detect = require("reload.detect")
   local text = M.generic_template
   local recipe = rest[1]
+  local found
+  if not recipe then
+    recipe = detect.stack(dir)
+    if not recipe then
+      log.info("no go.mod, Cargo.toml, Python app, package.json, CMakeLists.txt or Makefile " ..
+        "here: a generic Reloadfile")
+    end
+  end
   if recipe then
     -- A bare name is a built-in recipe; a dotted one is any module on the search path.
     local modname = recipe:find(".", 1, true) and recipe or ("reload.recipes." .. recipe)
-    package.path = table.concat(dsl.search_path(uv.cwd()), ";")
+    package.path = table.concat(dsl.search_path(dir), ";")
     local ok, mod = pcall(require, modname)
     if not ok then
       log.error("no recipe '%s' (%s)", recipe, tostring(mod):match("^[^\n]*"))
@@ -615,7 +663,11 @@ local function cmd_init(argv)
       log.error("recipe '%s' provides no template", recipe)
       return 1
     end
-    text = mod.template()
+    local project
+    if BUILTIN[recipe] then
+      project, found = detect.project(recipe, dir)
+    end
+    text = mod.template(project)
   end
   local f, err = io.open(target, "w")
   if not f then
@@ -624,7 +676,14 @@ local function cmd_init(argv)
   end
   f:write(text)
   f:close()
-  log.ok("wrote %s", target)
+  -- What init writes must pass check: said now rather than at the first `reload`.
+  local config
+  config, err = dsl.load(target, {})
+  if not config then
+    log.error("wrote %s, but it does not pass check: %s", target, err)
+    return 1
+  end
+  log.ok("wrote %s%s", target, found and (" for " .. found) or "")
   return 0
 end
 

@@ -1,15 +1,25 @@
 --- The Reloadfile DSL: loads a Reloadfile.lua into a plain, validated configuration.
 ---
 --- Theory of operation. The file runs in an environment of its own that offers `service`,
---- `ignore`, `flag`, `steps`, `watch_also` and the standard library, and a `require` that looks
---- in the project's `.reload/` folder, the user's config folder, LuaRocks trees and the
---- built-in recipes (reload.recipes.*), in that order. Each DSL call records the line it was
---- made on, so that validation can name `Reloadfile.lua:LINE` for a bad key. Validation and
---- defaults live in one place (`normalize_service`); nothing else in the engine checks types.
+--- `ignore`, `flag`, `steps`, `replace` and the standard library (without `os.exit`), and a
+--- `require` that looks in the project's `.reload/` folder, the user's config folder, LuaRocks
+--- trees and the built-in recipes (reload.recipes.*), in that order. Each DSL call records the
+--- line it was made on, so that validation can name `Reloadfile.lua:LINE` for a bad key. Every
+--- key is checked by the schema (`reload.schema`), nothing else in the engine checks types.
+---
+--- The Reloadfile and every module it requires from a file must pass `reload.trust` (owned
+--- by you or root, not writable by all), and the whole evaluation runs under an instruction
+--- budget (a count hook): an endless loop is an error, like a syntax error, not a freeze.
+--- Every error is reported at the user's FILE:LINE (the Reloadfile or one of its modules,
+--- named relative to the project root), never inside reload's own files.
 local M = {}
 
-local proxy = require("reload.proxy")
-local signals = require("reload.signals")
+local schema = require("reload.schema")
+local trust = require("reload.trust")
+
+--- Lua instructions a Reloadfile (with what it requires) may run while it loads: about a
+--- second; a real one needs a few thousand.
+M.budget = 100000000
 
 ---@class reload.Step
 ---@field kind "shell"|"argv"|"lua"
@@ -27,14 +37,12 @@ local signals = require("reload.signals")
 ---@field env table<string,string>
 ---@field cwd string|nil
 ---@field stop { signal: string, grace: number }
----@field ready { port: integer|nil, pattern: string|nil, timeout: number }|nil
+---@field ready { port: integer|nil, pattern: string|nil, plain: boolean, timeout: number }|nil
 ---@field restart "never"|"on-failure"|"always"
 ---@field after string[]
----@field debounce number|nil milliseconds of quiet after a complete save (nil: none for one
---- file, a short one for a storm)
+---@field debounce number milliseconds
 ---@field task boolean one-shot: up once it exited 0
 ---@field stdin boolean the service reads the terminal
----@field proxy table|nil the dev proxy in front of it (proxy.lua's validate)
 ---@field fingerprint string
 
 ---@class reload.Config
@@ -45,247 +53,6 @@ local signals = require("reload.signals")
 ---@field ignore string[]
 ---@field modules string[] project files the Reloadfile required (watched too)
 ---@field flags table<string, string|boolean>
-
--- Every key a service accepts, with its check. A check returns the normalized value or raises
--- a message (without location: the caller adds it).
-local SERVICE_KEYS = {
-  "watch", "ignore", "build", "run", "wrap", "env", "cwd", "stop", "ready", "restart", "after",
-  "debounce", "task", "stdin", "proxy",
-}
-
-local RESTART = { never = true, ["on-failure"] = true, always = true }
-
-local function fail(msg)
-  error({ dsl = msg }, 0)
-end
-
-local function type_name(v)
-  return math.type(v) or type(v)
-end
-
---- A list of strings, or one string.
-local function string_list(key, v)
-  if type(v) == "string" then
-    return { v }
-  end
-  if type(v) ~= "table" then
-    fail(("'%s' must be a string or a list of strings, not %s"):format(key, type_name(v)))
-  end
-  local out = {}
-  for i, s in ipairs(v) do
-    if type(s) ~= "string" then
-      fail(("'%s'[%d] must be a string, not %s"):format(key, i, type_name(s)))
-    end
-    out[#out + 1] = s
-  end
-  for k in pairs(v) do
-    if math.type(k) ~= "integer" then
-      fail(("'%s' must be a list; it has the key '%s'"):format(key, tostring(k)))
-    end
-  end
-  return out
-end
-
-local STEPS_MARK = setmetatable({}, { __mode = "k" })
-
---- One step: a shell string, an argv table (strings only), or a Lua function.
-local function step(key, v)
-  if type(v) == "string" then
-    if v:match("^%s*$") then
-      fail(("'%s' is an empty command"):format(key))
-    end
-    return { kind = "shell", cmd = v, label = v }
-  elseif type(v) == "function" then
-    local info = debug.getinfo(v, "S")
-    return { kind = "lua", cmd = v, label = ("function at line %d"):format(info.linedefined) }
-  elseif type(v) == "table" then
-    local argv = string_list(key, v)
-    if #argv == 0 then
-      fail(("'%s' is an empty argv table"):format(key))
-    end
-    if argv[1]:find("%s") then
-      fail(("'%s': the program name '%s' contains a space; an argv table is one command " ..
-        "without a shell. For several shell commands in order write steps { ... }"):format(key,
-        argv[1]))
-    end
-    return { kind = "argv", cmd = argv, label = table.concat(argv, " ") }
-  end
-  fail(("'%s' must be a command (string, argv table or function), not %s"):format(key,
-    type_name(v)))
-end
-
---- A list of steps: one step, or a table marked by steps{...}, or a table holding tables or
---- functions (a table of strings only is an argv).
-local function step_list(key, v)
-  if type(v) == "table" and not STEPS_MARK[v] then
-    local nested = false
-    for _, x in ipairs(v) do
-      if type(x) ~= "string" then
-        nested = true
-      end
-    end
-    if not nested then
-      return { step(key, v) }
-    end
-  elseif type(v) ~= "table" then
-    return { step(key, v) }
-  end
-  local out = {}
-  for i, x in ipairs(v) do
-    out[#out + 1] = step(("%s[%d]"):format(key, i), x)
-  end
-  return out
-end
-
-local function number_key(key, v, min)
-  if type(v) ~= "number" or v < min then
-    fail(("'%s' must be a number >= %s, not %s"):format(key, tostring(min), tostring(v)))
-  end
-  return v
-end
-
-local function check_table_keys(key, v, allowed)
-  for k in pairs(v) do
-    if not allowed[k] then
-      local names = {}
-      for name in pairs(allowed) do
-        names[#names + 1] = name
-      end
-      table.sort(names)
-      fail(("'%s' has an unknown key '%s' (known: %s)"):format(key, tostring(k),
-        table.concat(names, ", ")))
-    end
-  end
-end
-
-local CHECKS = {}
-
-CHECKS.watch = string_list
-CHECKS.ignore = string_list
-CHECKS.after = string_list
-CHECKS.build = step_list
-
-function CHECKS.run(key, v)
-  return step(key, v)
-end
-
-function CHECKS.wrap(key, v)
-  if type(v) == "function" then
-    return { v }
-  end
-  if type(v) ~= "table" then
-    fail(("'%s' must be a function (command -> command) or a list of them"):format(key))
-  end
-  for i, f in ipairs(v) do
-    if type(f) ~= "function" then
-      fail(("'%s'[%d] must be a function, not %s"):format(key, i, type_name(f)))
-    end
-  end
-  return v
-end
-
-function CHECKS.env(key, v)
-  if type(v) ~= "table" then
-    fail(("'%s' must be a table of NAME = value"):format(key))
-  end
-  local out = {}
-  for k, x in pairs(v) do
-    if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
-      fail(("'%s' has an invalid variable name '%s'"):format(key, tostring(k)))
-    end
-    if type(x) == "number" or type(x) == "boolean" then
-      x = tostring(x)
-    end
-    if type(x) ~= "string" then
-      fail(("'%s.%s' must be a string, not %s"):format(key, k, type_name(x)))
-    end
-    out[k] = x
-  end
-  return out
-end
-
-function CHECKS.cwd(key, v)
-  if type(v) ~= "string" then
-    fail(("'%s' must be a string"):format(key))
-  end
-  return v
-end
-
-function CHECKS.stop(key, v)
-  if type(v) == "string" then
-    v = { signal = v }
-  end
-  if type(v) ~= "table" then
-    fail(("'%s' must be a table { signal = \"TERM\", grace = seconds }"):format(key))
-  end
-  check_table_keys(key, v, { signal = true, grace = true })
-  local out = { signal = "TERM", grace = 3 }
-  if v.signal ~= nil then
-    local name = signals.normalize(v.signal)
-    if not name then
-      fail(("'%s.signal': unknown signal '%s'"):format(key, tostring(v.signal)))
-    end
-    out.signal = name
-  end
-  if v.grace ~= nil then
-    out.grace = number_key(key .. ".grace", v.grace, 0)
-  end
-  return out
-end
-
-function CHECKS.ready(key, v)
-  if math.type(v) == "integer" then
-    v = { port = v }
-  elseif type(v) == "string" then
-    v = { pattern = v }
-  end
-  if type(v) ~= "table" then
-    fail(("'%s' must be a port number, an output pattern, or { port =, pattern =, timeout = }")
-      :format(key))
-  end
-  check_table_keys(key, v, { port = true, pattern = true, timeout = true })
-  if v.port == nil and v.pattern == nil then
-    fail(("'%s' needs a port or a pattern"):format(key))
-  end
-  if v.port ~= nil and (math.type(v.port) ~= "integer" or v.port < 1 or v.port > 65535) then
-    fail(("'%s.port' must be a port number (1-65535), not %s"):format(key, tostring(v.port)))
-  end
-  if v.pattern ~= nil then
-    if type(v.pattern) ~= "string" then
-      fail(("'%s.pattern' must be a string"):format(key))
-    end
-    local ok, err = pcall(string.find, "", v.pattern)
-    if not ok then
-      fail(("'%s.pattern' is not a valid Lua pattern: %s"):format(key, err))
-    end
-  end
-  return {
-    port = v.port,
-    pattern = v.pattern,
-    timeout = v.timeout and number_key(key .. ".timeout", v.timeout, 0) or 30,
-  }
-end
-
-function CHECKS.restart(key, v)
-  if not RESTART[v] then
-    fail(("'%s' must be \"never\", \"on-failure\" or \"always\", not %s"):format(key,
-      type(v) == "string" and ('"' .. v .. '"') or tostring(v)))
-  end
-  return v
-end
-
-function CHECKS.debounce(key, v)
-  return number_key(key, v, 0)
-end
-
-function CHECKS.task(key, v)
-  if type(v) ~= "boolean" then
-    fail(("'%s' must be true or false"):format(key))
-  end
-  return v
-end
-CHECKS.stdin = CHECKS.task
-CHECKS.proxy = proxy.validate
 
 --- A stable text for a service definition, so that a config reload restarts only services
 --- whose definition changed. Functions count by their bytecode and upvalues.
@@ -371,41 +138,34 @@ local function key_line(lines, from, key)
   return from
 end
 
-local function normalize_service(raw, name, line, lines)
-  local out = {
-    name = name,
-    line = line,
-    watch = {},
-    ignore = {},
-    build = {},
-    wrap = {},
-    env = {},
-    stop = { signal = "TERM", grace = 3 },
-    restart = "never",
-    after = {},
-    debounce = nil, -- the save model decides (debounce.lua)
-    task = false,
-    stdin = false,
-  }
-  local known = {}
-  for _, k in ipairs(SERVICE_KEYS) do
-    known[k] = true
-  end
+--- Checks and normalizes a service definition with the schema; raises { dsl =, line = }.
+---@param raw table what the user wrote
+---@param name string
+---@param line integer where the service call is (0: not from a file)
+---@param lines string[] the Reloadfile's text, to find the line of each key
+---@param ctx reload.SchemaContext
+local function normalize_service(raw, name, line, lines, ctx)
+  local out = schema.defaults(name)
+  out.line = line
   -- Report keys in source order so that the first problem in the file comes first.
   local keys = {}
   for k in pairs(raw) do
     keys[#keys + 1] = k
   end
   table.sort(keys, function(a, b)
-    return key_line(lines, line, tostring(a)) < key_line(lines, line, tostring(b))
+    local la, lb = key_line(lines, line, tostring(a)), key_line(lines, line, tostring(b))
+    if la ~= lb then
+      return la < lb
+    end
+    return tostring(a) < tostring(b)
   end)
   for _, k in ipairs(keys) do
     local at = key_line(lines, line, tostring(k))
-    if type(k) ~= "string" or not known[k] then
+    if type(k) ~= "string" or not schema.by_name[k] then
       error({ dsl = ("service \"%s\": unknown key '%s'%s"):format(name, tostring(k),
-        type(k) == "string" and suggest(k, SERVICE_KEYS) or ""), line = at }, 0)
+        type(k) == "string" and suggest(k, schema.names) or ""), line = at }, 0)
     end
-    local ok, res = pcall(CHECKS[k], k, raw[k])
+    local ok, res = pcall(schema.check, k, raw[k], ctx)
     if not ok then
       if type(res) == "table" and res.dsl then
         error({ dsl = ("service \"%s\": %s"):format(name, res.dsl), line = at }, 0)
@@ -414,28 +174,28 @@ local function normalize_service(raw, name, line, lines)
     end
     out[k] = res
   end
-  if #out.watch == 0 then
-    out.watch = { "**" }
-  end
-  if out.proxy and not out.ready then
-    out.ready = proxy.implied_ready(out.proxy)
-  end
-  if not out.run and #out.build == 0 then
-    error({ dsl = ("service \"%s\" has neither 'run' nor 'build': nothing to do"):format(name),
-      line = line }, 0)
+  local ok, res = pcall(schema.finish, out)
+  if not ok then
+    error({ dsl = type(res) == "table" and res.dsl or tostring(res), line = line }, 0)
   end
   out.fingerprint = fingerprint(raw)
   return out
 end
 
-local function read_lines(path)
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then
+    return nil
+  end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+local function split_lines(text)
   local lines = {}
-  local f = io.open(path, "r")
-  if f then
-    for l in f:lines() do
-      lines[#lines + 1] = l
-    end
-    f:close()
+  for l in (text or ""):gmatch("([^\n]*)\n?") do
+    lines[#lines + 1] = l
   end
   return lines
 end
@@ -474,18 +234,16 @@ function M.search_path(root)
   return list
 end
 
---- The line of the Reloadfile that the error at `level` points to.
-local function caller_line(file, level)
-  for l = level, level + 20 do
-    local info = debug.getinfo(l, "Sl")
-    if not info then
-      break
-    end
-    if info.source == "@" .. file and info.currentline > 0 then
-      return info.currentline
-    end
+--- How a user file is named in messages: relative to the project root, else with ~ for $HOME.
+local function display_name(root, path)
+  if path:sub(1, #root + 1) == root .. "/" then
+    return path:sub(#root + 2)
   end
-  return 0
+  local home = os.getenv("HOME")
+  if home and home ~= "" and path:sub(1, #home + 1) == home .. "/" then
+    return "~" .. path:sub(#home + 1)
+  end
+  return path
 end
 
 --- Loads and validates a Reloadfile.
@@ -496,6 +254,9 @@ end
 function M.load(file, flags)
   flags = flags or {}
   local root = file:match("^(.*)/[^/]*$") or "."
+  if root == "" then
+    root = "/"
+  end
   local config = {
     file = file,
     root = root,
@@ -505,16 +266,73 @@ function M.load(file, flags)
     modules = {},
     flags = flags,
   }
-  local lines = read_lines(file)
-  local short = file:match("[^/]*$")
-  local env = setmetatable({}, { __index = _G })
+  local short = display_name(root, file)
+  local ok_trust, why = trust.check(file)
+  if not ok_trust then
+    return nil, why
+  end
+  local text = read_file(file)
+  if not text then
+    return nil, ("%s: cannot read it"):format(file)
+  end
+  local lines = split_lines(text)
+  local ctx = { root = root }
+
+  -- Chunk names are the names shown to the user ("@Reloadfile.lua", "@.reload/team.lua"):
+  -- Lua's own messages then carry them, never an abbreviated absolute path.
+  local user_files = { ["@" .. short] = true }
+
+  --- The innermost frame (from `level` up) that runs a user file: "name", line.
+  local function user_frame(level)
+    for l = level, 200 do
+      local info = debug.getinfo(l, "Sl")
+      if not info then
+        break
+      end
+      if user_files[info.source] and info.currentline > 0 then
+        return info.source:sub(2), info.currentline
+      end
+    end
+    return short, 0
+  end
+
+  --- The line of the Reloadfile that a DSL call at `level` comes from.
+  local function caller_line(level)
+    for l = level, 200 do
+      local info = debug.getinfo(l, "Sl")
+      if not info then
+        break
+      end
+      if info.source == "@" .. short and info.currentline > 0 then
+        return info.currentline
+      end
+    end
+    return 0
+  end
+
+  local env = {}
+  -- The standard library, without what would end or outlive the load: os.exit would end the
+  -- whole session (every service with it), debug.sethook would lift the instruction budget.
+  env.os = setmetatable({
+    exit = function()
+      error("os.exit is not available in a Reloadfile (raise an error to reject a " ..
+        "configuration: error(\"why\"))", 2)
+    end,
+  }, { __index = os })
+  env.debug = setmetatable({
+    sethook = function()
+      error("debug.sethook is not available in a Reloadfile", 2)
+    end,
+  }, { __index = debug })
+  env._G = env
+  setmetatable(env, { __index = _G })
 
   local function located(msg, line)
     return ("%s:%d: %s"):format(short, line, msg)
   end
 
   function env.service(name)
-    local line = caller_line(file, 2)
+    local line = caller_line(2)
     if type(name) == "table" then
       -- service { ... }: the one-service shorthand, named "main".
       return env.service("main")(name)
@@ -531,7 +349,7 @@ function M.load(file, flags)
         error({ dsl = ("service \"%s\" is defined twice (first at line %d)"):format(name,
           config.by_name[name].line), line = line }, 0)
       end
-      local svc = normalize_service(def, name, line, lines)
+      local svc = normalize_service(def, name, line, lines, ctx)
       config.services[#config.services + 1] = svc
       config.by_name[name] = svc
       return svc
@@ -539,8 +357,8 @@ function M.load(file, flags)
   end
 
   function env.ignore(list)
-    local line = caller_line(file, 2)
-    local ok, res = pcall(string_list, "ignore", list)
+    local line = caller_line(2)
+    local ok, res = pcall(schema.ignore_list, "ignore", list)
     if not ok then
       error({ dsl = type(res) == "table" and res.dsl or tostring(res), line = line }, 0)
     end
@@ -560,10 +378,9 @@ function M.load(file, flags)
 
   --- steps { a, b, c }: a list of build steps run in order (a plain table of strings would be
   --- one argv).
-  function env.steps(list)
-    STEPS_MARK[list] = true
-    return list
-  end
+  env.steps = schema.steps
+  --- replace { ... }: given to a recipe, replaces its value instead of merging with it.
+  env.replace = schema.replace
 
   -- require: project and user recipe folders first, then LuaRocks trees and built-ins.
   local search = table.concat(M.search_path(root), ";")
@@ -572,15 +389,32 @@ function M.load(file, flags)
     if fresh[modname] ~= nil then
       return fresh[modname]
     end
+    if type(modname) ~= "string" then
+      error(("require: module name must be a string, not %s"):format(type(modname)), 2)
+    end
     local path = package.searchpath(modname, search)
     if not path or path:sub(1, #M.builtin_dir + 1) == M.builtin_dir .. "/" then
       -- reload's own modules and C modules: shared with the engine, loaded once.
-      return require(modname)
+      local ok, res = pcall(require, modname)
+      if not ok then
+        error(type(res) == "table" and res or tostring(res):gsub("^[^\n]-%.lua:%d+: ", ""), 2)
+      end
+      return res
+    end
+    local allowed, refused = trust.check(path)
+    if not allowed then
+      error(refused, 2)
     end
     config.modules[#config.modules + 1] = path
-    local chunk, err = loadfile(path, "t", env)
+    local name = display_name(root, path)
+    user_files["@" .. name] = true
+    local source = read_file(path)
+    if not source then
+      error(("cannot read %s"):format(name), 2)
+    end
+    local chunk, err = load(source:gsub("^#[^\n]*", "--"), "@" .. name, "t", env)
     if not chunk then
-      error(err, 2)
+      error(err, 0)
     end
     -- Loaded fresh on every load of the Reloadfile: an edit of the module must be seen.
     local res = chunk(modname, path)
@@ -591,27 +425,98 @@ function M.load(file, flags)
     return res
   end
 
-  local chunk, err = loadfile(file, "t", env)
+  local chunk, err = load(text:gsub("^#[^\n]*", "--"), "@" .. short, "t", env)
   if not chunk then
-    -- "Reloadfile.lua:3: '}' expected near 'x'" already has file:line; keep the short name.
-    return nil, (err:gsub("^[^:]*/", ""))
+    -- "Reloadfile.lua:3: '}' expected near 'x'" already has file:line.
+    return nil, err
   end
-  local ok, res = xpcall(chunk, function(e)
-    if type(e) == "table" and e.dsl then
-      return e
+
+  -- The instruction budget: a count hook on this thread and on every coroutine the
+  -- Reloadfile makes (the debug library keeps a hook per thread). Once spent, the hook runs at
+  -- every instruction and raises whenever the user's code runs, so that a pcall in the
+  -- Reloadfile cannot swallow it; reload's own code (the error handler) goes on. Once the load
+  -- is over, the hook does nothing.
+  local every = 10000
+  local spent, over, loading = 0, false, true
+  local old_hook = table.pack(debug.gethook())
+  local function hook()
+    if not loading then
+      return
     end
-    return { lua = tostring(e), traceback = debug.traceback(tostring(e), 2),
-      line = caller_line(file, 2) }
+    if over then
+      local info = debug.getinfo(2, "S")
+      if info and user_files[info.source] then
+        error({ budget = true, at = { user_frame(2) } }, 0)
+      end
+      return
+    end
+    spent = spent + every
+    if spent > M.budget then
+      over = true
+      debug.sethook(hook, "", 1)
+      -- Where it ran (in this thread: a coroutine's own stack is gone once the error is out).
+      error({ budget = true, at = { user_frame(2) } }, 0)
+    end
+  end
+  debug.sethook(hook, "", every)
+  local co = coroutine
+  env.coroutine = setmetatable({
+    create = function(f)
+      local thread = co.create(f)
+      debug.sethook(thread, hook, "", over and 1 or every)
+      return thread
+    end,
+  }, { __index = co })
+  env.coroutine.wrap = function(f)
+    local thread = env.coroutine.create(f)
+    return function(...)
+      local res = table.pack(co.resume(thread, ...))
+      if not res[1] then
+        co.close(thread)
+        error(res[2], 0)
+      end
+      return table.unpack(res, 2, res.n)
+    end
+  end
+
+  local ok, res = xpcall(chunk, function(e)
+    local out
+    if type(e) == "table" and e.dsl then
+      out = e
+    elseif over then
+      local where, line = user_frame(2)
+      if type(e) == "table" and e.budget and e.at[2] > 0 then
+        where, line = e.at[1], e.at[2]
+      end
+      out = { text = ("%s:%d: the Reloadfile ran more than %d Lua instructions while " ..
+        "loading (an endless loop?) and was stopped"):format(where, line, M.budget) }
+    else
+      local msg = tostring(type(e) == "table" and (e.message or e[1]) or e)
+      local src, rest = msg:match("^([^\n]-):%d+: (.*)$")
+      if src and user_files["@" .. src] then
+        out = { text = msg } -- already at a user file's line
+      else
+        local where, line = user_frame(2)
+        if src then
+          -- Raised inside reload's own code (a recipe, say): the user's line, then where.
+          msg = ("%s (in %s)"):format(rest, src:gsub("^.*/lua/", ""))
+        end
+        out = { text = ("%s:%d: %s"):format(where, line, msg) }
+      end
+    end
+    return out
   end)
+  loading = false
+  if old_hook[1] then
+    debug.sethook(old_hook[1], old_hook[2], old_hook[3])
+  else
+    debug.sethook()
+  end
   if not ok then
     if res.dsl then
       return nil, located(res.dsl, res.line or 0)
     end
-    local msg = res.lua
-    if msg:find("^" .. short:gsub("%p", "%%%0") .. ":%d+:") or msg:find("^/") then
-      return nil, (msg:gsub("^[^:]*/", ""))
-    end
-    return nil, located(msg, res.line)
+    return nil, res.text
   end
 
   -- Cross-service checks: `after` names known services, with no cycle.
@@ -656,22 +561,25 @@ function M.load(file, flags)
   return config
 end
 
---- A configuration built from `reload run` options instead of a file.
+--- A configuration built from `reload run` options instead of a file, checked by the same
+--- schema as a Reloadfile.
 ---@param root string
 ---@param svc table raw service definition
 ---@param ignore string[]
 ---@return reload.Config|nil, string|nil
 function M.from_table(root, svc, ignore)
-  local ok, res = pcall(normalize_service, svc, "main", 0, {})
-  if not ok then
-    return nil, type(res) == "table" and res.dsl or tostring(res)
+  local ok, res = pcall(normalize_service, svc, "main", 0, {}, { root = root })
+  local list_ok, list = pcall(schema.ignore_list, "ignore", ignore or {})
+  if not ok or not list_ok then
+    local e = ok and list or res
+    return nil, type(e) == "table" and e.dsl or tostring(e)
   end
   return {
     file = nil,
     root = root,
     services = { res },
     by_name = { main = res },
-    ignore = ignore or {},
+    ignore = list,
     modules = {},
     flags = {},
   }

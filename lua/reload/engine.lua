@@ -445,6 +445,14 @@ function M.plan(config)
     lines[#lines + 1] = ("  run      %s%s"):format(label(svc.run),
       #svc.wrap > 0 and (" (wrapped by %d function%s)"):format(#svc.wrap,
         #svc.wrap == 1 and "" or "s") or "")
+    local env = {}
+    for k, v in pairs(svc.env) do
+      env[#env + 1] = k .. "=" .. v
+    end
+    if #env > 0 then
+      table.sort(env)
+      lines[#lines + 1] = ("  env      %s"):format(table.concat(env, " "))
+    end
     lines[#lines + 1] = ("  stop     SIG%s, grace %s s"):format(svc.stop.signal,
       tostring(svc.stop.grace))
     if svc.proxy then
@@ -454,8 +462,17 @@ function M.plan(config)
         #p.css > 0 and (", css " .. table.concat(p.css, " ")) or "")
     end
     if svc.ready then
-      lines[#lines + 1] = ("  ready    %s"):format(svc.ready.port and ("port " .. svc.ready.port)
-        or ("output matching '" .. svc.ready.pattern .. "'"))
+      local r = svc.ready
+      local how = {}
+      if r.port then
+        how[#how + 1] = "port " .. r.port
+      end
+      if r.pattern then
+        how[#how + 1] = (r.plain and "output containing '%s'" or "output matching the Lua " ..
+          "pattern '%s'"):format(r.pattern)
+      end
+      lines[#lines + 1] = ("  ready    %s, timeout %s s"):format(table.concat(how, " or "),
+        tostring(r.timeout))
     end
     lines[#lines + 1] = ("  restart  %s"):format(svc.restart)
     if #svc.after > 0 then

@@ -127,7 +127,7 @@ function M:on_output(chunk)
   local ready = self.ctx.cfg.ready
   if ready and ready.pattern and chunk and not self.is_ready and not self.is_gone then
     self.seen = (self.seen .. chunk):sub(-4096)
-    if self.seen:find(ready.pattern) then
+    if self.seen:find(ready.pattern, 1, ready.plain) then
       self:became_ready()
     end
   end

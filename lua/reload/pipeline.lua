@@ -11,6 +11,7 @@
 local M = {}
 
 local log = require("reload.log")
+local schema = require("reload.schema")
 
 --- A step's command as argv: a shell string becomes /bin/sh -c STRING.
 ---@param cmd string|string[]
@@ -46,11 +47,11 @@ function M.command(cfg, ctx)
     if not ok then
       return nil, "the run function raised an error:\n" .. res
     end
-    if res == nil then
-      return nil, "the run function returned nothing (it must return a command: a string or " ..
-        "an argv table)"
+    local argv, why = schema.command(res)
+    if not argv then
+      return nil, ("the run function (%s) %s"):format(step.label, why)
     end
-    cmd = res
+    cmd = argv
   end
   cmd = to_argv(cmd)
   for i, wrap in ipairs(cfg.wrap) do
@@ -58,15 +59,11 @@ function M.command(cfg, ctx)
     if not ok then
       return nil, ("wrap function %d raised an error:\n%s"):format(i, res)
     end
-    cmd = to_argv(res)
-  end
-  if type(cmd) ~= "table" or type(cmd[1]) ~= "string" then
-    return nil, ("the command must be a string or an argv table, got %s"):format(type(cmd))
-  end
-  for i, a in ipairs(cmd) do
-    if type(a) ~= "string" then
-      return nil, ("argument %d of the command is a %s, not a string"):format(i, type(a))
+    local argv, why = schema.command(res)
+    if not argv then
+      return nil, ("wrap function %d %s"):format(i, why)
     end
+    cmd = argv
   end
   return cmd
 end
@@ -213,7 +210,7 @@ function Job:sh(cmd)
       end
       self.proc = nil
       if ev.spawn_error then
-        collect(("%s: %s\n"):format(argv[1], ev.spawn_error))
+        collect(self.svc:explain(argv, ev.spawn_error, self.cfg) .. "\n")
       end
       if self.on_step_exit then
         self.on_step_exit()
@@ -222,7 +219,7 @@ function Job:sh(cmd)
     end,
   })
   if not proc then
-    local msg = ("%s: %s\n"):format(argv[1], tostring(err))
+    local msg = self.svc:explain(argv, err, self.cfg) .. "\n"
     collect(msg)
     return false, 127, msg
   end

@@ -1,15 +1,22 @@
 --- What every recipe shares: turning a recipe's defaults and the user's options into one
 --- plain service table. A recipe is a module of functions that return plain tables, so any
---- field can be overridden: every service key the user passes replaces the recipe's.
+--- field can be overridden. Lists and maps merge as the schema says (`watch` and `ignore`
+--- append to the recipe's, `env` adds to it key by key); every other key replaces the
+--- recipe's, and so does any value wrapped in replace { ... }.
 local M = {}
 
-M.service_keys = {
-  watch = true, ignore = true, build = true, run = true, wrap = true, env = true, cwd = true,
-  stop = true, ready = true, restart = true, after = true, debounce = true, task = true,
-  stdin = true,
-}
+local schema = require("reload.schema")
 
---- The recipe's defaults with every service key of opts laid over them. Keys that are the
+--- Every service key, from the schema.
+M.service_keys = {}
+for _, name in ipairs(schema.names) do
+  M.service_keys[name] = true
+end
+
+--- replace { ... }: the value replaces the recipe's instead of merging with it.
+M.replace = schema.replace
+
+--- The recipe's defaults with every service key of opts merged over them. Keys that are the
 --- recipe's own options (listed in `own`) are dropped; any other key is an error, so a typo
 --- in a recipe option is caught like a typo in a service.
 ---@param recipe string recipe name for messages
@@ -24,7 +31,7 @@ function M.merge(recipe, defaults, opts, own)
   end
   for k, v in pairs(opts) do
     if M.service_keys[k] then
-      out[k] = v
+      out[k] = schema.merge_value(k, defaults[k], v)
     elseif not own[k] then
       error(("%s: unknown option '%s'"):format(recipe, tostring(k)), 3)
     end

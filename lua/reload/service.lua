@@ -32,6 +32,7 @@ local M = {}
 M.__index = M
 
 local buildview = require("reload.buildview")
+local command = require("reload.command")
 local debounce = require("reload.debounce")
 local generation = require("reload.generation")
 local log = require("reload.log")
@@ -122,10 +123,9 @@ end
 --- Compiles its watch globs and ignore patterns with the core.
 ---@param cfg reload.ServiceConfig
 function M:compile(cfg)
-  local watch = {}
-  for _, pattern in ipairs(cfg.watch) do
-    watch[#watch + 1] = self.core.glob(pattern)
-  end
+  -- One list: a later "!glob" excludes again. The schema compiled it with the core already, so
+  -- it cannot raise here.
+  local watch = self.core.glob(cfg.watch)
   local patterns = cfg.ignore
   if cfg.proxy and #cfg.proxy.css > 0 then
     -- Stylesheets the dev proxy swaps in the browser: no restart for them.
@@ -147,12 +147,7 @@ function M:concerns(path)
   if self.ignore and self.ignore:ignored(path) then
     return false
   end
-  for _, g in ipairs(self.watch) do
-    if g:match(path) then
-      return true
-    end
-  end
-  return false
+  return self.watch:match(path)
 end
 
 --- Does a removed or moved directory (standing for its subtree) concern it?
@@ -833,7 +828,7 @@ function M:spawn(plan)
   local gen, err = generation.launch(self:gen_ctx(), n, plan.argv,
     self:environment(plan.changed), spare, on)
   if not gen then
-    log.error("%s: cannot start %s: %s", self.name, plan.argv[1], err)
+    log.error("%s: cannot start: %s", self.name, self:explain(plan.argv, err))
     return { name = "failed", why = "spawn" }
   end
   gen.plan = plan
@@ -922,7 +917,8 @@ end
 --- A generation ended on its own (or crashed and was stopped): the restart policy decides.
 function M:after_exit(info, gen)
   if info.spawn_error then
-    log.error("%s: cannot run %s: %s", self.name, gen.argv[1], info.spawn_error)
+    log.error("%s: cannot run the command: %s", self.name, self:explain(gen.argv,
+      info.spawn_error))
     return { name = "failed", why = "spawn" }
   end
   local how = self:describe_status(info)
@@ -1080,6 +1076,16 @@ function M:write_changed(changed)
     end
     f:close()
   end
+end
+
+--- Why argv could not start, in words (its program, its working directory).
+---@param argv string[]|nil
+---@param err string|nil the core's error
+---@param cfg? reload.ServiceConfig
+---@return string
+function M:explain(argv, err, cfg)
+  cfg = cfg or self.cfg
+  return command.explain(argv, self:cwd(cfg), err, cfg.env.PATH or self.base_env.PATH)
 end
 
 --- The working directory of its commands.

@@ -1,16 +1,20 @@
 --- Signal names: "TERM", "SIGTERM", "term" and 15 all mean SIGTERM.
+---
+--- The names and numbers are the core's (core.signals, built from <signal.h> on this system,
+--- real-time signals named as `kill -l` names them): what passes here is what core.spawn and
+--- Process:stop accept, so a stop signal that validates cannot fail at start.
 local M = {}
 
--- Linux numbering (x86, arm, risc-v).
-M.numbers = {
-  HUP = 1, INT = 2, QUIT = 3, ILL = 4, TRAP = 5, ABRT = 6, BUS = 7, FPE = 8, KILL = 9,
-  USR1 = 10, SEGV = 11, USR2 = 12, PIPE = 13, ALRM = 14, TERM = 15, STKFLT = 16, CHLD = 17,
-  CONT = 18, STOP = 19, TSTP = 20, TTIN = 21, TTOU = 22, URG = 23, XCPU = 24, XFSZ = 25,
-  VTALRM = 26, PROF = 27, WINCH = 28, IO = 29, PWR = 30, SYS = 31,
-}
+local core = require("reload.core")
 
+--- name ("TERM", "RTMIN+1") -> number
+---@type table<string, integer>
+M.numbers = {}
+--- number -> name
+---@type table<integer, string>
 M.names = {}
-for name, n in pairs(M.numbers) do
+for name, n in pairs(core.signals) do
+  M.numbers[name] = n
   M.names[n] = name
 end
 
@@ -28,7 +32,7 @@ function M.normalize(sig)
   if M.numbers[name] then
     return name
   end
-  local n = tonumber(sig)
+  local n = math.tointeger(tonumber(sig))
   return n and M.names[n] or nil
 end
 

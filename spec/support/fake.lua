@@ -192,7 +192,7 @@ function M.core()
     p = p:gsub("\1", ".-"):gsub("\2", ".*")
     return "^" .. p .. "$"
   end
-  function core.glob(pattern)
+  local function glob(pattern)
     local pat = to_pattern(pattern)
     local basename = not pattern:find("/")
     return {
@@ -204,10 +204,31 @@ function M.core()
       end,
     }
   end
+  --- One glob, or a list where the last matching pattern decides and "!glob" excludes.
+  function core.glob(pattern)
+    if type(pattern) == "string" then
+      return glob(pattern)
+    end
+    local list = {}
+    for i, p in ipairs(pattern) do
+      list[i] = { negate = p:sub(1, 1) == "!", g = glob((p:gsub("^!", ""))) }
+    end
+    return {
+      match = function(_, path)
+        local res = false
+        for _, item in ipairs(list) do
+          if item.g:match(path) then
+            res = not item.negate
+          end
+        end
+        return res
+      end,
+    }
+  end
   function core.ignore(opts)
     local globs = {}
     for _, p in ipairs(opts.patterns) do
-      globs[#globs + 1] = core.glob((p:gsub("/$", "/**")))
+      globs[#globs + 1] = glob((p:gsub("/$", "/**")))
     end
     return {
       ignored = function(_, path)

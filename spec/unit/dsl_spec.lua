@@ -135,6 +135,30 @@ service "a" { run = flag("debug") and "dlv exec app" or "app", env = { MODE = fl
     assert.are_not.equal(a.by_name.a.fingerprint, c.by_name.a.fingerprint)
   end)
 
+  it("stops a runaway Reloadfile at its budget, even one that catches the error", function()
+    local budget = dsl.budget
+    dsl.budget = 1000000
+    local _, err = load('local function f() while true do end end\n' ..
+      'while true do pcall(f) end\n')
+    local _, err2 = load('coroutine.wrap(function()\n  while true do end\nend)()\n')
+    dsl.budget = budget
+    assert.matches("^Reloadfile.lua:[12]: the Reloadfile ran more than 1000000 Lua", err)
+    assert.matches("^Reloadfile.lua:2: the Reloadfile ran more than", err2)
+    -- The hook is gone once the load is over.
+    assert.is_nil(debug.gethook())
+  end)
+
+  it("has no os.exit, and a module's error names the module", function()
+    local _, err = load('service "a" { run = "x" }\nos.exit(1)\n')
+    assert.matches("^Reloadfile.lua:2: os.exit is not available", err)
+    local dir = helpers.tmpdir()
+    assert(os.execute("mkdir -p " .. dir .. "/.reload/team"))
+    helpers.write_file(dir .. "/.reload/team/init.lua", "\nreturn nil + 1\n")
+    helpers.write_file(dir .. "/Reloadfile.lua", 'require("team")\n')
+    _, err = dsl.load(dir .. "/Reloadfile.lua")
+    assert.matches("^%.reload/team/init%.lua:2: attempt to perform arithmetic", err)
+  end)
+
   it("finds the nearest Reloadfile in a parent", function()
     local dir = helpers.tmpdir()
     assert(os.execute("mkdir -p " .. dir .. "/a/b"))

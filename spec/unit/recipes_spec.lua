@@ -62,7 +62,7 @@ describe("recipes", function()
     it("lets any service key override and rejects an unknown option", function()
       local svc = go.service({ name = "api", restart = "always", watch = { "**/*.go" } })
       assert.are.equal("always", svc.restart)
-      assert.are.same({ "**/*.go" }, svc.watch)
+      assert.are.same({ "**/*.go", "go.mod", "go.sum" }, svc.watch)
       assert.has_error(function() go.service({ nmae = "api" }) end,
         "recipes.go: unknown option 'nmae'")
     end)

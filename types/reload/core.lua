@@ -4,6 +4,10 @@
 
 ---@class reload.core
 ---@field version string "MAJOR.MINOR.PATCH"
+---@field signals table<string, integer> every signal <signal.h> defines here, name without "SIG"
+--- -> number: { HUP = 1, ..., STKFLT = 16 (Linux), ..., RTMIN = 34, ["RTMIN+1"] = 35, ...,
+--- ["RTMAX-1"] = 63, RTMAX = 64 } (real-time ones named as `kill -l` names them; RTMIN is libc's
+--- SIGRTMIN). Every name here (any case, with or without "SIG") is a valid reload.Signal.
 local core = {}
 
 ---@class reload.core.Stats
@@ -22,7 +26,7 @@ function core._timer_probe(ms, fn) end
 
 ---@alias reload.SignalName
 ---| "HUP" | "INT" | "QUIT" | "TERM" | "KILL" | "USR1" | "USR2" | "CONT" | "STOP" | "WINCH"
----| string  # any of those with or without "SIG", any case; also "ALRM", "PIPE", "TSTP", ...
+---| string  # any key of core.signals, with or without "SIG", any case ("RTMIN+2", "STKFLT")
 
 ---@alias reload.Signal reload.SignalName|integer
 

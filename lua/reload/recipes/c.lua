@@ -77,17 +77,27 @@ function M.cmake(opts)
     { dir = true, target = true, gdbserver = true })
 end
 
-function M.template()
-  return [[
--- Reloadfile.lua for a C project built with make. `reload --debug` runs it under gdbserver.
+--- The Reloadfile `reload init c` writes: CMake (add_executable's target) or make (the
+--- Makefile's first target). `reload --debug` runs the program under gdbserver.
+---@param project? { build: "make"|"cmake", target: string, run: string, name?: string }
+---@return string
+function M.template(project)
+  project = project or { build = "make", target = "app", run = "./app" }
+  local fn = project.build == "cmake" and "cmake" or "make"
+  return ([[
+-- Reloadfile.lua for a C project built with %s. `reload --debug` runs it under gdbserver.
 local c = require("reload.recipes.c")
+local port = os.getenv("PORT") or "8080"
 
-service "app" (c.make {
-  target    = "app",
-  run       = "./app",
+service %q (c.%s {
+  target    = %q,
+  run       = %q,
+  env       = { PORT = port },
+  -- ready  = { port = tonumber(port) },   -- if it listens on $PORT
   gdbserver = flag("debug") and "127.0.0.1:2159" or nil,
 })
-]]
+]]):format(project.build == "cmake" and "CMake" or "make", project.name or project.target, fn,
+    project.target, project.run)
 end
 
 return M

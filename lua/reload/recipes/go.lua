@@ -101,20 +101,32 @@ function M.service(opts)
     { name = true, pkg = true, args = true, tests = true, debug = true })
 end
 
---- The Reloadfile `reload init go` writes.
+--- The Reloadfile `reload init go` writes, for the project reload.detect found (one service per
+--- main package: the root, cmd/*).
+---@param project? { services: { name: string, pkg: string }[], module?: string }
 ---@return string
-function M.template()
-  return [[
--- Reloadfile.lua for a Go service. `reload` runs it; `reload --debug` runs it under Delve.
-local go = require("reload.recipes.go")
-
-service "app" (go.service {
-  name  = "app",
-  pkg   = ".",
-  env   = { PORT = "8080" },
-  debug = flag("debug") and { listen = "127.0.0.1:2345" } or nil,
-})
-]]
+function M.template(project)
+  project = project or { services = { { name = "app", pkg = "." } } }
+  local out = {
+    "-- Reloadfile.lua for " .. (project.module and ("the Go module " .. project.module) or
+      "a Go service") .. ". `reload` runs it; `reload --debug` runs it under Delve.",
+    'local go = require("reload.recipes.go")',
+    'local port = os.getenv("PORT") or "8080"',
+  }
+  for i, svc in ipairs(project.services) do
+    out[#out + 1] = ""
+    out[#out + 1] = ("service %q (go.service {"):format(svc.name)
+    out[#out + 1] = ("  name  = %q,"):format(svc.name)
+    out[#out + 1] = ("  pkg   = %q,"):format(svc.pkg)
+    if i == 1 then
+      out[#out + 1] = "  env   = { PORT = port },"
+      out[#out + 1] = "  -- ready = { port = tonumber(port) },   -- if it listens on $PORT"
+    end
+    out[#out + 1] = ('  debug = flag("debug") and { listen = "127.0.0.1:%d" } or nil,')
+      :format(2345 + i - 1)
+    out[#out + 1] = "})"
+  end
+  return table.concat(out, "\n") .. "\n"
 end
 
 return M

@@ -50,17 +50,26 @@ function M.app(opts)
     { main = true, script = true, inspect = true })
 end
 
-function M.template()
-  return [[
--- Reloadfile.lua for a Node.js app. `reload --debug` runs it with --inspect.
+--- The Reloadfile `reload init node` writes, for the package reload.detect read.
+---@param project? { name?: string, main?: string, script?: string, why?: string }
+---@return string
+function M.template(project)
+  project = project or { main = "index.js" }
+  local entry = project.script and ("  script  = %q,"):format(project.script)
+    or ("  main    = %q,"):format(project.main)
+  return ([[
+-- Reloadfile.lua for a Node.js app%s. `reload --debug` runs it with --inspect.
 local node = require("reload.recipes.node")
+local port = os.getenv("PORT") or "3000"
 
-service "app" (node.app {
-  main    = "index.js",                       -- or script = "dev" for npm run dev
-  env     = { PORT = "3000" },
+service %q (node.app {
+%s
+  env     = { PORT = port },
+  -- ready = { port = tonumber(port) },   -- if it listens on $PORT
   inspect = flag("debug") and "127.0.0.1:9229" or nil,
 })
-]]
+]]):format(project.why and (" (package.json " .. project.why .. ")") or "",
+    project.name or "app", entry)
 end
 
 return M

@@ -60,16 +60,50 @@ function M.app(opts)
     { module = true, script = true, args = true, python = true, debugpy = true })
 end
 
-function M.template()
-  return [[
--- Reloadfile.lua for a Python app. `reload --debug` runs it under debugpy.
+--- The Reloadfile `reload init python` writes, for the project reload.detect found: Django
+--- (manage.py runserver), Flask (flask run), FastAPI (uvicorn), or a script. Frameworks run
+--- without their own reloader: reload restarts them.
+---@param project? { kind: string, name?: string, app?: string, script?: string, python?: string }
+---@return string
+function M.template(project)
+  project = project or { kind = "script", script = "main.py" }
+  local kind = project.kind
+  local lines
+  local port_default = "8000"
+  if kind == "django" then
+    lines = { '  script  = "manage.py",',
+      '  args    = { "runserver", "--noreload", "127.0.0.1:" .. port },' }
+  elseif kind == "flask" then
+    port_default = "5000"
+    lines = { '  module  = "flask",',
+      ('  args    = { "--app", %q, "run", "--port", port },'):format(project.app) }
+  elseif kind == "fastapi" then
+    lines = { '  module  = "uvicorn",',
+      ('  args    = { %q, "--port", port },'):format(project.app) }
+  else
+    lines = { ("  script  = %q,                      -- or module = \"mypackage\"")
+      :format(project.script or "main.py") }
+  end
+  if project.python then
+    lines[#lines + 1] = ("  python  = %q,"):format(project.python)
+  end
+  if kind == "script" then
+    lines[#lines + 1] = "  env     = { PORT = port },"
+  else
+    lines[#lines + 1] = "  ready   = { port = tonumber(port) },"
+  end
+  lines[#lines + 1] = '  debugpy = flag("debug") and "127.0.0.1:5678" or nil,'
+  local what = ({ django = "a Django project", flask = "a Flask app", fastapi = "a FastAPI app" })
+    [kind] or "a Python app"
+  return ([[
+-- Reloadfile.lua for %s. `reload --debug` runs it under debugpy.
 local py = require("reload.recipes.python")
+local port = os.getenv("PORT") or "%s"
 
-service "app" (py.app {
-  script  = "main.py",                        -- or module = "mypackage"
-  debugpy = flag("debug") and "127.0.0.1:5678" or nil,
+service %q (py.app {
+%s
 })
-]]
+]]):format(what, port_default, project.name or "app", table.concat(lines, "\n"))
 end
 
 return M

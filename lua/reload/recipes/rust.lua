@@ -32,13 +32,25 @@ function M.cargo(opts)
     run = run }, opts, { bin = true, release = true, args = true })
 end
 
-function M.template()
-  return [[
+--- The Reloadfile `reload init rust` writes, for the binary reload.detect found in Cargo.toml.
+---@param project? { bin: string, name?: string, others?: string[] }
+---@return string
+function M.template(project)
+  project = project or { bin = "app" }
+  local others = project.others and #project.others > 0 and
+    ("-- Other binaries: %s (rust.cargo { bin = ... }).\n"):format(table.concat(project.others,
+      ", ")) or ""
+  return ([[
 -- Reloadfile.lua for a Rust binary.
-local rust = require("reload.recipes.rust")
+%slocal rust = require("reload.recipes.rust")
+local port = os.getenv("PORT") or "8080"
 
-service "app" (rust.cargo { bin = "app" })
-]]
+service %q (rust.cargo {
+  bin = %q,
+  env = { PORT = port },
+  -- ready = { port = tonumber(port) },   -- if it listens on $PORT
+})
+]]):format(others, project.name or project.bin, project.bin)
 end
 
 return M
