@@ -6,10 +6,12 @@
 --- ctx.sh(...) and wait for a command without blocking the loop. Each command step is a whole
 --- process tree under a keeper (grace 0: a cancelled build ends at once). Cancelling a job kills
 --- the running step's tree and abandons the coroutine; a result of a cancelled job is never
---- delivered. Every user function runs under xpcall: an error becomes a failed job, with its
---- traceback, never an error of reload.
+--- delivered. Every user function runs under xpcall and an instruction budget (budget.lua): an
+--- error or an endless loop becomes a failed job, with its traceback, never an error (or a
+--- freeze) of reload.
 local M = {}
 
+local budget = require("reload.budget")
 local log = require("reload.log")
 local schema = require("reload.schema")
 
@@ -27,7 +29,7 @@ M.to_argv = to_argv
 --- Runs fn(...) under xpcall; returns true and its results, or false and the error with its
 --- traceback.
 local function protect(fn, ...)
-  local res = table.pack(xpcall(fn, debug.traceback, ...))
+  local res = table.pack(budget.call(fn, ...))
   if not res[1] then
     return false, tostring(res[2])
   end
@@ -234,7 +236,7 @@ function Job:run_step(step, i)
   self.steps[i] = record
   local ok, status, output
   if step.kind == "lua" then
-    local fine, res, msg = xpcall(step.cmd, debug.traceback, self.ctx)
+    local fine, res, msg = budget.call(step.cmd, self.ctx)
     if not fine then
       ok, output = false, tostring(res) .. "\n"
       self:on_output(output)

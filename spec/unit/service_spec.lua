@@ -167,6 +167,42 @@ service "api" {
       assert.are.equal(1, old.stops)
     end)
 
+    it("that sends the run function into an endless loop is an error, not a freeze", function()
+      local budget = require("reload.budget")
+      local saved = budget.limit
+      budget.limit = 1000000
+      local ok, err = pcall(function()
+        local e = start([[
+service "api" {
+  watch = "*.go",
+  run = function(ctx)
+    if ctx.changed[1] == "loop.go" then while true do end end
+    return { "./api" }
+  end,
+  build = function(ctx)
+    if ctx.changed[1] == "spin.go" then
+      while true do pcall(function() while true do end end) end
+    end
+  end,
+}
+]])
+        local old = core.last("./api")
+        old:start()
+        core.change("loop.go")
+        clock.advance(0)
+        assert.are.equal(0, old.stops)
+        assert.matches("ran more than 1000000 Lua instructions", text())
+        assert.are.equal("ready", e.by_name.api.state.name)
+        core.change("spin.go") -- a pcall in the user's code cannot swallow it
+        clock.advance(0)
+        assert.are.equal(0, old.stops)
+        local _, n = text():gsub("ran more than 1000000 Lua instructions", "")
+        assert.are.equal(2, n)
+      end)
+      budget.limit = saved
+      if not ok then error(err, 0) end
+    end)
+
     it("during the stop of a service with a build builds again once the old tree is gone",
       function()
         local e = start('service "api" { build = "make", run = "./api" }')
