@@ -159,19 +159,21 @@ local function fixture()
   local dir = assert(uv.fs_mkdtemp("/tmp/reload-cmp-XXXXXX"))
   assert(uv.fs_mkdir(dir .. "/src", 448))
   lib.write(dir .. "/src/gen.txt", "0\n")
+  lib.write(dir .. "/stamps", "") -- exists from the start: wait_gen watches it
   local marker = ("BENCH_MARK=%d-%d"):format(uv.os_getpid(), uv.hrtime())
   return dir, lib.free_port(), dir .. "/stamps", marker, lib.env_with(marker)
 end
 
---- Waits (up to 3 s) for the stamp of generation `gen`; returns it or nil.
+--- Waits (up to 3 s) for the stamp of generation `gen`; returns it or nil. Woken by the
+--- stamp file's changes, not by a 1 ms poll that would compete with the restart for the CPU.
 local function wait_gen(stampfile, gen)
   local mine
-  lib.wait(3000, function()
+  lib.wait_file(stampfile, 3000, function()
     for _, st in ipairs(stamps(stampfile)) do
       if st.gen == gen then mine = st return true end
     end
     return false
-  end, 1)
+  end)
   return mine
 end
 
@@ -220,7 +222,7 @@ local function change(s, shape, gen, r)
   lib.write(s.dir .. "/src/gen.txt", gen .. "\n")
   local mine = wait_gen(s.stampfile, gen)
   -- a quiet spell: extra starts for one change, survivors still alive after it
-  lib.wait(quick and 150 or 200)
+  lib.wait(quick and 150 or 200, nil, 10)
   local all = stamps(s.stampfile)
   if mine then
     r.started[#r.started + 1] = mine.start - t0
