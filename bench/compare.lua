@@ -165,15 +165,21 @@ local function fixture()
 end
 
 --- Waits (up to 3 s) for the stamp of generation `gen`; returns it or nil. Woken by the
---- stamp file's changes, not by a 1 ms poll that would compete with the restart for the CPU.
-local function wait_gen(stampfile, gen)
+--- stamp file's changes, so that the bench sleeps while the restart runs; with spin_ms, by a
+--- poll every spin_ms instead, which keeps a CPU awake (1b measures both).
+local function wait_gen(stampfile, gen, spin_ms)
   local mine
-  lib.wait_file(stampfile, 3000, function()
+  local function seen()
     for _, st in ipairs(stamps(stampfile)) do
       if st.gen == gen then mine = st return true end
     end
     return false
-  end)
+  end
+  if spin_ms then
+    lib.wait(3000, seen, spin_ms)
+  else
+    lib.wait_file(stampfile, 3000, seen)
+  end
   return mine
 end
 
@@ -212,15 +218,15 @@ end
 --- Figures of a series of changes to one session.
 local function new_result(n, first_ms)
   return { started = {}, answering = {}, survivors = 0, eaddrinuse = 0, extra = 0, missed = 0,
-    first_ms = first_ms or 0, n = n, seen = 0 }
+    first_ms = first_ms or 0, n = n }
 end
 
 --- One change to session s (generation gen): the write, the new generation's stamp, a quiet
 --- spell, the GET; survivors of earlier generations are counted and killed. Adds to r.
-local function change(s, shape, gen, r)
+local function change(s, shape, gen, r, spin_ms)
   local t0 = lib.now_ms()
   lib.write(s.dir .. "/src/gen.txt", gen .. "\n")
-  local mine = wait_gen(s.stampfile, gen)
+  local mine = wait_gen(s.stampfile, gen, spin_ms)
   -- a quiet spell: extra starts for one change, survivors still alive after it
   lib.wait(quick and 150 or 200, nil, 10)
   local all = stamps(s.stampfile)
@@ -240,11 +246,11 @@ local function change(s, shape, gen, r)
   else
     r.missed = r.missed + 1
   end
-  for i = r.seen + 1, #all do
+  for i = s.seen + 1, #all do
     if all[i].status == "eaddrinuse" then r.eaddrinuse = r.eaddrinuse + 1 end
   end
-  r.extra = r.extra + math.max(0, #all - r.seen - 1)
-  r.seen = #all
+  r.extra = r.extra + math.max(0, #all - s.seen - 1)
+  s.seen = #all
   if shape.direct then
     r.survivors = r.survivors + stamped_alive(s.stampfile, gen, true)
   else
@@ -266,7 +272,7 @@ local function measure(tool, shape, n)
   if not s then local r = new_result(n) r.failed = err return r end
   local r = new_result(n, s.first_ms)
   if s.failed then r.failed = s.failed stop(s) return r end
-  r.seen = #stamps(s.stampfile)
+  s.seen = #stamps(s.stampfile)
   for gen = 1, n do
     change(s, shape, gen, r)
   end
@@ -326,7 +332,7 @@ end
 --- interleaved: each round makes one change to each session, in turn (the order rotates from
 --- round to round), so that all three are measured under the same load of a shared machine.
 local floor_names = { "minimal restarter (C)", "reload", "reload --debounce 0" }
-local inter = {}
+local inter, inter_spin = {}, {}
 do
   local by_name = {}
   for _, tool in ipairs(tools) do by_name[tool.name] = tool end
@@ -338,18 +344,28 @@ do
     local tool = by_name[name]
     local s, err = start(tool, shape)
     inter[i] = new_result(rounds, s and s.first_ms)
+    inter_spin[i] = new_result(rounds, s and s.first_ms)
     if not s or s.failed then
       inter[i].failed = err or s.failed
+      inter_spin[i].failed = inter[i].failed
       if s then stop(s) end
     else
-      inter[i].seen = #stamps(s.stampfile)
+      s.seen = #stamps(s.stampfile)
       sessions[i] = s
     end
   end
-  for gen = 1, rounds do
-    for k = 0, #floor_names - 1 do
-      local i = (gen + k - 1) % #floor_names + 1
-      if sessions[i] then change(sessions[i], shape, gen, inter[i]) end
+  -- each round: every session once with the bench asleep while it waits, once with the bench
+  -- polling every millisecond (which keeps a CPU from idling); which comes first alternates
+  for round = 1, rounds do
+    for half = 0, 1 do
+      local spin = (round + half) % 2 == 0
+      local gen = 2 * round - 1 + half
+      for k = 0, #floor_names - 1 do
+        local i = (round + k - 1) % #floor_names + 1
+        if sessions[i] then
+          change(sessions[i], shape, gen, spin and inter_spin[i] or inter[i], spin and 1 or nil)
+        end
+      end
     end
   end
   for i, s in pairs(sessions) do
@@ -480,9 +496,12 @@ print(("\n## 1b. reload against the floor: the minimal restarter, interleaved (%
   .. "server shape)\n"):format(rounds))
 print("The floor is bench/fixture/restarter.c: inotify `IN_CLOSE_WRITE` on the watched file → "
   .. "`kill` → `waitpid` → `posix_spawn` of the same server with the same stamps; nothing a "
-  .. "restart can skip. Each round writes the watched file once for each of the three sessions, "
-  .. "in turn (the order rotates), so all three see the same load; ratios are of the same "
-  .. "percentile. Change → answering (listen() returned).\n")
+  .. "restart can skip. Each round writes the watched file of each of the three sessions in "
+  .. "turn (the order rotates), so all three see the same load, and does so twice: once with "
+  .. "the bench asleep until the new stamp (first table, where the targets are judged: a save "
+  .. "on an otherwise idle machine), once with the bench polling every millisecond, which "
+  .. "keeps a CPU from idling (second table; earlier reports measured this way). Ratios are "
+  .. "of the same percentile. Change → answering (listen() returned).\n")
 print("| tool | started | answering | answering p90 | vs floor p50 | vs floor p90 | over floor p50 "
   .. "| old-gen survivors | EADDRINUSE | extra starts | missed |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -509,8 +528,24 @@ for i, name in ipairs(floor_names) do
   end
 end
 
-print("\nHow the changes spread (change → answering, number of changes per bucket; a second "
-  .. "cluster would be a debounce firing late):\n")
+print("\nThe same rounds, with the bench polling every millisecond while it waits:\n")
+print("| tool | answering | answering p90 | vs floor p50 | vs floor p90 | over floor p50 |")
+print("|---|---|---|---|---|---|")
+for i, name in ipairs(floor_names) do
+  local r, f = inter_spin[i], inter_spin[1]
+  if not r.failed then
+    local r50, r90 = pr(50, r.answering, f.answering), pr(90, r.answering, f.answering)
+    local f50, m50 = lib.pct(f.answering, 50), lib.pct(r.answering, 50)
+    print(("| %s | %s | %s | %s | %s | %s |"):format(
+      i == 1 and "*floor: " .. name .. "*" or name, lib.fig(r.answering),
+      lib.pct(r.answering, 90) and ("%.1f ms"):format(lib.pct(r.answering, 90)) or "-",
+      r50 and ("%.2f"):format(r50) or "-", r90 and ("%.2f"):format(r90) or "-",
+      (f50 and m50) and ("%+.1f ms"):format(m50 - f50) or "-"))
+  end
+end
+
+print("\nHow the changes spread (bench asleep; change → answering, number of changes per "
+  .. "bucket; a second cluster would be a debounce firing late):\n")
 local head, rule = { "| tool" }, { "|---" }
 for i = 1, #edges + 1 do
   head[#head + 1] = i == 1 and ("≤ %d ms"):format(edges[1])
@@ -543,8 +578,12 @@ if not (fl.failed or def.failed or d0.failed) then
   target(("default unimodal: no more changes beyond p50 + 10 ms than --debounce 0, give or "
     .. "take 5 points (%.0f%% vs %.0f%%)"):format(100 * sd, 100 * s0), sd <= s0 + 0.05)
   local bad = 0
-  for i = 2, 3 do bad = bad + inter[i].survivors + inter[i].eaddrinuse + inter[i].extra end
-  target(("no survivor, EADDRINUSE or extra start (%d)"):format(bad), bad == 0)
+  for i = 2, 3 do
+    for _, r in ipairs({ inter[i], inter_spin[i] }) do
+      bad = bad + r.survivors + r.eaddrinuse + r.extra + r.missed
+    end
+  end
+  target(("no survivor, EADDRINUSE, extra start or missed change (%d)"):format(bad), bad == 0)
 else
   print("| a session failed: no verdict | **not met** |")
 end
