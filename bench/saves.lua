@@ -216,12 +216,16 @@ local function session(tool, pat)
     settle(base, 300, 300)
     for i = 1, reps do
       -- the ready check: the tool sees a change (its restart is not counted)
-      -- (rewritten every 250 ms: a tool may not watch yet, as nodemon for a second or so)
-      local n, k = starts(base), 0
-      if not lib.wait(10000, function()
+      -- (rewritten after 0.5 s, then at growing intervals: a tool may not watch yet, as
+      -- nodemon for a second or so, and one that waits for a quiet spell, as reflex, never
+      -- fires under a steady stream of rewrites)
+      local n, k, interval = starts(base), 0, 500
+      if not lib.wait(12000, function()
         k = k + 1
         lib.write(dir .. "/src/ready.c", ("int ready%d_%d;\n"):format(i, k))
-        return lib.wait(250, function() return starts(base) > n end, 5)
+        local seen = lib.wait(interval, function() return starts(base) > n end, 5)
+        interval = math.min(2000, interval * 1.5)
+        return seen
       end, 1) then
         why = i == 1 and "ready check: no restart" or "no restart at all after it"
         break
