@@ -209,7 +209,9 @@ local function stop(s)
   lib.wait(2000, function() return not uv.kill(s.pid, 0) or s.handle:is_closing() end, 5)
   pcall(uv.kill, -s.pid, "sigkill")
   lib.wait(100)
-  earlier_gen(s.marker, nil, true)
+  -- every process of the session (earlier_gen alone spares those without BENCH_GEN: the
+  -- servers of the server shape)
+  for _, p in ipairs(lib.marked(s.marker)) do uv.kill(p.pid, "sigkill") end
   if not s.handle:is_closing() then s.handle:close() end
   uv.run("nowait")
   os.execute("rm -rf " .. lib.q(s.dir))
@@ -290,18 +292,22 @@ local function floor(shape, n)
   for gen = 1, n do
     lib.write(dir .. "/src/gen.txt", gen .. "\n")
     local t0 = lib.now_ms()
-    local handle = uv.spawn(argv[1], { args = { table.unpack(argv, 2) }, cwd = dir, env = env,
-      detached = true }, function() end)
+    local handle, pid = uv.spawn(argv[1], { args = { table.unpack(argv, 2) }, cwd = dir,
+      env = env, detached = true }, function() end)
     local mine = wait_gen(stampfile, gen)
     if mine and mine.status == "ok" then
       r.started[#r.started + 1] = mine.start - t0
       r.answering[#r.answering + 1] = mine.listen - t0
     end
+    -- its group, whether it stamped or not (a server that had not stamped yet outlived the
+    -- bench once), then whatever left the group
+    if handle then pcall(uv.kill, -pid, "sigkill") end
     earlier_gen(marker, nil, true)
     stamped_alive(stampfile, gen + 1, true)
     lib.wait(2000, function() return lib.port_free(port) end, 1)
     if handle and not handle:is_closing() then handle:close() end
   end
+  for _, p in ipairs(lib.marked(marker)) do uv.kill(p.pid, "sigkill") end
   uv.run("nowait")
   os.execute("rm -rf " .. lib.q(dir))
   return r
