@@ -143,7 +143,8 @@ end
 --- True when 127.0.0.1:port can be bound (nobody listens there).
 M.port_free = bindable
 
-local next_port = 32000 + (uv.os_getpid() * 37) % 8000
+local next_port = 32000 + math.floor(uv.os_getpid() * 37) % 8000 -- an integer: luv 1.44 gives
+-- the pid as a float, and a port of "34423.0" reached the servers' argv
 ---@return integer a port of 127.0.0.1 nobody listens on now
 function M.free_port()
   repeat

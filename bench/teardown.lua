@@ -58,7 +58,7 @@ local function port_listening(port)
   return result
 end
 
-local next_port = 20000 + (uv.os_getpid() * 53) % 10000
+local next_port = 20000 + math.floor(uv.os_getpid() * 53) % 10000 -- an integer (see lib.lua)
 local function free_port()
   repeat
     next_port = next_port >= 31999 and 20000 or next_port + 1
