@@ -172,8 +172,9 @@ function M:changes(events, overflow)
   if self.state.name == "idle" or self.state.name == "stopped" then
     return
   end
-  self.debouncer:push(events, overflow)
+  -- The early stop first: the old tree's teardown starts before the burst is judged.
   self:dispatch({ type = "settling" })
+  self.debouncer:push(events, overflow)
 end
 
 --- A burst of changes is over: restart, unless the loop guard holds it back (its own start
