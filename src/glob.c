@@ -26,8 +26,11 @@
 /* Patterns longer than this are refused (program) or never match (files): wildmatch
  * backtracks, and a bound keeps a hostile .gitignore from stalling the watcher. */
 #define RL_PATTERN_MAX 4096
-/* Brace expansion of one program pattern produces at most this many alternatives. */
+/* Brace expansion of one program pattern produces at most this many alternatives, from at most
+ * this many groups nested at most this deep. */
 #define RL_BRACE_MAX 256
+#define RL_BRACE_GROUPS 64
+#define RL_BRACE_DEPTH 32
 /* .gitignore files larger than this are read only up to it (git refuses files > 100 MiB). */
 #define RL_GITIGNORE_MAX (8 * 1024 * 1024)
 
@@ -424,6 +427,17 @@ static const char *rl_wild_compile(rl_wild_t *w, const char *p, size_t n, int pa
         /* "**" is special only as a whole path segment (git's rule). */
         size_t a = i + run;
         int at_start = i == 0 || p[i - 1] == '/';
+        /* "**" segments in a row ("a/ ** / ** /b") mean what one means, but each would try
+         * every split of the path again: exponential time. One is kept. */
+        while (at_start && a < n && p[a] == '/') {
+          size_t b = a + 1;
+          while (b < n && p[b] == '*')
+            b++;
+          if (b - a - 1 < 2 || (b < n && p[b] != '/'))
+            break;
+          a = b;
+          run = a - i;
+        }
         int at_end = a == n || p[a] == '/' || (p[a] == '\\' && a + 1 < n && p[a + 1] == '/');
         tk->match_slash = (uint8_t)(at_start && at_end);
         tk->zero_dirs = (uint8_t)(at_start && at_end && a < n && p[a] == '/');
@@ -789,76 +803,135 @@ void rl_ignore_free(rl_ignore_t *ig)
   free(ig);
 }
 
-/* Expands the first {a,b} group of s (unescaped) into out; recursion handles the rest. */
-static int rl_brace_expand(const char *s, char **out, size_t *n, const char **why)
+/* Finds the first top-level {…} group of s[0..len) (unescaped) in *open..*close, checking the
+ * whole string on the way. Returns 1 when found, 0 when s has no group, -1 (why) malformed. */
+static int rl_brace_find(const char *s, size_t len, size_t *open, size_t *close, const char **why)
 {
-  size_t len = strlen(s), open = len, close = len;
   int depth = 0;
+  *open = *close = len;
   for (size_t i = 0; i < len; i++) {
     if (s[i] == '\\' && i + 1 < len) {
       i++;
     } else if (s[i] == '{') {
-      if (depth++ == 0)
-        open = i;
+      if (depth == 0 && *open == len)
+        *open = i;
+      if (++depth > RL_BRACE_DEPTH) {
+        *why = "braces nested too deeply (over 32 levels)";
+        return -1;
+      }
     } else if (s[i] == '}') {
       if (depth == 0) {
         *why = "unmatched '}'";
         return -1;
       }
-      if (--depth == 0 && close == len)
-        close = i;
+      if (--depth == 0 && *close == len)
+        *close = i;
     }
   }
   if (depth) {
     *why = "unmatched '{'";
     return -1;
   }
-  if (open == len) {
-    if (*n >= RL_BRACE_MAX) {
-      *why = "too many brace alternatives";
+  return *open < len;
+}
+
+/* Expands every {a,b} group of pattern (nested ones included) into out[0..*n), without
+ * recursion: a work stack of strings, each step replacing the first group of one string by each
+ * of its alternatives. Every string on the stack yields at least one result, so the stack never
+ * holds more than RL_BRACE_MAX; with at most RL_BRACE_GROUPS groups, a pattern costs at most
+ * RL_BRACE_MAX * RL_BRACE_GROUPS steps of RL_PATTERN_MAX bytes. */
+static int rl_brace_expand(const char *pattern, char **out, size_t *n, const char **why)
+{
+  size_t groups = 0;
+  for (const char *c = pattern; *c; c++) {
+    if (*c == '\\' && c[1])
+      c++;
+    else if (*c == '{' && ++groups > RL_BRACE_GROUPS) {
+      *why = "too many brace groups (over 64)";
       return -1;
     }
-    out[(*n)++] = strdup(s);
-    return out[*n - 1] ? 0 : -1;
   }
-  size_t start = open + 1;
-  depth = 0;
-  for (size_t i = open + 1; i <= close; i++) {
-    if (s[i] == '\\' && i + 1 < close) {
-      i++;
+  char *stack[RL_BRACE_MAX];
+  size_t top = 0;
+  int rc = 0;
+  if (!(stack[top++] = strdup(pattern)))
+    return -1;
+  while (top && rc == 0) {
+    char *s = stack[--top];
+    size_t len = strlen(s), open, close;
+    int found = rl_brace_find(s, len, &open, &close, why);
+    if (found <= 0) {
+      if (found == 0 && *n >= RL_BRACE_MAX) {
+        *why = "too many brace alternatives";
+        found = -1;
+      }
+      if (found == 0)
+        out[(*n)++] = s;
+      else
+        free(s);
+      rc = found;
       continue;
     }
-    if (s[i] == '{')
-      depth++;
-    if (s[i] == '}' && i < close)
-      depth--;
-    if ((s[i] == ',' && depth == 0) || i == close) {
-      size_t alt = i - start, tail = len - close - 1;
+    /* The alternatives at depth 0 inside the group, pushed last first so that results keep the
+     * pattern's order. */
+    size_t ends[RL_BRACE_MAX + 1], nalt = 0;
+    int depth = 0;
+    for (size_t i = open + 1; i <= close && nalt <= RL_BRACE_MAX; i++) {
+      if (s[i] == '\\' && i + 1 < close) {
+        i++;
+      } else if (s[i] == '{') {
+        depth++;
+      } else if (s[i] == '}' && i < close) {
+        depth--;
+      } else if ((s[i] == ',' && depth == 0) || i == close) {
+        ends[nalt++] = i;
+      }
+    }
+    if (top + nalt + *n > RL_BRACE_MAX) {
+      *why = "too many brace alternatives";
+      rc = -1;
+    }
+    for (size_t k = nalt; k-- > 0 && rc == 0;) {
+      size_t start = k ? ends[k - 1] + 1 : open + 1;
+      size_t alt = ends[k] - start, tail = len - close - 1;
       char *one = malloc(open + alt + tail + 1);
-      if (!one)
-        return -1;
+      if (!one) {
+        *why = "out of memory";
+        rc = -1;
+        break;
+      }
       memcpy(one, s, open);
       memcpy(one + open, s + start, alt);
       memcpy(one + open + alt, s + close + 1, tail);
       one[open + alt + tail] = '\0';
-      int r = rl_brace_expand(one, out, n, why);
-      free(one);
-      if (r < 0)
-        return -1;
-      start = i + 1;
+      stack[top++] = one;
     }
+    free(s);
   }
-  return 0;
+  while (top)
+    free(stack[--top]);
+  return rc;
 }
 
-int rl_ignore_add(rl_ignore_t *ig, const char *pattern, int braces, char *err, size_t errlen)
+int rl_ignore_add(rl_ignore_t *ig, const char *pattern, size_t len, int braces, char *err,
+                  size_t errlen)
 {
   char *alts[RL_BRACE_MAX];
   size_t n = 0;
   const char *why = "out of memory";
   int rc = 0;
-  if (!*pattern) {
+  /* A NUL would cut the pattern short where C reads it; the length bound comes before any work
+   * on the pattern, brace expansion included. */
+  if (!len) {
     snprintf(err, errlen, "empty pattern");
+    return -1;
+  }
+  if (memchr(pattern, '\0', len)) {
+    snprintf(err, errlen, "NUL byte in pattern '%.80s%s'", pattern, strlen(pattern) > 80 ? "..." : "");
+    return -1;
+  }
+  if (len > RL_PATTERN_MAX) {
+    snprintf(err, errlen, "pattern too long (over %d bytes)", RL_PATTERN_MAX);
     return -1;
   }
   if (braces) {
@@ -879,7 +952,7 @@ int rl_ignore_add(rl_ignore_t *ig, const char *pattern, int braces, char *err, s
   for (size_t i = 0; i < n; i++)
     free(alts[i]);
   if (rc < 0)
-    snprintf(err, errlen, "%s in pattern '%s'", why, pattern);
+    snprintf(err, errlen, "%s in pattern '%.80s%s'", why, pattern, len > 80 ? "..." : "");
   return rc;
 }
 
@@ -954,6 +1027,10 @@ int rl_ignore_path(rl_ignore_t *ig, const char *given, size_t len, int is_dir)
   const rl_ilist_t **stack = small;
   size_t cap = 32, depth = 0;
   int result = 0;
+  /* No file name holds a NUL, and the matcher reads NUL-terminated text: such a path would be
+   * read short by one part and in full by another. */
+  if (memchr(given, '\0', len))
+    return 0;
   while (len && given[len - 1] == '/')
     len--;
   /* The matcher reads NUL-terminated text: each parent is cut out in a copy. */
@@ -1000,10 +1077,12 @@ typedef struct {
 } rl_glob_ud_t;
 
 /* Adds one program pattern or raises with the reason. */
-static void rl_glob_add_or_raise(lua_State *L, rl_ignore_t *ig, const char *pattern, int braces)
+static void rl_glob_add_or_raise(lua_State *L, rl_ignore_t *ig, int idx, int braces)
 {
   char err[256];
-  if (rl_ignore_add(ig, pattern, braces, err, sizeof err) < 0)
+  size_t len;
+  const char *pattern = lua_tolstring(L, idx, &len);
+  if (rl_ignore_add(ig, pattern, len, braces, err, sizeof err) < 0)
     luaL_error(L, "bad glob: %s", err);
 }
 
@@ -1011,7 +1090,7 @@ static void rl_glob_add_or_raise(lua_State *L, rl_ignore_t *ig, const char *patt
 static void rl_glob_add_list(lua_State *L, rl_ignore_t *ig, int idx, int braces, const char *what)
 {
   if (lua_type(L, idx) == LUA_TSTRING) {
-    rl_glob_add_or_raise(L, ig, lua_tostring(L, idx), braces);
+    rl_glob_add_or_raise(L, ig, idx, braces);
     return;
   }
   if (lua_isnoneornil(L, idx))
@@ -1023,7 +1102,7 @@ static void rl_glob_add_list(lua_State *L, rl_ignore_t *ig, int idx, int braces,
     if (lua_type(L, -1) != LUA_TSTRING)
       luaL_error(L, "bad glob: entry %d of the list is a %s, not a string", (int)i,
                  luaL_typename(L, -1));
-    rl_glob_add_or_raise(L, ig, lua_tostring(L, -1), braces);
+    rl_glob_add_or_raise(L, ig, lua_gettop(L), braces);
     lua_pop(L, 1);
   }
 }
@@ -1062,12 +1141,21 @@ static int rl_glob_new(lua_State *L)
   return 1;
 }
 
+/* A path argument: a string without NUL bytes (no file name has one). */
+static const char *rl_check_path(lua_State *L, int idx, size_t *len)
+{
+  const char *path = luaL_checklstring(L, idx, len);
+  if (memchr(path, '\0', *len))
+    luaL_argerror(L, idx, "path contains a NUL byte");
+  return path;
+}
+
 /* handle:method(path[, is_dir]) -> boolean for a handle of metatable mt. */
 static int rl_glob_decide(lua_State *L, const char *mt)
 {
   rl_ignore_t *ig = rl_check_glob(L, 1, mt);
   size_t len;
-  const char *path = luaL_checklstring(L, 2, &len);
+  const char *path = rl_check_path(L, 2, &len);
   lua_pushboolean(L, rl_ignore_path(ig, path, len, lua_toboolean(L, 3)));
   return 1;
 }
@@ -1082,13 +1170,12 @@ static int rl_glob_match(lua_State *L)
 static int rl_glob_match_once(lua_State *L)
 {
   luaL_checkstring(L, 1);
-  luaL_checkstring(L, 2);
+  size_t len;
+  const char *path = rl_check_path(L, 2, &len);
   lua_pushcfunction(L, rl_glob_new);
   lua_pushvalue(L, 1);
   lua_call(L, 1, 1);
   rl_ignore_t *ig = rl_check_glob(L, -1, RL_GLOB_MT);
-  size_t len;
-  const char *path = lua_tolstring(L, 2, &len);
   lua_pushboolean(L, rl_ignore_path(ig, path, len, lua_toboolean(L, 3)));
   return 1;
 }

@@ -30,9 +30,11 @@ typedef struct rl_ignore rl_ignore_t;
 rl_ignore_t *rl_ignore_new(const char *root, int gitignore, int defaults);
 void rl_ignore_free(rl_ignore_t *ig);
 
-/* Adds one gitignore-syntax pattern to the program's list (highest precedence). braces: expand
- * {a,b} alternatives first. Returns 0, or -1 with a message in err for a malformed pattern. */
-int rl_ignore_add(rl_ignore_t *ig, const char *pattern, int braces, char *err, size_t errlen);
+/* Adds one gitignore-syntax pattern (len bytes) to the program's list (highest precedence).
+ * braces: expand {a,b} alternatives first. Returns 0, or -1 with a message in err for a
+ * malformed pattern (a NUL byte, over 4096 bytes, too many or too deep braces). */
+int rl_ignore_add(rl_ignore_t *ig, const char *pattern, size_t len, int braces, char *err,
+                  size_t errlen);
 
 /* The rules of dir/.gitignore (dir relative, "" the root), read once and cached; NULL when the
  * directory has none. exists: 0 = known not to exist, 1 = exists or unknown. */
@@ -51,7 +53,8 @@ void rl_ignore_forget(rl_ignore_t *ig, const char *dir, size_t len);
 int rl_ignore_decide(const rl_ignore_t *ig, const rl_ilist_t *const *stack, size_t depth,
                      const char *path, size_t len, int is_dir);
 
-/* The full decision for a path: a path inside an ignored directory is ignored, as in git. */
+/* The full decision for a path: a path inside an ignored directory is ignored, as in git. A path
+ * holding a NUL byte is never ignored (no file has such a name). */
 int rl_ignore_path(rl_ignore_t *ig, const char *path, size_t len, int is_dir);
 
 /* Lua side (glob.c): builds an rl_ignore_t from the options table at idx (patterns_key, defaults,
