@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "longpath.h"
 
 /* Patterns longer than this are refused (program) or never match (files): wildmatch
  * backtracks, and a bound keeps a hostile .gitignore from stalling the watcher. */
@@ -31,8 +32,10 @@
 #define RL_BRACE_MAX 256
 #define RL_BRACE_GROUPS 64
 #define RL_BRACE_DEPTH 32
-/* .gitignore files larger than this are read only up to it (git refuses files > 100 MiB). */
-#define RL_GITIGNORE_MAX (8 * 1024 * 1024)
+/* A rules file larger than this is not read at all (a partial read would cut a line, and so
+ * change a pattern); git 2.39 reads any size, newer git versions refuse pattern and attribute
+ * files over 100 MiB as well. */
+#define RL_GITIGNORE_MAX (100 * 1024 * 1024)
 
 /* String map ---------------------------------------------------------------------------------- */
 
@@ -701,19 +704,21 @@ static int rl_ilist_parse(rl_ilist_t *l, char *buf, size_t size)
   return 0;
 }
 
-/* Reads a rules file; NULL if it is missing, unreadable or a symbolic link (git, since 2.32,
- * does not follow in-tree .gitignore symlinks). */
-static rl_ilist_t *rl_ilist_read(const char *file, const char *base, size_t baselen)
+/* Reads a rules file whole; NULL if it is missing, unreadable, not a regular file (a FIFO would
+ * block the open and every read), over RL_GITIGNORE_MAX, or, unless follow, a symbolic link:
+ * git (since 2.32) does not follow in-tree .gitignore symlinks, but does follow
+ * .git/info/exclude. */
+static rl_ilist_t *rl_ilist_read(const char *file, const char *base, size_t baselen, int follow)
 {
-  int fd = open(file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  int fd = rl_open_long(file, O_RDONLY | O_NONBLOCK | (follow ? 0 : O_NOFOLLOW));
   if (fd < 0)
     return NULL;
   struct stat st;
-  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > RL_GITIGNORE_MAX) {
     close(fd);
     return NULL;
   }
-  size_t size = st.st_size > RL_GITIGNORE_MAX ? RL_GITIGNORE_MAX : (size_t)st.st_size;
+  size_t size = (size_t)st.st_size;
   char *buf = malloc(size + 1);
   rl_ilist_t *l = buf ? rl_ilist_new(base, baselen) : NULL;
   size_t got = 0;
@@ -780,7 +785,7 @@ rl_ignore_t *rl_ignore_new(const char *root, int gitignore, int defaults)
     char *file = malloc(n);
     if (file) {
       snprintf(file, n, "%s/.git/info/exclude", ig->root);
-      ig->exclude = rl_ilist_read(file, "", 0);
+      ig->exclude = rl_ilist_read(file, "", 0, 1);
       free(file);
     }
   }
@@ -970,7 +975,7 @@ const rl_ilist_t *rl_ignore_dir(rl_ignore_t *ig, const char *dir, size_t len, in
     if (!file)
       return NULL;
     snprintf(file, n, "%s/%.*s%s.gitignore", ig->root, (int)len, dir, len ? "/" : "");
-    l = rl_ilist_read(file, dir, len);
+    l = rl_ilist_read(file, dir, len, 0);
     free(file);
   }
   int oom;

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -27,6 +28,7 @@
 
 #include "core.h"
 #include "glob.h"
+#include "longpath.h"
 
 #define RL_WATCHER_MT "reload.Watcher"
 #define RL_WATCH_MASK                                                                          \
@@ -455,16 +457,23 @@ static int rl_snap_add(rl_snap_t *s, const char *path, size_t len, const struct 
 }
 
 /* Walks the directory in abs (rel inside it) for a snapshot: every entry that is not ignored,
- * lstat'ed; directories (not symlinks to them) recursed. */
+ * lstat'ed; directories (not symlinks to them) recursed. at, name: the directory relative to its
+ * parent's descriptor, so that no path is ever longer than a name (abs may pass PATH_MAX); at <
+ * 0: open abs itself. */
 static void rl_poll_walk(rl_watcher_t *w, rl_snap_t *s, rl_buf_t *abs, size_t rel_off,
-                         size_t depth)
+                         size_t depth, int at, const char *name)
 {
   size_t len = abs->len;
   const char *rel = abs->s + rel_off;
   size_t rellen = len > rel_off ? len - rel_off : 0;
-  DIR *dir = opendir(abs->s);
-  if (!dir)
+  int fd = at < 0 ? rl_open_long(abs->s, O_RDONLY | O_DIRECTORY)
+                  : openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  DIR *dir = fd < 0 ? NULL : fdopendir(fd);
+  if (!dir) {
+    if (fd >= 0)
+      close(fd);
     return;
+  }
   s->dirs++;
   if (rl_grow((void **)&w->stack, &w->stackcap, depth + 2, sizeof *w->stack) < 0) {
     closedir(dir);
@@ -479,7 +488,7 @@ static void rl_poll_walk(rl_watcher_t *w, rl_snap_t *s, rl_buf_t *abs, size_t re
                                                        strlen(de->d_name)) < 0)
       break;
     struct stat st;
-    if (lstat(abs->s, &st) < 0)
+    if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
       continue;
     int is_dir = S_ISDIR(st.st_mode);
     rel = abs->s + rel_off;
@@ -487,7 +496,7 @@ static void rl_poll_walk(rl_watcher_t *w, rl_snap_t *s, rl_buf_t *abs, size_t re
       continue;
     rl_snap_add(s, rel, abs->len - rel_off, &st);
     if (is_dir)
-      rl_poll_walk(w, s, abs, rel_off, depth + 1);
+      rl_poll_walk(w, s, abs, rel_off, depth + 1, dirfd(dir), de->d_name);
   }
   closedir(dir);
   abs->len = len;
@@ -548,7 +557,7 @@ static void rl_poll_scan(rl_watcher_t *w, rl_wdir_t *d, int report)
     size_t depth = rl_watch_stack(w, rel.s, rel.len);
     size_t rel_off = w->rootlen + 1;
     /* depth - 1: rl_poll_walk pushes d's own list itself */
-    rl_poll_walk(w, s, &abs, rel_off, depth ? depth - 1 : 0);
+    rl_poll_walk(w, s, &abs, rel_off, depth ? depth - 1 : 0, -1, NULL);
     rl_sort_snap = s;
     if (s->n) /* an empty directory has no array, and qsort's may not be NULL */
       qsort(s->e, s->n, sizeof *s->e, rl_pent_cmp);
@@ -632,12 +641,30 @@ static void rl_watch_enospc(rl_watcher_t *w, const char *rel)
                    *rel ? rel : ".", limit);
 }
 
+/* inotify_add_watch for a directory path of any length: past PATH_MAX, the directory is opened
+ * in parts (O_NOFOLLOW in place of IN_DONT_FOLLOW) and watched through /proc/self/fd. */
+static int rl_inotify_add(int ifd, const char *abs, uint32_t mask)
+{
+  if (strlen(abs) < PATH_MAX)
+    return inotify_add_watch(ifd, abs, mask);
+  int fd = rl_open_long(abs, O_PATH | O_DIRECTORY | O_NOFOLLOW);
+  if (fd < 0)
+    return -1;
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  int wd = inotify_add_watch(ifd, proc, mask & ~(uint32_t)IN_DONT_FOLLOW);
+  int err = errno;
+  close(fd);
+  errno = err;
+  return wd;
+}
+
 /* Adds the inotify watch of a new record d (abs is its path). Returns 0, or -1 when d is not
  * watched by inotify (then it is polled, or dropped: already watched elsewhere, gone). */
 static int rl_watch_add(rl_watcher_t *w, rl_wdir_t *d, const char *abs, const char *rel,
                         int report)
 {
-  int wd = inotify_add_watch(w->fd, abs, RL_WATCH_MASK);
+  int wd = rl_inotify_add(w->fd, abs, RL_WATCH_MASK);
   if (wd < 0) {
     if (errno == ENOSPC) {
       rl_watch_enospc(w, rel);
@@ -683,7 +710,7 @@ static int rl_read_dir(const char *abs, char *dents, rl_listing_t *ls)
 {
   ls->len = 0;
   ls->has_gitignore = 0;
-  int fd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = rl_open_long(abs, O_RDONLY | O_DIRECTORY);
   if (fd < 0)
     return -1;
   ssize_t n;
@@ -1064,7 +1091,7 @@ static int rl_mtime_changed(const char *root, const char *rel)
     return 1;
   sprintf(abs, "%s/%s", root, rel);
   struct stat st;
-  int r = lstat(abs, &st);
+  int r = rl_lstat_long(abs, &st);
   free(abs);
   if (r < 0)
     return 0;

@@ -362,6 +362,36 @@ describe("core.watch", function()
     end)
   end)
 
+  describe("deep trees", function()
+    -- 45 directories of 100-byte names: 4,545 path bytes, more than PATH_MAX (4096). bash can
+    -- cd that deep (dash cannot).
+    local NAME = ("d"):rep(100)
+    local LEVELS = 45
+    local function deep(root, cmd)
+      local code, out, err = helpers.run({ "bash", "-c", ("cd %s && for i in $(seq %d); do "
+        .. "if [ ! -d %s ]; then mkdir %s || exit 1; fi; cd %s || exit 1; done && %s")
+        :format(helpers.shell_quote(root), LEVELS, NAME, NAME, NAME, cmd) })
+      assert(code == 0, cmd .. ": " .. out .. err)
+    end
+
+    for _, backend in ipairs({ "inotify", "poll" }) do
+      it("are watched and read past 4096 path bytes (" .. backend .. ")", function()
+        local dir = helpers.tmpdir()
+        deep(dir, "echo ignored.txt > .gitignore")
+        rec = watch(dir, { backend = backend, poll_interval_ms = 20 })
+        local st = rec.w:stats()
+        assert.are.equal(LEVELS + 1, st.dirs, rec.errors[1])
+        assert.are.same({}, rec.errors)
+        deep(dir, "echo x > ignored.txt && echo x > new.txt && mkdir sub && echo x > sub/f")
+        local rel = (NAME .. "/"):rep(LEVELS)
+        rec.wait("create", rel .. "new.txt")
+        rec.wait("create", rel .. "sub/f")
+        assert.is_nil(rec.find("create", rel .. "ignored.txt"), "the deep .gitignore was not read")
+        assert.are.same({}, rec.errors)
+      end)
+    end
+  end)
+
   describe("contract", function()
     it("returns nil, message, code when the root is missing", function()
       local w, err, code = core.watch({ root = "/nonexistent/reload", on_events = print })
