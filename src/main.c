@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "core.h"
+#include "keeper_proto.h"
 
 /* An error raised inside a luv or core callback is reported with its traceback and the program
  * goes on: stock luv would exit(-1), which would leave every service tree to its keeper. */
@@ -117,7 +118,7 @@ static int rl_traceback(lua_State *L)
 
 int main(int argc, char **argv)
 {
-  if (argc > 1 && strcmp(argv[1], "--keeper-v1") == 0)
+  if (argc > 1 && strcmp(argv[1], RL_KEEPER_MODE) == 0)
     return rl_keeper_main(argc, argv);
 
   uv_loop_t *loop = uv_default_loop();

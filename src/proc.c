@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "keeper_proto.h"
 
 #define RL_PROCESS_MT "reload.Process"
 
@@ -55,7 +56,7 @@ struct rl_proc_s {
   int stop_signal, grace_ms;
   int pid, pgid, keeper_pid;
   int have_main, main_code, main_signal;
-  int spawn_errno;
+  int spawn_errno, spawn_stage; /* "error STAGE ERRNO": the command never ran */
   int forced, fallback, tree_empty, keeper_done, keeper_status, keeper_signal, cancelled;
   int held, has_cmd, went; /* spawned with hold; with a cmd; go() called */
   int ctl_open, sweeping, sweep_ticks, finishing, finished, detached, failed;
@@ -192,28 +193,29 @@ static void rl_ctl_written(uv_write_t *req, int status)
   free(req->data);
 }
 
-/* Sends a line (text without its newline) and then len bytes of data (for "go N"). */
-static void rl_ctl_send_data(rl_proc_t *p, const char *text, const char *data, size_t len)
+/* Sends msg's line and then len bytes of data (for "go N"). */
+static void rl_ctl_send_data(rl_proc_t *p, const rl_msg_t *msg, const char *data, size_t len)
 {
   if (!p->ctl_open || p->finishing)
     return;
-  size_t tlen = strlen(text);
-  rl_ctl_write_t *w = malloc(sizeof *w + tlen + 1 + len);
+  char line[64];
+  size_t tlen = rl_msg_format(line, sizeof line, msg);
+  rl_ctl_write_t *w = tlen ? malloc(sizeof *w + tlen + len) : NULL;
   if (!w)
     return;
-  memcpy(w->text, text, tlen);
-  w->text[tlen] = '\n';
+  memcpy(w->text, line, tlen);
   if (len)
-    memcpy(w->text + tlen + 1, data, len);
+    memcpy(w->text + tlen, data, len);
   w->req.data = w;
-  uv_buf_t buf = uv_buf_init(w->text, (unsigned)(tlen + 1 + len));
+  uv_buf_t buf = uv_buf_init(w->text, (unsigned)(tlen + len));
   if (uv_write(&w->req, (uv_stream_t *)&p->ctl, &buf, 1, rl_ctl_written) < 0)
     free(w);
 }
 
-static void rl_ctl_send(rl_proc_t *p, const char *text)
+static void rl_ctl_send(rl_proc_t *p, rl_verb_t verb, long long a, long long b)
 {
-  rl_ctl_send_data(p, text, NULL, 0);
+  rl_msg_t msg = {verb, {a, b}};
+  rl_ctl_send_data(p, &msg, NULL, 0);
 }
 
 /* ---- finishing ---------------------------------------------------------------------------- */
@@ -240,6 +242,10 @@ static void rl_close_handle(rl_proc_t *p, uv_handle_t *h)
 
 static int rl_exit_status(const rl_proc_t *p)
 {
+  /* As env(1) and the shells: 127 not found, 126 not executable, 125 the keeper itself failed
+   * (its setup, or the fork). */
+  if (p->spawn_errno && p->spawn_stage != RL_STAGE_EXEC)
+    return 125;
   if (p->spawn_errno)
     return p->spawn_errno == ENOENT ? 127 : 126;
   if (p->have_main && p->main_signal > 0)
@@ -279,7 +285,9 @@ static void rl_push_exit_event(rl_proc_t *p)
   }
   if (p->spawn_errno) {
     int err = -p->spawn_errno;
-    lua_pushfstring(L, "%s: %s", uv_err_name(err), uv_strerror(err));
+    static const char *const stage[RL_STAGE_COUNT] = {
+      [RL_STAGE_SETUP] = "keeper setup: ", [RL_STAGE_FORK] = "fork: ", [RL_STAGE_EXEC] = ""};
+    lua_pushfstring(L, "%s%s: %s", stage[p->spawn_stage], uv_err_name(err), uv_strerror(err));
     lua_setfield(L, -2, "spawn_error");
   }
 }
@@ -488,29 +496,31 @@ static void rl_on_main_exit(rl_proc_t *p, int code, int sig)
 
 static void rl_on_line(rl_proc_t *p, const char *line)
 {
-  int a, b;
-  long long us;
+  rl_msg_t m;
   if (p->detached)
     return;
-  if (sscanf(line, "started %d %d", &a, &b) == 2) {
-    rl_on_started(p, a, b);
-  } else if (sscanf(line, "exec-error %d", &a) == 1) {
-    p->spawn_errno = a;
-  } else if (sscanf(line, "main-exit %d %d", &a, &b) == 2) {
-    rl_on_main_exit(p, a, b);
-  } else if (strcmp(line, "stopping") == 0) {
+  switch (rl_msg_parse(line, &m)) {
+  case RL_MSG_STARTED: rl_on_started(p, (int)m.arg[0], (int)m.arg[1]); break;
+  case RL_MSG_ERROR:
+    p->spawn_stage = (int)m.arg[0];
+    p->spawn_errno = (int)m.arg[1] > 0 ? (int)m.arg[1] : EINVAL;
+    break;
+  case RL_MSG_MAIN_EXIT: rl_on_main_exit(p, (int)m.arg[0], (int)m.arg[1]); break;
+  case RL_MSG_STOPPING:
     if (p->state < RL_STOPPING)
       p->state = RL_STOPPING;
     rl_emit_simple(p, "stopping");
-  } else if (strcmp(line, "forcing") == 0) {
+    break;
+  case RL_MSG_FORCING:
     p->state = RL_FORCING;
     p->forced = 1;
     rl_emit_simple(p, "forcing");
-  } else if (sscanf(line, "tree-empty %d %lld", &a, &us) == 2) {
+    break;
+  case RL_MSG_TREE_EMPTY:
     p->tree_empty = 1;
-    p->forced = a;
+    p->forced = m.arg[0] != 0;
     p->empty_ns = uv_hrtime();
-    p->keeper_duration_ms = us >= 0 ? (double)us / 1000.0 : -1;
+    p->keeper_duration_ms = m.arg[1] >= 0 ? (double)m.arg[1] / 1000.0 : -1;
     /* Every process of the tree is reaped, so whatever it held (ports) is free: a restart
      * need not wait for the keeper's own exit and reload's handles ("exit"). */
     if (!p->spawn_errno) { /* a run that never started is reported once, by "exit" */
@@ -519,12 +529,14 @@ static void rl_on_line(rl_proc_t *p, const char *line)
       lua_setfield(p->L, -2, "forced");
       rl_callback(p, p->event_ref);
     }
-  } else if (strcmp(line, "held") == 0) {
-    rl_emit_simple(p, "held");
-  } else if (strcmp(line, "cancelled") == 0) {
+    break;
+  case RL_MSG_HELD: rl_emit_simple(p, "held"); break;
+  case RL_MSG_CANCELLED:
     p->cancelled = 1;
     p->tree_empty = 1;
     p->empty_ns = uv_hrtime();
+    break;
+  default: break; /* not a line of the protocol */
   }
 }
 
@@ -740,24 +752,24 @@ static char **rl_keeper_argv(lua_State *L, const rl_spawn_opts_t *o, rl_proc_t *
   char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(ncmd + 20), 0);
   int n = 0;
   argv[n++] = (char *)keeper;
-  argv[n++] = "--keeper-v1";
-  argv[n++] = "--parent-pid";
+  argv[n++] = RL_KEEPER_MODE;
+  argv[n++] = RL_KOPT_PARENT_PID;
   argv[n++] = (char *)lua_pushfstring(L, "%d", (int)getpid());
-  argv[n++] = "--run-id";
+  argv[n++] = RL_KOPT_RUN_ID;
   argv[n++] = p->run_id;
-  argv[n++] = "--signal";
+  argv[n++] = RL_KOPT_SIGNAL;
   argv[n++] = (char *)lua_pushfstring(L, "%d", o->stop_signal);
-  argv[n++] = "--grace";
+  argv[n++] = RL_KOPT_GRACE;
   argv[n++] = (char *)lua_pushfstring(L, "%d", o->grace_ms);
   /* reload gone: the tree goes within a second even when the run's grace is longer. */
-  argv[n++] = "--orphan-grace";
+  argv[n++] = RL_KOPT_ORPHAN_GRACE;
   argv[n++] = (char *)lua_pushfstring(L, "%d", o->grace_ms < 1000 ? o->grace_ms : 1000);
   if (o->use_setsid)
-    argv[n++] = "--setsid";
+    argv[n++] = RL_KOPT_SETSID;
   if (o->kill_tree)
-    argv[n++] = "--kill-tree";
+    argv[n++] = RL_KOPT_KILL_TREE;
   if (o->hold)
-    argv[n++] = "--hold";
+    argv[n++] = RL_KOPT_HOLD;
   argv[n++] = "--";
   if (o->shell_cmd) {
     argv[n++] = "/bin/sh";
@@ -792,7 +804,7 @@ static char **rl_keeper_env(lua_State *L, const rl_spawn_opts_t *o)
     lua_pop(L, 1);
   }
   for (char **e = environ; *e; e++)
-    if (strncmp(*e, "RELOAD_KEEPER_", 14) == 0)
+    if (strncmp(*e, RL_KEEPER_HOOK_PREFIX, strlen(RL_KEEPER_HOOK_PREFIX)) == 0)
       env[k++] = *e;
   env[k] = NULL;
   return env;
@@ -942,9 +954,7 @@ static void rl_stop(rl_proc_t *p, int sig, int grace_ms)
   if (!rl_active(p) || p->stop_ns)
     return;
   p->stop_ns = uv_hrtime();
-  char cmd[64];
-  snprintf(cmd, sizeof cmd, "term %d %d", sig, grace_ms);
-  rl_ctl_send(p, cmd);
+  rl_ctl_send(p, RL_MSG_TERM, sig, grace_ms);
   rl_arm_watchdog(p, grace_ms);
 }
 
@@ -1007,7 +1017,7 @@ static int rl_proc_go(lua_State *L)
   if (rl_active(p) && !p->stop_ns && !p->went) {
     p->went = 1;
     if (!cmd) {
-      rl_ctl_send(p, "go");
+      rl_ctl_send(p, RL_MSG_GO, 0, 0);
     } else {
       luaL_Buffer b;
       luaL_buffinit(L, &b);
@@ -1035,9 +1045,8 @@ static int rl_proc_go(lua_State *L)
       luaL_pushresult(&b);
       size_t len;
       const char *data = lua_tolstring(L, -1, &len);
-      char line[32];
-      snprintf(line, sizeof line, "go %zu", len);
-      rl_ctl_send_data(p, line, data, len);
+      rl_msg_t msg = {RL_MSG_GO_DATA, {(long long)len, 0}};
+      rl_ctl_send_data(p, &msg, data, len);
     }
   }
   lua_pushboolean(L, 1);
@@ -1051,7 +1060,7 @@ static int rl_proc_kill(lua_State *L)
   if (rl_active(p)) {
     if (!p->stop_ns)
       p->stop_ns = uv_hrtime();
-    rl_ctl_send(p, "kill");
+    rl_ctl_send(p, RL_MSG_KILL, 0, 0);
     rl_arm_watchdog(p, 0);
   }
   lua_pushboolean(L, 1);
@@ -1061,15 +1070,13 @@ static int rl_proc_kill(lua_State *L)
 /* p:signal(sig, scope = "group") -> true   scope: "main" | "group" | "tree"; no teardown */
 static int rl_proc_signal(lua_State *L)
 {
-  static const char *const scopes[] = {"main", "group", "tree", NULL};
+  static const char *const scopes[] = {
+    [RL_SCOPE_MAIN] = "main", [RL_SCOPE_GROUP] = "group", [RL_SCOPE_TREE] = "tree", NULL};
   rl_proc_t *p = rl_check_process(L, 1);
   int sig = rl_check_signal(L, 2);
   int scope = luaL_checkoption(L, 3, "group", scopes);
-  if (rl_active(p)) {
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "signal %d %s", sig, scopes[scope]);
-    rl_ctl_send(p, cmd);
-  }
+  if (rl_active(p))
+    rl_ctl_send(p, RL_MSG_SIGNAL, sig, scope);
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -56,11 +56,13 @@ function core._timer_probe(ms, fn) end
 ---@field pgid? integer "started": its process group
 ---@field code? integer "main-exit", "exit": the main command's exit code (nil if killed)
 ---@field signal? integer "main-exit", "exit": the signal that killed it
----@field status? integer "exit": code, or 128+signal, or 127/126 with spawn_error
+---@field status? integer "exit": code, or 128+signal; with spawn_error 127 (not found), 126
+--- (not executable) or 125 (the keeper could not start it: its setup or the fork failed)
 ---@field forced? boolean "tree-empty", "exit": SIGKILL was needed
 ---@field duration_ms? number "exit": stop request -> tree empty; nil if it ended on its own
 ---@field fallback? boolean "exit": the keeper died; reload's own sweep was used
----@field spawn_error? string "exit": "ENOENT: no such file or directory" when exec failed
+---@field spawn_error? string "exit": the command never ran: "ENOENT: no such file or
+--- directory" when exec failed, "fork: EAGAIN: ..." or "keeper setup: ESRCH: ..." otherwise
 ---@field cancelled? boolean "exit": a held run stopped before go(); the command never ran
 
 ---@class reload.ProcessInfo
