@@ -17,7 +17,7 @@
  * --hold sets up, then waits for "go" before starting the command, which "go N" may give (so the
  * command after "--" is optional): reload keeps a keeper ready for the next run, so that a
  * restart does not wait for the keeper's own exec. The test switches (RELOAD_KEEPER_*) are read,
- * then removed from the keeper's environment.
+ * then removed from every environment a command gets, including one sent with "go N".
  *
  * The teardown path uses static buffers only: it must work when memory is short, and it runs
  * often enough that a leak would matter.
@@ -524,6 +524,18 @@ static void rl_exec(char **argv)
   }
 }
 
+/* Drops the test switches from env (in place): they are the keeper's, and env may be one that
+ * reload sent with "go N" rather than the keeper's own, which lost them at start. */
+static void rl_drop_hooks(char **env)
+{
+  size_t plen = strlen(RL_KEEPER_HOOK_PREFIX);
+  char **out = env;
+  for (char **e = env; *e; e++)
+    if (strncmp(*e, RL_KEEPER_HOOK_PREFIX, plen) != 0)
+      *out++ = *e;
+  *out = NULL;
+}
+
 static void rl_child(const rl_keeper_t *k, int errfd) __attribute__((noreturn));
 
 static void rl_child(const rl_keeper_t *k, int errfd)
@@ -536,6 +548,7 @@ static void rl_child(const rl_keeper_t *k, int errfd)
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != k->self)
     _exit(127);
+  rl_drop_hooks(environ);
   if (k->run_id)
     setenv("RELOAD_RUN", k->run_id, 1);
   rl_cloexec_from(3);
@@ -633,10 +646,7 @@ static void rl_read_hooks(rl_keeper_t *k)
   k->scan_only = e && strcmp(e, "scan") == 0;
   const char *delay = getenv(RL_HOOK_DELAY);
   k->delay_ms = delay ? atoi(delay) : 0;
-  unsetenv(RL_HOOK_NO_PDEATHSIG);
-  unsetenv(RL_HOOK_NO_EOF);
-  unsetenv(RL_HOOK_ENUM);
-  unsetenv(RL_HOOK_DELAY);
+  rl_drop_hooks(environ);
   char probe[64];
   snprintf(probe, sizeof probe, "/proc/%d/task/%d/children", (int)k->self, (int)k->self);
   if (access(probe, R_OK) != 0) /* kernel without CONFIG_PROC_CHILDREN */

@@ -773,6 +773,44 @@ describe("tree-empty", function()
   end)
 end)
 
+describe("the keeper's test switches (RELOAD_KEEPER_*)", function()
+  local function command_env(run, out)
+    wait_exit(run)
+    assert.are.equal(0, run.exit.status, tostring(run.exit.spawn_error))
+    return table.concat(out)
+  end
+
+  it("never reach the command, whatever environment go() brings", function()
+    -- Spawned with an environment: the keeper reads and drops them (it always did).
+    local out = {}
+    local function collect(c) out[#out + 1] = c end
+    local run = start({ cmd = "env", stdout = "pipe", on_stdout = collect },
+      "RELOAD_KEEPER_ENUM=scan")
+    assert.is_nil(command_env(run, out):find("RELOAD_KEEPER_", 1, true))
+    -- Held, then go{ cmd, env }: the environment of a restart (the spare keeper).
+    out = {}
+    run = start({ hold = true, stdout = "pipe", on_stdout = function(c) out[#out + 1] = c end })
+    wait_event(run, "held")
+    run.p:go({ cmd = "env", env = env_with(run.marker, "RELOAD_KEEPER_ENUM=scan",
+      "RELOAD_KEEPER_NO_EOF=1") })
+    local env = command_env(run, out)
+    assert.is_truthy(env:find(run.marker, 1, true))
+    assert.is_nil(env:find("RELOAD_KEEPER_", 1, true), env)
+    -- Held, then go{ cmd } with reload's own environment, which carries a switch.
+    uv.os_setenv("RELOAD_KEEPER_ENUM", "scan")
+    local ok, err = pcall(function()
+      out = {}
+      run = start({ hold = true, stdout = "pipe", on_stdout = function(c) out[#out + 1] = c end })
+      wait_event(run, "held")
+      run.p:go({ cmd = "env" })
+      env = command_env(run, out)
+    end)
+    uv.os_unsetenv("RELOAD_KEEPER_ENUM")
+    assert(ok, err)
+    assert.is_nil(env:find("RELOAD_KEEPER_", 1, true), env)
+  end)
+end)
+
 describe("a keeper that cannot start the command", function()
   local keeper = helpers.build_dir .. "/lib/reload/reload-keeper"
 
