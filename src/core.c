@@ -1,7 +1,7 @@
 /*
  * core.c: the reload.core module table, and the few helpers every primitive shares (the error
- * contract, callback calls, leak counters). The primitives themselves live in proc.c, glob.c and
- * watch.c; this file knows only that they exist.
+ * contract, callback calls, leak counters). The primitives themselves live in proc.c, glob.c,
+ * watch.c and file.c; this file knows only that they exist.
  */
 #include "core.h"
 
@@ -132,5 +132,6 @@ int luaopen_reload_core(lua_State *L)
   rl_proc_open(L);
   rl_glob_open(L);
   rl_watch_open(L);
+  rl_file_open(L);
   return 1;
 }

@@ -35,6 +35,7 @@ extern const char *rl_self_exe;
 void rl_proc_open(lua_State *L);
 void rl_glob_open(lua_State *L);
 void rl_watch_open(lua_State *L);
+void rl_file_open(lua_State *L);
 
 /* Keeper mode of the multi-call executable (keeper.c): `reload --keeper-v1 ...`. */
 #include "keeper.h"

@@ -16,13 +16,13 @@
 local M = {}
 M.__index = M
 
+local changes = require("reload.changes")
 local log = require("reload.log")
 local ports = require("reload.ports")
 
 M.backoff_base_ms = 250
 M.backoff_max_ms = 10000
 M.stable_ms = 10000
-M.changed_env_max = 100
 M.spare_delay_ms = 50 -- after a start, before the next run's keeper is spawned
 
 ---@class reload.Service
@@ -77,7 +77,7 @@ end
 -- Environment -------------------------------------------------------------------------------
 
 --- The environment of this service's commands: reload's own, the service's env, and
---- RELOAD_SERVICE / RELOAD_CHANGED / RELOAD_CHANGED_FILE.
+--- RELOAD_SERVICE / RELOAD_CHANGED / RELOAD_CHANGED_FILE (reload.changes).
 function M:environment(changed)
   local env = {}
   for k, v in pairs(self.base_env) do
@@ -87,15 +87,7 @@ function M:environment(changed)
     env[k] = v
   end
   env.RELOAD_SERVICE = self.name
-  changed = changed or {}
-  local shown = {}
-  for i = 1, math.min(#changed, M.changed_env_max) do
-    shown[i] = changed[i]
-  end
-  env.RELOAD_CHANGED = table.concat(shown, "\n")
-  if self.changed_file then
-    env.RELOAD_CHANGED_FILE = self.changed_file
-  end
+  self:write_changed(changed or {}):export(env)
   local list = {}
   for k, v in pairs(env) do
     list[#list + 1] = k .. "=" .. v
@@ -104,20 +96,16 @@ function M:environment(changed)
   return list
 end
 
---- Writes every changed path to a file (one per line) for commands that need the whole list.
+--- The change set of `changed` (reload.changes): the last one if it is of the same list, else
+--- a new one, which the service holds instead of the last.
 function M:write_changed(changed)
-  if not self.changed_file then
-    local dir = os.getenv("TMPDIR") or "/tmp"
-    self.changed_file = ("%s/reload-%d-%s.changed"):format(dir, require("luv").os_getpid(),
-      self.name)
-  end
-  local f = io.open(self.changed_file, "w")
-  if f then
-    for _, p in ipairs(changed) do
-      f:write(p, "\n")
+  if not self.changes or self.changes.paths ~= changed then
+    if self.changes then
+      self.changes:release()
     end
-    f:close()
+    self.changes = changes.default():write(self.name, changed)
   end
+  return self.changes
 end
 
 function M:cwd()
@@ -455,6 +443,7 @@ function M:spawn_process(argv, changed)
     end
     self:begin_run(run)
   end
+  run.changes = self.changes:hold() -- its file stays while this generation lives
   self:arm_spare(M.spare_delay_ms)
 end
 
@@ -515,6 +504,10 @@ function M:new_run(argv, env)
     grace_ms = math.floor(self.cfg.stop.grace * 1000 + 0.5),
     hold = argv == nil or nil,
     on_event = function(ev)
+      if ev.type == "exit" and run.changes then
+        run.changes:release()
+        run.changes = nil
+      end
       if run.generation then
         self:process_event(ev, run.generation, run.t0)
       elseif ev.type == "exit" then
@@ -736,8 +729,9 @@ function M:shutdown(fn, force)
     pending = pending - 1
     if pending == 0 then
       self:set_state("stopped")
-      if self.changed_file then
-        os.remove(self.changed_file)
+      if self.changes then
+        self.changes:release()
+        self.changes = nil
       end
       fn()
     end

@@ -131,6 +131,13 @@ function Process:close() end
 ---@return reload.Process|nil process, string? err, string? code
 function core.spawn(opts) end
 
+--- Creates path with mode 0600 and writes data to it. The path must not exist, not even as a
+--- symbolic link (O_EXCL|O_NOFOLLOW: nothing is followed or truncated).
+---@param path string
+---@param data string
+---@return true|nil ok, string? err, string? code
+function core.write_private(path, data) end
+
 ---@class reload.Glob
 local Glob = {}
 
