@@ -1,16 +1,16 @@
 /*
  * glob_fuzz.c: libFuzzer target for the gitignore parser and the wildmatch compiler/matcher
- * (src/glob.c). Input: a .gitignore body, a NUL, then program patterns and paths, one per line
- * ("+" first: a program pattern, braces on; "/" at the end of a path: a directory). Lines are
- * cut by length, so a NUL inside one reaches the matcher as it would from Lua. Built and run by
- * scripts/fuzz, with fuzz/glob.dict.
+ * (src/ignore.c, src/wildmatch.c; no Lua). Input: a .gitignore body, a NUL, then program
+ * patterns and paths, one per line ("+" first: a program pattern, braces on; "/" at the end of
+ * a path: a directory). Lines are cut by length, so a NUL inside one reaches the matcher as it
+ * would from Lua. Built and run by scripts/fuzz, with fuzz/glob.dict.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "glob.h"
+#include "ignore.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -28,6 +28,7 @@
 
 #include "core.h"
 #include "glob.h"
+#include "map.h"
 #include "longpath.h"
 
 #define RL_WATCHER_MT "reload.Watcher"
