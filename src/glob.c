@@ -12,10 +12,6 @@
 #define RL_GLOB_MT "reload.Glob"
 #define RL_IGNORE_MT "reload.Ignore"
 
-typedef struct {
-  rl_ignore_t *ig;
-} rl_glob_ud_t;
-
 /* Adds one program pattern or raises with the reason. */
 static void rl_glob_add_or_raise(lua_State *L, rl_ignore_t *ig, int idx, int braces)
 {
@@ -47,20 +43,9 @@ static void rl_glob_add_list(lua_State *L, rl_ignore_t *ig, int idx, int braces,
   }
 }
 
-static rl_glob_ud_t *rl_glob_push(lua_State *L, const char *mt, rl_ignore_t *ig)
-{
-  rl_glob_ud_t *ud = lua_newuserdatauv(L, sizeof *ud, 0);
-  ud->ig = ig;
-  luaL_setmetatable(L, mt);
-  return ud;
-}
-
 static rl_ignore_t *rl_check_glob(lua_State *L, int idx, const char *mt)
 {
-  rl_glob_ud_t *ud = luaL_checkudata(L, idx, mt);
-  if (!ud->ig)
-    luaL_argerror(L, idx, "freed matcher");
-  return ud->ig;
+  return rl_box_check(L, idx, mt, "freed matcher");
 }
 
 /* core.glob(pattern | {pattern, ...}) -> Glob   (raises on a malformed pattern)
@@ -73,11 +58,10 @@ static int rl_glob_new(lua_State *L)
   if (lua_type(L, 1) == LUA_TSTRING && lua_tostring(L, 1)[0] == '!')
     return luaL_error(L, "bad glob: '%s' only excludes; put it in a list after the patterns it "
                       "excludes from (or write '\\!' for a literal '!')", lua_tostring(L, 1));
-  rl_glob_ud_t *ud = rl_glob_push(L, RL_GLOB_MT, NULL);
-  ud->ig = rl_ignore_new(NULL, 0, 0);
-  if (!ud->ig)
+  void **box = rl_box_new(L, RL_GLOB_MT, rl_ignore_new(NULL, 0, 0), 0);
+  if (!*box)
     return luaL_error(L, "out of memory");
-  rl_glob_add_list(L, ud->ig, 1, 1, "string or list of strings");
+  rl_glob_add_list(L, *box, 1, 1, "string or list of strings");
   return 1;
 }
 
@@ -122,38 +106,28 @@ static int rl_glob_match_once(lua_State *L)
 
 static int rl_glob_gc(lua_State *L)
 {
-  rl_glob_ud_t *ud = lua_touserdata(L, 1);
-  rl_ignore_free(ud->ig);
-  ud->ig = NULL;
+  void **box = lua_touserdata(L, 1);
+  rl_ignore_free(*box);
+  *box = NULL;
   return 0;
-}
-
-static int rl_opt_bool(lua_State *L, int idx, const char *key, int dflt)
-{
-  int t = lua_getfield(L, idx, key);
-  int v = t == LUA_TNIL ? dflt : lua_toboolean(L, -1);
-  if (t != LUA_TNIL && t != LUA_TBOOLEAN)
-    luaL_error(L, "option '%s' must be a boolean, not a %s", key, lua_typename(L, t));
-  lua_pop(L, 1);
-  return v;
 }
 
 /* Builds the matcher that core.ignore and core.watch share from the options table at idx
  * (root, patterns/ignore, defaults, gitignore). Raises on misuse. */
 rl_ignore_t *rl_glob_options(lua_State *L, int idx, const char *patterns_key, const char *root)
 {
-  int defaults = rl_opt_bool(L, idx, "defaults", 1);
-  int gitignore = rl_opt_bool(L, idx, "gitignore", 1);
+  int defaults = rl_opt_boolean(L, idx, "defaults", 1);
+  int gitignore = rl_opt_boolean(L, idx, "gitignore", 1);
   if (gitignore && !root)
     luaL_error(L, "option 'root' is required when gitignore is on");
   /* Anchored in a userdata so that a raise while adding patterns does not leak it. */
-  rl_glob_ud_t *ud = rl_glob_push(L, RL_IGNORE_MT, rl_ignore_new(root, gitignore, defaults));
-  if (!ud->ig)
+  void **box = rl_box_new(L, RL_IGNORE_MT, rl_ignore_new(root, gitignore, defaults), 0);
+  if (!*box)
     luaL_error(L, "out of memory");
   lua_getfield(L, idx, patterns_key);
-  rl_glob_add_list(L, ud->ig, lua_gettop(L), 0, "list of gitignore patterns");
+  rl_glob_add_list(L, *box, lua_gettop(L), 0, "list of gitignore patterns");
   lua_pop(L, 1);
-  return ud->ig;
+  return *box;
 }
 
 /* core.ignore{ root=, patterns=, defaults=true, gitignore=true } -> Ignore */
@@ -209,19 +183,9 @@ static const luaL_Reg rl_glob_functions[] = {
   {NULL, NULL},
 };
 
-static void rl_glob_metatable(lua_State *L, const char *name, const luaL_Reg *methods)
-{
-  luaL_newmetatable(L, name);
-  luaL_setfuncs(L, rl_glob_meta, 0);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-}
-
 void rl_glob_open(lua_State *L)
 {
-  rl_glob_metatable(L, RL_GLOB_MT, rl_glob_methods);
-  rl_glob_metatable(L, RL_IGNORE_MT, rl_ignore_methods);
+  rl_class(L, RL_GLOB_MT, rl_glob_meta, rl_glob_methods);
+  rl_class(L, RL_IGNORE_MT, rl_glob_meta, rl_ignore_methods);
   luaL_setfuncs(L, rl_glob_functions, 0);
 }

@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "core.h"
+#include "keeper.h"
 #include "keeper_proto.h"
 
 /* An error raised inside a luv or core callback is reported with its traceback and the program

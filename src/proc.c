@@ -66,10 +66,6 @@ struct rl_proc_s {
   size_t line_len;
 };
 
-typedef struct {
-  rl_proc_t *p;
-} rl_proc_box_t;
-
 static unsigned rl_run_seq;
 
 /* ---- signals ----------------------------------------------------------------------------- */
@@ -125,39 +121,17 @@ static int rl_check_signal_opt(lua_State *L, const char *key)
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
+/* The handle's state (the box holds it until __gc: a finished run still answers pid()). */
 static rl_proc_t *rl_check_process(lua_State *L, int idx)
 {
-  rl_proc_box_t *box = luaL_checkudata(L, idx, RL_PROCESS_MT);
-  return box->p;
+  return *rl_box_at(L, idx, RL_PROCESS_MT);
 }
 
-static void rl_unref(lua_State *L, int *ref)
-{
-  if (*ref != LUA_NOREF) {
-    luaL_unref(L, LUA_REGISTRYINDEX, *ref);
-    *ref = LUA_NOREF;
-    rl_stat_add(RL_STAT_REFS, -1);
-  }
-}
-
-static int rl_ref(lua_State *L, int idx)
-{
-  lua_pushvalue(L, idx);
-  rl_stat_add(RL_STAT_REFS, 1);
-  return luaL_ref(L, LUA_REGISTRYINDEX);
-}
-
-/* Calls the callback held in ref with the value on top of the stack (popped). */
+/* Calls the callback held in ref with the value on top of the stack (popped); not once the
+ * handle is detached (the Lua state is closing). */
 static void rl_callback(rl_proc_t *p, int ref)
 {
-  lua_State *L = p->L;
-  if (ref == LUA_NOREF || p->detached) {
-    lua_pop(L, 1);
-    return;
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-  lua_insert(L, -2);
-  rl_call(L, 1);
+  rl_call_ref(p->L, p->detached ? LUA_NOREF : ref, 1);
 }
 
 static void rl_set_int(lua_State *L, const char *key, lua_Integer v)
@@ -644,58 +618,6 @@ static const char *const rl_spawn_keys[] = {
   "grace_ms", "on_main_exit", "setsid", "on_event", "hold", NULL,
 };
 
-static void rl_check_keys(lua_State *L, int idx, const char *const keys[])
-{
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    int known = 0;
-    if (lua_type(L, -1) == LUA_TSTRING)
-      for (int i = 0; keys[i] && !known; i++)
-        known = strcmp(lua_tostring(L, -1), keys[i]) == 0;
-    if (!known) {
-      luaL_error(L, "unknown option '%s'", luaL_tolstring(L, -1, NULL));
-    }
-  }
-}
-
-/* Pushes opts[key] and returns its stack index if it has the expected type, 0 if nil. */
-static int rl_opt(lua_State *L, int idx, const char *key, int type)
-{
-  int t = lua_getfield(L, idx, key);
-  if (t == LUA_TNIL)
-    return 0;
-  if (t != type)
-    luaL_error(L, "option '%s': %s expected, got %s", key, lua_typename(L, type),
-               luaL_typename(L, -1));
-  return lua_gettop(L);
-}
-
-/* opts[key] as the index of one of names; raises naming the option and the choices. */
-static int rl_opt_enum(lua_State *L, int idx, const char *key, const char *const names[],
-                       int dflt)
-{
-  if (!rl_opt(L, idx, key, LUA_TSTRING))
-    return dflt;
-  const char *v = lua_tostring(L, -1);
-  for (int i = 0; names[i]; i++)
-    if (strcmp(v, names[i]) == 0)
-      return i;
-  return luaL_error(L, "option '%s': invalid value '%s'", key, v);
-}
-
-static void rl_check_strings(lua_State *L, int idx, const char *what, int need_one)
-{
-  lua_Integer n = luaL_len(L, idx);
-  if (need_one && n < 1)
-    luaL_error(L, "option '%s': empty", what);
-  for (lua_Integer i = 1; i <= n; i++) {
-    if (lua_geti(L, idx, i) != LUA_TSTRING)
-      luaL_error(L, "option '%s': item %d is not a string", what, (int)i);
-    lua_pop(L, 1);
-  }
-}
-
 /* A grace period in ms (value on top of the stack): an integer >= 0. */
 static int rl_check_grace(lua_State *L, const char *key)
 {
@@ -709,7 +631,7 @@ static void rl_parse_spawn(lua_State *L, rl_spawn_opts_t *o)
 {
   luaL_checkstack(L, 40, NULL);
   luaL_checktype(L, 1, LUA_TTABLE);
-  rl_check_keys(L, 1, rl_spawn_keys);
+  rl_opt_keys(L, 1, rl_spawn_keys);
   memset(o, 0, sizeof *o);
   if (rl_opt(L, 1, "hold", LUA_TBOOLEAN))
     o->hold = lua_toboolean(L, -1);
@@ -718,17 +640,17 @@ static void rl_parse_spawn(lua_State *L, rl_spawn_opts_t *o)
     o->shell_cmd = lua_tostring(L, -1);
   } else if (t == LUA_TTABLE) {
     o->cmd_idx = lua_gettop(L);
-    rl_check_strings(L, o->cmd_idx, "cmd", 1);
+    rl_opt_strings(L, o->cmd_idx, "cmd", 1);
   } else if (t != LUA_TNIL || !o->hold) { /* held: go{ cmd = ... } can bring it */
     luaL_error(L, "option 'cmd': string or table expected, got %s", luaL_typename(L, -1));
   }
   if ((o->env_idx = rl_opt(L, 1, "env", LUA_TTABLE)))
-    rl_check_strings(L, o->env_idx, "env", 0);
+    rl_opt_strings(L, o->env_idx, "env", 0);
   if (rl_opt(L, 1, "cwd", LUA_TSTRING))
     o->cwd = lua_tostring(L, -1);
-  o->io[0] = rl_opt_enum(L, 1, "stdin", rl_io_names, RL_IO_NULL);
-  o->io[1] = rl_opt_enum(L, 1, "stdout", rl_io_names, RL_IO_INHERIT);
-  o->io[2] = rl_opt_enum(L, 1, "stderr", rl_io_names, RL_IO_INHERIT);
+  o->io[0] = rl_opt_choice(L, 1, "stdin", rl_io_names, RL_IO_NULL);
+  o->io[1] = rl_opt_choice(L, 1, "stdout", rl_io_names, RL_IO_INHERIT);
+  o->io[2] = rl_opt_choice(L, 1, "stderr", rl_io_names, RL_IO_INHERIT);
   o->on_event = rl_opt(L, 1, "on_event", LUA_TFUNCTION);
   o->on_stdout = rl_opt(L, 1, "on_stdout", LUA_TFUNCTION);
   o->on_stderr = rl_opt(L, 1, "on_stderr", LUA_TFUNCTION);
@@ -739,7 +661,7 @@ static void rl_parse_spawn(lua_State *L, rl_spawn_opts_t *o)
   if (rl_opt(L, 1, "grace_ms", LUA_TNUMBER))
     o->grace_ms = rl_check_grace(L, "grace_ms");
   static const char *const policies[] = {"wait-tree", "kill-tree", NULL};
-  o->kill_tree = rl_opt_enum(L, 1, "on_main_exit", policies, 0) == 1;
+  o->kill_tree = rl_opt_choice(L, 1, "on_main_exit", policies, 0) == 1;
   if (rl_opt(L, 1, "setsid", LUA_TBOOLEAN))
     o->use_setsid = lua_toboolean(L, -1);
 }
@@ -858,9 +780,7 @@ static int rl_proc_spawn(lua_State *L)
   rl_proc_t *p = calloc(1, sizeof *p);
   if (!p)
     return luaL_error(L, "out of memory");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  p->L = lua_tothread(L, -1);
-  lua_pop(L, 1);
+  p->L = rl_main_thread(L);
   p->self_ref = p->event_ref = p->out_ref = p->err_ref = LUA_NOREF;
   p->keeper_duration_ms = -1;
   p->stop_signal = o.stop_signal;
@@ -894,9 +814,7 @@ static int rl_proc_spawn(lua_State *L)
     if (p->io_open[i])
       uv_read_start((uv_stream_t *)&p->io[i], rl_alloc, rl_output_read);
 
-  rl_proc_box_t *box = lua_newuserdatauv(L, sizeof *box, 0);
-  box->p = p;
-  luaL_setmetatable(L, RL_PROCESS_MT);
+  rl_box_new(L, RL_PROCESS_MT, p, 0);
   rl_stat_add(RL_STAT_HANDLES, 1);
   p->self_ref = rl_ref(L, -1);
   rl_hold_callbacks(L, p, &o);
@@ -966,7 +884,7 @@ static int rl_proc_stop(lua_State *L)
   if (!lua_isnoneornil(L, 2)) {
     static const char *const keys[] = {"signal", "grace_ms", NULL};
     luaL_checktype(L, 2, LUA_TTABLE);
-    rl_check_keys(L, 2, keys);
+    rl_opt_keys(L, 2, keys);
     if (lua_getfield(L, 2, "signal") != LUA_TNIL)
       sig = rl_check_signal_opt(L, "signal");
     if (lua_getfield(L, 2, "grace_ms") != LUA_TNIL)
@@ -1001,16 +919,16 @@ static int rl_proc_go(lua_State *L)
   if (!lua_isnoneornil(L, 2)) {
     static const char *const keys[] = {"cmd", "env", NULL};
     luaL_checktype(L, 2, LUA_TTABLE);
-    rl_check_keys(L, 2, keys);
+    rl_opt_keys(L, 2, keys);
     int t = lua_getfield(L, 2, "cmd");
     if (t == LUA_TTABLE)
-      rl_check_strings(L, (cmd = lua_gettop(L)), "cmd", 1);
+      rl_opt_strings(L, (cmd = lua_gettop(L)), "cmd", 1);
     else if (t == LUA_TSTRING)
       cmd = lua_gettop(L);
     else if (t != LUA_TNIL)
       return luaL_error(L, "option 'cmd': string or table expected, got %s", luaL_typename(L, -1));
     if ((env = rl_opt(L, 2, "env", LUA_TTABLE)))
-      rl_check_strings(L, env, "env", 0);
+      rl_opt_strings(L, env, "env", 0);
   }
   if (!cmd && !p->has_cmd)
     return luaL_error(L, "go: the run was spawned without cmd: go{ cmd = ... } needs one");
@@ -1249,9 +1167,9 @@ static int rl_proc_close(lua_State *L)
  * the tree down as it does when reload dies; no callback touches Lua again. */
 static int rl_proc_gc(lua_State *L)
 {
-  rl_proc_box_t *box = luaL_checkudata(L, 1, RL_PROCESS_MT);
-  rl_proc_t *p = box->p;
-  box->p = NULL;
+  void **box = rl_box_at(L, 1, RL_PROCESS_MT);
+  rl_proc_t *p = *box;
+  *box = NULL;
   if (!p)
     return 0;
   if (p->finished) {
@@ -1314,11 +1232,6 @@ static void rl_proc_ignore_sigpipe(void)
 void rl_proc_open(lua_State *L)
 {
   rl_proc_ignore_sigpipe();
-  if (luaL_newmetatable(L, RL_PROCESS_MT)) {
-    luaL_setfuncs(L, rl_proc_metamethods, 0);
-    luaL_newlib(L, rl_proc_methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  rl_class(L, RL_PROCESS_MT, rl_proc_metamethods, rl_proc_methods);
   luaL_setfuncs(L, rl_proc_functions, 0);
 }

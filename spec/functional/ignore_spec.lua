@@ -229,7 +229,7 @@ describe("core.ignore", function()
     assert.has_error(function() core.ignore({ gitignore = true }) end,
       "option 'root' is required when gitignore is on")
     assert.has_error(function() core.ignore({ root = "/", defaults = "yes" }) end,
-      "option 'defaults' must be a boolean, not a string")
+      "option 'defaults': boolean expected, got string")
   end)
 end)
 
