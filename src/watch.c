@@ -622,18 +622,33 @@ static void rl_poll_adopt(rl_watcher_t *w, rl_wdir_t *d, int report)
 
 /* The inotify walk ------------------------------------------------------------------------ */
 
+/* The first line of a /proc file into buf ("unknown" if it cannot be read). */
+static void rl_read_limit(const char *file, char *buf, size_t size)
+{
+  snprintf(buf, size, "unknown");
+  FILE *f = fopen(file, "re");
+  if (f) {
+    if (fgets(buf, (int)size, f))
+      buf[strcspn(buf, "\n")] = '\0';
+    fclose(f);
+  }
+}
+
 static void rl_watch_enospc(rl_watcher_t *w, const char *rel)
 {
   if (w->enospc_reported)
     return;
   w->enospc_reported = 1;
-  char limit[64] = "unknown";
-  FILE *f = fopen("/proc/sys/fs/inotify/max_user_watches", "r");
-  if (f) {
-    if (fgets(limit, sizeof limit, f))
-      limit[strcspn(limit, "\n")] = '\0';
-    fclose(f);
-  }
+  /* The machine's limit, and this user namespace's own (a container's may be lower: the
+   * lowest on the way up is the one that was hit). */
+  char global[32], ns[32], limit[160];
+  rl_read_limit("/proc/sys/fs/inotify/max_user_watches", global, sizeof global);
+  rl_read_limit("/proc/sys/user/max_inotify_watches", ns, sizeof ns);
+  if (strtoull(ns, NULL, 10) && strtoull(ns, NULL, 10) < strtoull(global, NULL, 10))
+    snprintf(limit, sizeof limit, "%s; this user namespace's user.max_inotify_watches = %s",
+             global, ns);
+  else
+    snprintf(limit, sizeof limit, "%s", global);
   rl_watch_problem(w,
                    "inotify watch limit reached at '%s' (fs.inotify.max_user_watches = %s); "
                    "that part of the tree is polled instead. Raise the limit with "

@@ -344,6 +344,68 @@ describe("core.watch", function()
     end)
   end)
 
+  describe("ENOSPC in a user namespace of its own", function()
+    -- inotify's watch limit is counted per user namespace: a child namespace may lower its own
+    -- (/proc/sys/user/max_inotify_watches) while the machine's stays as it is, so this runs
+    -- beside any other test. The watcher runs in a child process inside that namespace.
+    local child = [[
+      package.cpath = arg[1] .. "/lib/?.so;" .. package.cpath
+      local uv, core = require("luv"), require("reload.core")
+      local dir, errors, seen = arg[2], {}, {}
+      local w = assert(core.watch({ root = dir, poll_interval_ms = 20,
+        on_events = function(b) for _, e in ipairs(b) do seen[e.path or "?"] = e.kind end end,
+        on_error = function(m) errors[#errors + 1] = m end }))
+      local function run_until(ms, cond)
+        local deadline, t = uv.now() + ms, uv.new_timer()
+        t:start(5, 5, function() end)
+        while not cond() and uv.now() < deadline do uv.run("once") end
+        t:close()
+      end
+      run_until(3000, function() return #errors > 0 end)
+      local st = w:stats()
+      print(("stats %d %d %d"):format(st.dirs, st.watches, st.polled_dirs))
+      print("error " .. tostring(errors[1]))
+      for i = 1, 6 do
+        local f = assert(io.open(dir .. "/d" .. i .. "/sub/f", "w"))
+        f:write("x")
+        f:close()
+      end
+      local function all()
+        for i = 1, 6 do if not seen["d" .. i .. "/sub/f"] then return false end end
+        return true
+      end
+      run_until(5000, all)
+      print("seen " .. tostring(all()))
+      w:close()
+      uv.run("nowait")
+    ]]
+
+    it("explains it and polls what inotify could not watch", function()
+      local dir = helpers.tmpdir()
+      for i = 1, 6 do
+        mkdirs(dir .. "/d" .. i .. "/sub")
+      end
+      helpers.write_file(dir .. "/child.lua", child)
+      if helpers.run({ "unshare", "-U", "-r", "sh", "-c",
+        "echo 3 > /proc/sys/user/max_inotify_watches" }) ~= 0 then
+        pending("needs unprivileged user namespaces (unshare -U -r)")
+        return
+      end
+      local code, out, err = helpers.run({ "unshare", "-U", "-r", "sh", "-c",
+        'echo 3 > /proc/sys/user/max_inotify_watches && exec lua5.4 "$0" "$@"',
+        dir .. "/child.lua", helpers.build_dir, dir }, { timeout_ms = 20000 })
+      assert.are.equal(0, code, out .. err)
+      local dirs, watches, polled = out:match("stats (%d+) (%d+) (%d+)")
+      assert.are.equal("13", dirs, out)
+      assert.are.equal("3", watches, out)
+      assert.is_true(tonumber(polled) > 0, out)
+      assert.matches("error inotify watch limit reached at '[^']+' %(fs%.inotify%."
+        .. "max_user_watches = %d+; this user namespace's user%.max_inotify_watches = 3%)", out)
+      assert.matches("sysctl fs%.inotify%.max_user_watches=", out)
+      assert.matches("seen true", out)
+    end)
+  end)
+
   describe("the polling backend", function()
     it("reports create, modify and remove from snapshots", function()
       local dir = helpers.tmpdir()
