@@ -41,6 +41,7 @@
 
 #include "keeper.h"
 #include "keeper_proto.h"
+#include "procfs.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -101,108 +102,30 @@ static void rl_send(rl_keeper_t *k, rl_verb_t verb, long long a, long long b)
 
 /* ---- enumeration ------------------------------------------------------------------------ */
 
-static int rl_parse_pids(const char *s, pid_t *out, int n, int max)
-{
-  while (*s && n < max) {
-    while (*s == ' ' || *s == '\n')
-      s++;
-    if (*s < '0' || *s > '9')
-      break;
-    long v = strtol(s, (char **)&s, 10);
-    out[n++] = (pid_t)v;
-  }
-  return n;
-}
-
-static ssize_t rl_read_file(const char *path, char *buf, size_t size)
-{
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -1;
-  size_t len = 0;
-  for (;;) {
-    ssize_t r = read(fd, buf + len, size - 1 - len);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      break;
-    len += (size_t)r;
-    if (len >= size - 1)
-      break;
-  }
-  close(fd);
-  buf[len] = '\0';
-  return (ssize_t)len;
-}
-
-static int rl_is_number(const char *s)
-{
-  if (!*s)
-    return 0;
-  for (; *s; s++)
-    if (*s < '0' || *s > '9')
-      return 0;
-  return 1;
-}
-
-/* Children of pid through every thread's children file: a child forked by a non-main thread
- * (Go's runtime does that) is listed only under that thread's tid. */
+/* Children of pid through every thread's children file (procfs.c). */
 static int rl_children_files(pid_t pid, pid_t *out, int max)
 {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-  int dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0)
-    return 0;
-  int n = 0;
-  ssize_t got;
-  while ((got = getdents64(dir, rl_dents, sizeof rl_dents)) > 0) {
-    for (ssize_t off = 0; off < got;) {
-      struct dirent64 *d = (struct dirent64 *)(void *)(rl_dents + off);
-      off += d->d_reclen;
-      if (!rl_is_number(d->d_name))
-        continue;
-      char file[320];
-      snprintf(file, sizeof file, "/proc/%d/task/%s/children", (int)pid, d->d_name);
-      if (rl_read_file(file, rl_text, sizeof rl_text) > 0)
-        n = rl_parse_pids(rl_text, out, n, max);
-    }
-  }
-  close(dir);
-  return n;
+  return rl_proc_children((int)pid, out, max, rl_dents, sizeof rl_dents, rl_text, sizeof rl_text);
 }
 
-/* The fallback enumerator (kernels without CONFIG_PROC_CHILDREN): one scan of every /proc/PID/stat per
- * pass, parents looked up in that snapshot. */
+static int rl_snapshot_one(int pid, void *ud)
+{
+  (void)ud;
+  rl_pstat_t st;
+  if (rl_proc_stat(pid, &st) == 0) {
+    rl_snap_pid[rl_snap_count] = (pid_t)pid;
+    rl_snap_ppid[rl_snap_count] = (pid_t)st.ppid;
+    rl_snap_count++;
+  }
+  return rl_snap_count >= RL_MAX_PIDS;
+}
+
+/* The fallback enumerator (kernels without CONFIG_PROC_CHILDREN): one scan of every
+ * /proc/PID/stat per pass, parents looked up in that snapshot. */
 static void rl_snapshot(void)
 {
   rl_snap_count = 0;
-  int dir = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0)
-    return;
-  ssize_t got;
-  while ((got = getdents64(dir, rl_dents, sizeof rl_dents)) > 0) {
-    for (ssize_t off = 0; off < got && rl_snap_count < RL_MAX_PIDS;) {
-      struct dirent64 *d = (struct dirent64 *)(void *)(rl_dents + off);
-      off += d->d_reclen;
-      if (!rl_is_number(d->d_name))
-        continue;
-      char file[300];
-      snprintf(file, sizeof file, "/proc/%s/stat", d->d_name);
-      if (rl_read_file(file, rl_text, 1024) <= 0)
-        continue;
-      /* comm may hold spaces and parentheses: the fields start after the last ')'. */
-      char *close_paren = strrchr(rl_text, ')');
-      int ppid;
-      char state;
-      if (!close_paren || sscanf(close_paren + 1, " %c %d", &state, &ppid) != 2)
-        continue;
-      rl_snap_pid[rl_snap_count] = (pid_t)atoi(d->d_name);
-      rl_snap_ppid[rl_snap_count] = (pid_t)ppid;
-      rl_snap_count++;
-    }
-  }
-  close(dir);
+  rl_proc_each_pid(rl_dents, sizeof rl_dents, rl_snapshot_one, NULL);
 }
 
 static int rl_children_snapshot(pid_t pid, pid_t *out, int max)
@@ -490,7 +413,7 @@ static void rl_cloexec_from(int lowfd)
   struct dirent *e;
   while ((e = readdir(d))) {
     int fd = atoi(e->d_name);
-    if (rl_is_number(e->d_name) && fd >= lowfd && fd != dirfd(d))
+    if (rl_proc_is_number(e->d_name) && fd >= lowfd && fd != dirfd(d))
       fcntl(fd, F_SETFD, FD_CLOEXEC);
   }
   closedir(d);

@@ -14,7 +14,6 @@
  * event, which comes once every libuv handle of the run is closed; the C state is freed by
  * __gc after that.
  */
-#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
@@ -26,6 +25,7 @@
 
 #include "core.h"
 #include "keeper_proto.h"
+#include "procfs.h"
 
 #define RL_PROCESS_MT "reload.Process"
 
@@ -354,46 +354,33 @@ static void rl_drain_expired(uv_timer_t *t)
 
 /* ---- fallback sweep (the keeper died) ----------------------------------------------------- */
 
-/* True when /proc/PID/environ holds exactly the entry `marker` (not a longer id it prefixes). */
-static int rl_environ_has(const char *pid, const char *marker, char *buf, size_t size)
+typedef struct {
+  const char *marker;
+  char *buf;
+  size_t size;
+  int found;
+} rl_marked_t;
+
+static int rl_kill_if_marked(int pid, void *ud)
 {
-  char path[300];
-  snprintf(path, sizeof path, "/proc/%s/environ", pid);
-  FILE *f = fopen(path, "rbe");
-  if (!f)
-    return 0;
-  size_t n = fread(buf, 1, size - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  size_t mlen = strlen(marker);
-  for (size_t off = 0; off < n; off += strlen(buf + off) + 1)
-    if (strncmp(buf + off, marker, mlen) == 0 && buf[off + mlen] == '\0')
-      return 1;
+  rl_marked_t *m = ud;
+  if (pid != getpid() && rl_proc_environ_has(pid, m->marker, m->buf, m->size)) {
+    kill(pid, SIGKILL);
+    m->found++;
+  }
   return 0;
 }
 
 /* SIGKILLs every process carrying the run's marker; returns how many it found. */
 static int rl_kill_marked(const rl_proc_t *p)
 {
-  char marker[96];
+  char marker[96], dents[16384];
   snprintf(marker, sizeof marker, "RELOAD_RUN=%s", p->run_id);
-  DIR *d = opendir("/proc");
-  if (!d)
-    return 0;
-  size_t size = 256 * 1024;
-  char *buf = malloc(size);
-  int found = 0;
-  struct dirent *e;
-  while (buf && (e = readdir(d))) {
-    int pid = atoi(e->d_name);
-    if (pid > 0 && pid != getpid() && rl_environ_has(e->d_name, marker, buf, size)) {
-      kill(pid, SIGKILL);
-      found++;
-    }
-  }
-  free(buf);
-  closedir(d);
-  return found;
+  rl_marked_t m = {marker, malloc(256 * 1024), 256 * 1024, 0};
+  if (m.buf)
+    rl_proc_each_pid(dents, sizeof dents, rl_kill_if_marked, &m);
+  free(m.buf);
+  return m.found;
 }
 
 static void rl_sweep_tick(uv_timer_t *t)
@@ -1000,62 +987,38 @@ static int rl_proc_signal(lua_State *L)
 }
 
 typedef struct {
-  int pid, ppid, pgid;
-  char comm[32];
+  rl_pstat_t *list;
+  size_t n, cap;
 } rl_ps_t;
 
-static int rl_read_stat(int pid, rl_ps_t *out)
+static int rl_ps_add(int pid, void *ud)
 {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  FILE *f = fopen(path, "re");
-  if (!f)
-    return -1;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  char *open_paren = strchr(buf, '('), *close_paren = strrchr(buf, ')');
-  char state;
-  if (!open_paren || !close_paren ||
-      sscanf(close_paren + 1, " %c %d %d", &state, &out->ppid, &out->pgid) != 3)
-    return -1;
-  if (state == 'Z' || state == 'X')
-    return -1;
-  out->pid = pid;
-  snprintf(out->comm, sizeof out->comm, "%.*s", (int)(close_paren - open_paren - 1),
-           open_paren + 1);
+  rl_ps_t *ps = ud;
+  if (ps->n == ps->cap) {
+    rl_pstat_t *bigger = realloc(ps->list, 2 * ps->cap * sizeof *bigger);
+    if (!bigger)
+      return 1;
+    ps->list = bigger;
+    ps->cap *= 2;
+  }
+  rl_pstat_t *st = &ps->list[ps->n];
+  if (rl_proc_stat(pid, st) == 0 && st->state != 'Z' && st->state != 'X')
+    ps->n++;
   return 0;
 }
 
 /* Every live process on the system, from one /proc scan (heap: this is not a teardown path). */
-static rl_ps_t *rl_ps_all(size_t *count)
+static rl_pstat_t *rl_ps_all(size_t *count)
 {
-  DIR *d = opendir("/proc");
-  if (!d)
-    return NULL;
-  size_t cap = 256, n = 0;
-  rl_ps_t *list = malloc(cap * sizeof *list);
-  struct dirent *e;
-  while (list && (e = readdir(d))) {
-    int pid = atoi(e->d_name);
-    if (pid <= 0)
-      continue;
-    if (n == cap) {
-      rl_ps_t *bigger = realloc(list, 2 * cap * sizeof *list);
-      if (!bigger)
-        break;
-      list = bigger;
-      cap *= 2;
-    }
-    if (rl_read_stat(pid, &list[n]) == 0)
-      n++;
-  }
-  closedir(d);
-  *count = n;
-  return list;
+  char dents[16384];
+  rl_ps_t ps = {malloc(256 * sizeof(rl_pstat_t)), 0, 256};
+  if (ps.list)
+    rl_proc_each_pid(dents, sizeof dents, rl_ps_add, &ps);
+  *count = ps.n;
+  return ps.list;
 }
 
-static void rl_push_ps(lua_State *L, const rl_ps_t *ps)
+static void rl_push_ps(lua_State *L, const rl_pstat_t *ps)
 {
   lua_createtable(L, 0, 4);
   rl_set_int(L, "pid", ps->pid);
@@ -1075,7 +1038,7 @@ static int rl_proc_descendants(lua_State *L)
   if (!rl_active(p))
     return 1;
   size_t n = 0;
-  rl_ps_t *all = rl_ps_all(&n);
+  rl_pstat_t *all = rl_ps_all(&n);
   if (!all)
     return 1;
   char *in_tree = calloc(n ? n : 1, 1);
