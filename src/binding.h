@@ -26,7 +26,7 @@ lua_State *rl_main_thread(lua_State *L);
 int rl_push_error(lua_State *L, int err);
 int rl_push_error_what(lua_State *L, int err, const char *what);
 
-/* References and callbacks -------------------------------------------------------------------- */
+/* References and callbacks --------------------------------------------------------------------- */
 
 /* Live registry references and handles, by kind: core._stats(). */
 enum { RL_STAT_HANDLES, RL_STAT_REFS, RL_STAT_COUNT };

@@ -65,11 +65,13 @@ static int rl_core_timer_probe(lua_State *L)
   return 1;
 }
 
+/* clang-format off */
 static const luaL_Reg rl_core_functions[] = {
   {"_timer_probe",  rl_core_timer_probe},
   {"_stats",        rl_core_stats},
   {NULL, NULL},
 };
+/* clang-format on */
 
 int luaopen_reload_core(lua_State *L)
 {

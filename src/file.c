@@ -41,10 +41,12 @@ static int rl_file_write_private(lua_State *L)
   return 1;
 }
 
+/* clang-format off */
 static const luaL_Reg rl_file_functions[] = {
   {"write_private", rl_file_write_private},
   {NULL, NULL},
 };
+/* clang-format on */
 
 void rl_file_open(lua_State *L)
 {

@@ -56,8 +56,10 @@ static int rl_glob_new(lua_State *L)
   if (lua_type(L, 1) != LUA_TSTRING)
     luaL_checktype(L, 1, LUA_TTABLE);
   if (lua_type(L, 1) == LUA_TSTRING && lua_tostring(L, 1)[0] == '!')
-    return luaL_error(L, "bad glob: '%s' only excludes; put it in a list after the patterns it "
-                      "excludes from (or write '\\!' for a literal '!')", lua_tostring(L, 1));
+    return luaL_error(L,
+                      "bad glob: '%s' only excludes; put it in a list after the patterns it "
+                      "excludes from (or write '\\!' for a literal '!')",
+                      lua_tostring(L, 1));
   void **box = rl_box_new(L, RL_GLOB_MT, rl_ignore_new(NULL, 0, 0), 0);
   if (!*box)
     return luaL_error(L, "out of memory");
@@ -159,29 +161,37 @@ static int rl_glob_forget(lua_State *L)
   return 1;
 }
 
+/* clang-format off */
 static const luaL_Reg rl_glob_methods[] = {
   {"match",    rl_glob_match},
   {NULL, NULL},
 };
+/* clang-format on */
 
+/* clang-format off */
 static const luaL_Reg rl_ignore_methods[] = {
   {"ignored",  rl_glob_ignored},
   {"forget",   rl_glob_forget},
   {NULL, NULL},
 };
+/* clang-format on */
 
+/* clang-format off */
 static const luaL_Reg rl_glob_meta[] = {
   {"__gc",     rl_glob_gc},
   {"__close",  rl_glob_gc},
   {NULL, NULL},
 };
+/* clang-format on */
 
+/* clang-format off */
 static const luaL_Reg rl_glob_functions[] = {
   {"glob",        rl_glob_new},
   {"glob_match",  rl_glob_match_once},
   {"ignore",      rl_glob_ignore_new},
   {NULL, NULL},
 };
+/* clang-format on */
 
 void rl_glob_open(lua_State *L)
 {

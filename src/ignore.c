@@ -41,10 +41,10 @@
 static char rl_no_rules;
 
 enum {
-  RL_PAT_NEGATIVE = 1, /* "!": re-includes */
+  RL_PAT_NEGATIVE = 1,  /* "!": re-includes */
   RL_PAT_MUSTBEDIR = 2, /* trailing '/': directories only */
-  RL_PAT_NODIR = 4, /* no '/': matches the basename at any depth */
-  RL_PAT_NEVER = 8, /* malformed: git's wildmatch aborts, so it never matches */
+  RL_PAT_NODIR = 4,     /* no '/': matches the basename at any depth */
+  RL_PAT_NEVER = 8,     /* malformed: git's wildmatch aborts, so it never matches */
 };
 
 typedef struct {
@@ -322,23 +322,23 @@ static rl_ilist_t *rl_ilist_read(const char *file, const char *base, size_t base
   return l;
 }
 
-/* The decision ------------------------------------------------------------------------------ */
+/* The decision --------------------------------------------------------------------------------- */
 
 struct rl_ignore {
   char *root; /* absolute, no trailing '/'; NULL: no files */
   int gitignore;
-  rl_ilist_t *program; /* patterns given by the program: highest precedence */
-  rl_ilist_t *exclude; /* .git/info/exclude */
+  rl_ilist_t *program;  /* patterns given by the program: highest precedence */
+  rl_ilist_t *exclude;  /* .git/info/exclude */
   rl_ilist_t *defaults; /* built-in: lowest precedence */
-  rl_map_t *dirs; /* dir relpath -> rl_ilist_t*, or the tombstone for "has none" */
+  rl_map_t *dirs;       /* dir relpath -> rl_ilist_t*, or the tombstone for "has none" */
 };
 
 /* Built-in defaults. Version control metadata and dependency trees are never sources a rebuild
  * waits for; the rest are files editors write next to the one being saved (vim swap and backup
  * files and its "4913" probe, Emacs locks and autosaves, JetBrains safe-write temporaries). */
 static const char *const rl_default_patterns[] = {
-  ".git", ".hg/", ".svn/", "node_modules/", ".*.sw[a-p]", "*~", "4913", ".#*", "#*#",
-  "*___jb_tmp___", "*___jb_old___", NULL,
+    ".git", ".hg/", ".svn/", "node_modules/", ".*.sw[a-p]",    "*~",
+    "4913", ".#*",  "#*#",   "*___jb_tmp___", "*___jb_old___", NULL,
 };
 
 rl_ignore_t *rl_ignore_new(const char *root, int gitignore, int defaults)
@@ -515,7 +515,8 @@ int rl_ignore_add(rl_ignore_t *ig, const char *pattern, size_t len, int braces, 
     return -1;
   }
   if (memchr(pattern, '\0', len)) {
-    snprintf(err, errlen, "NUL byte in pattern '%.80s%s'", pattern, strlen(pattern) > 80 ? "..." : "");
+    snprintf(err, errlen, "NUL byte in pattern '%.80s%s'", pattern,
+             strlen(pattern) > 80 ? "..." : "");
     return -1;
   }
   if (len > RL_PATTERN_MAX) {

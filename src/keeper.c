@@ -85,7 +85,7 @@ static int64_t rl_now_ns(void)
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* ---- control channel ------------------------------------------------------------------ */
+/* ---- control channel ------------------------------------------------------------------------- */
 
 /* Sends one line of the protocol (a verb and up to two arguments). */
 static void rl_send(rl_keeper_t *k, rl_verb_t verb, long long a, long long b)
@@ -100,7 +100,7 @@ static void rl_send(rl_keeper_t *k, rl_verb_t verb, long long a, long long b)
   }
 }
 
-/* ---- enumeration ------------------------------------------------------------------------ */
+/* ---- enumeration ----------------------------------------------------------------------------- */
 
 /* Children of pid through every thread's children file (procfs.c). */
 static int rl_children_files(pid_t pid, pid_t *out, int max)
@@ -173,7 +173,7 @@ static int rl_seen_add(pid_t pid)
   return 1;
 }
 
-/* ---- teardown --------------------------------------------------------------------------- */
+/* ---- teardown -------------------------------------------------------------------------------- */
 
 /* One breadth-first walk from the keeper. Polite: each process outside the command's group not
  * seen before gets sig + SIGCONT (the group got them by kill(-pgid)). Forced: every process gets
@@ -247,7 +247,8 @@ static void rl_begin_polite(rl_keeper_t *k, int sig, int grace_ms)
   /* SIGCONT: a stopped process that handles the stop signal could not run its handler. */
   kill(-k->pgid, sig);
   kill(-k->pgid, SIGCONT);
-  rl_send(k, RL_MSG_STOPPING, 0, 0); /* after the signal: the stop must not wait for reload's scheduling */
+  /* After the signal: the stop must not wait for reload's scheduling. */
+  rl_send(k, RL_MSG_STOPPING, 0, 0);
   rl_seen_clear();
   rl_polite_fixpoint(k);
   k->next_sweep_ns = rl_now_ns() + 10000000;
@@ -292,7 +293,7 @@ static void rl_reap(rl_keeper_t *k)
   }
 }
 
-/* ---- control input ---------------------------------------------------------------------- */
+/* ---- control input --------------------------------------------------------------------------- */
 
 static void rl_signal_scope(rl_keeper_t *k, int sig, int scope)
 {
@@ -398,7 +399,7 @@ static void rl_read_signals(rl_keeper_t *k)
   }
 }
 
-/* ---- starting the command --------------------------------------------------------------- */
+/* ---- starting the command -------------------------------------------------------------------- */
 
 /* Only 0, 1 and 2 may reach the command: a leaked listening socket or the control socket
  * would outlive the tree's teardown (port held, EOF never seen). CLOEXEC rather than close, so
@@ -520,7 +521,7 @@ static int rl_start(rl_keeper_t *k, int *stage)
   return r == (ssize_t)sizeof err ? err : 0;
 }
 
-/* ---- setup ------------------------------------------------------------------------------ */
+/* ---- setup ----------------------------------------------------------------------------------- */
 
 static int rl_parse(rl_keeper_t *k, int argc, char **argv)
 {
@@ -627,8 +628,8 @@ static int rl_setup_parent(rl_keeper_t *k)
     /* reload died before the parent-death signal was armed (the tree would outlive it), or
      * something started the keeper in between. */
     char what[128];
-    snprintf(what, sizeof what, "reload (pid %d) is not the parent (pid %d is)",
-             (int)k->parent_pid, (int)parent);
+    snprintf(what, sizeof what, "reload (pid %d) is not the parent (pid %d is)", (int)k->parent_pid,
+             (int)parent);
     return rl_setup_failed(k, what, ESRCH);
   }
   return 0;

@@ -17,19 +17,19 @@ static const struct {
   const char *name;
   const char *args;
 } rl_verbs[RL_MSG_COUNT] = {
-  [RL_MSG_HELD] = {"held", ""},
-  [RL_MSG_STARTED] = {"started", "ii"},
-  [RL_MSG_ERROR] = {"error", "si"},
-  [RL_MSG_MAIN_EXIT] = {"main-exit", "ii"},
-  [RL_MSG_STOPPING] = {"stopping", ""},
-  [RL_MSG_FORCING] = {"forcing", ""},
-  [RL_MSG_TREE_EMPTY] = {"tree-empty", "ii"},
-  [RL_MSG_CANCELLED] = {"cancelled", ""},
-  [RL_MSG_TERM] = {"term", "ii"},
-  [RL_MSG_KILL] = {"kill", ""},
-  [RL_MSG_SIGNAL] = {"signal", "ic"},
-  [RL_MSG_GO] = {"go", ""},
-  [RL_MSG_GO_DATA] = {"go", "i"},
+    [RL_MSG_HELD] = {"held", ""},
+    [RL_MSG_STARTED] = {"started", "ii"},
+    [RL_MSG_ERROR] = {"error", "si"},
+    [RL_MSG_MAIN_EXIT] = {"main-exit", "ii"},
+    [RL_MSG_STOPPING] = {"stopping", ""},
+    [RL_MSG_FORCING] = {"forcing", ""},
+    [RL_MSG_TREE_EMPTY] = {"tree-empty", "ii"},
+    [RL_MSG_CANCELLED] = {"cancelled", ""},
+    [RL_MSG_TERM] = {"term", "ii"},
+    [RL_MSG_KILL] = {"kill", ""},
+    [RL_MSG_SIGNAL] = {"signal", "ic"},
+    [RL_MSG_GO] = {"go", ""},
+    [RL_MSG_GO_DATA] = {"go", "i"},
 };
 
 static int rl_word_index(const char *s, size_t len, const char *const names[], int count)

@@ -39,9 +39,9 @@
 
 /* Environment switches for tests, read by the keeper and never passed to a command. */
 #define RL_KEEPER_HOOK_PREFIX "RELOAD_KEEPER_"
-#define RL_HOOK_NO_PDEATHSIG "RELOAD_KEEPER_NO_PDEATHSIG" /* =1: no parent-death signal */
-#define RL_HOOK_NO_EOF "RELOAD_KEEPER_NO_EOF"             /* =1: EOF on fd 3 is not a stop */
-#define RL_HOOK_ENUM "RELOAD_KEEPER_ENUM"                 /* =scan: /proc scan, not children */
+#define RL_HOOK_NO_PDEATHSIG "RELOAD_KEEPER_NO_PDEATHSIG"   /* =1: no parent-death signal */
+#define RL_HOOK_NO_EOF "RELOAD_KEEPER_NO_EOF"               /* =1: EOF on fd 3 is not a stop */
+#define RL_HOOK_ENUM "RELOAD_KEEPER_ENUM"                   /* =scan: /proc scan, not children */
 #define RL_HOOK_DELAY "RELOAD_KEEPER_DELAY_BEFORE_PRCTL_MS" /* =N: open the PDEATHSIG race */
 
 typedef enum {

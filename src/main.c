@@ -33,7 +33,8 @@ static int rl_main_pcall(lua_State *L, int nargs, int nresults, int flags)
   if (status != LUA_OK) {
     if (!(flags & LUVF_CALLBACK_NOERRMSG)) {
       const char *msg = lua_tostring(L, -1);
-      fprintf(stderr, "reload: error in callback: %s\n", msg ? msg : "(error object is not a string)");
+      fprintf(stderr, "reload: error in callback: %s\n",
+              msg ? msg : "(error object is not a string)");
       fflush(stderr);
     }
     lua_settop(L, base - 1);

@@ -17,7 +17,7 @@ typedef struct {
 
 struct rl_map {
   rl_slot_t *slots;
-  size_t cap; /* power of two */
+  size_t cap;  /* power of two */
   size_t used; /* live + tombstones */
   size_t live;
 };
@@ -151,4 +151,3 @@ void rl_map_each(const rl_map_t *m, void (*fn)(const char *key, size_t len, void
       fn(s->key, s->len, s->value, ud);
   }
 }
-

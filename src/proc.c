@@ -33,7 +33,7 @@ extern char **environ;
 
 enum { RL_STARTING, RL_RUNNING, RL_MAIN_EXITED, RL_STOPPING, RL_FORCING, RL_EXITED };
 static const char *const rl_state_names[] = {"starting", "running", "main-exited",
-                                             "stopping", "forcing",  "exited"};
+                                             "stopping", "forcing", "exited"};
 
 enum { RL_IO_NULL, RL_IO_INHERIT, RL_IO_PIPE };
 static const char *const rl_io_names[] = {"null", "inherit", "pipe", NULL};
@@ -48,7 +48,7 @@ struct rl_proc_s {
   uv_timer_t watchdog; /* SIGKILLs a keeper that does not finish a stop in time */
   uv_timer_t aux;      /* fallback sweep ticks, then the limit on draining pipes */
   int io_mode[3];
-  int io_open[3];  /* pipe handle not yet closed */
+  int io_open[3]; /* pipe handle not yet closed */
   int open_handles;
   int self_ref, event_ref, out_ref, err_ref;
   int state;
@@ -68,20 +68,20 @@ struct rl_proc_s {
 
 static unsigned rl_run_seq;
 
-/* ---- signals ----------------------------------------------------------------------------- */
+/* ---- signals --------------------------------------------------------------------------------- */
 
 static const struct {
   const char *name;
   int num;
 } rl_signals[] = {
-  {"HUP", SIGHUP},   {"INT", SIGINT},       {"QUIT", SIGQUIT}, {"ILL", SIGILL},
-  {"TRAP", SIGTRAP}, {"ABRT", SIGABRT},     {"BUS", SIGBUS},   {"FPE", SIGFPE},
-  {"KILL", SIGKILL}, {"USR1", SIGUSR1},     {"SEGV", SIGSEGV}, {"USR2", SIGUSR2},
-  {"PIPE", SIGPIPE}, {"ALRM", SIGALRM},     {"TERM", SIGTERM}, {"CHLD", SIGCHLD},
-  {"CONT", SIGCONT}, {"STOP", SIGSTOP},     {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},
-  {"TTOU", SIGTTOU}, {"URG", SIGURG},       {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
-  {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},
-  {"PWR", SIGPWR},   {"SYS", SIGSYS},
+    {"HUP", SIGHUP},       {"INT", SIGINT},   {"QUIT", SIGQUIT},   {"ILL", SIGILL},
+    {"TRAP", SIGTRAP},     {"ABRT", SIGABRT}, {"BUS", SIGBUS},     {"FPE", SIGFPE},
+    {"KILL", SIGKILL},     {"USR1", SIGUSR1}, {"SEGV", SIGSEGV},   {"USR2", SIGUSR2},
+    {"PIPE", SIGPIPE},     {"ALRM", SIGALRM}, {"TERM", SIGTERM},   {"CHLD", SIGCHLD},
+    {"CONT", SIGCONT},     {"STOP", SIGSTOP}, {"TSTP", SIGTSTP},   {"TTIN", SIGTTIN},
+    {"TTOU", SIGTTOU},     {"URG", SIGURG},   {"XCPU", SIGXCPU},   {"XFSZ", SIGXFSZ},
+    {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},
+    {"PWR", SIGPWR},       {"SYS", SIGSYS},
 };
 
 /* A signal as a name ("TERM", "SIGTERM", "term") or a number; -1 if it is neither. */
@@ -119,7 +119,7 @@ static int rl_check_signal_opt(lua_State *L, const char *key)
   return sig;
 }
 
-/* ---- helpers ----------------------------------------------------------------------------- */
+/* ---- helpers --------------------------------------------------------------------------------- */
 
 /* The handle's state (the box holds it until __gc: a finished run still answers pid()). */
 static rl_proc_t *rl_check_process(lua_State *L, int idx)
@@ -154,7 +154,7 @@ static void rl_emit_simple(rl_proc_t *p, const char *type)
   rl_callback(p, p->event_ref);
 }
 
-/* ---- control channel out ----------------------------------------------------------------- */
+/* ---- control channel out --------------------------------------------------------------------- */
 
 typedef struct {
   uv_write_t req;
@@ -192,7 +192,7 @@ static void rl_ctl_send(rl_proc_t *p, rl_verb_t verb, long long a, long long b)
   rl_ctl_send_data(p, &msg, NULL, 0);
 }
 
-/* ---- finishing ---------------------------------------------------------------------------- */
+/* ---- finishing ------------------------------------------------------------------------------- */
 
 static void rl_finish(rl_proc_t *p);
 
@@ -260,7 +260,7 @@ static void rl_push_exit_event(rl_proc_t *p)
   if (p->spawn_errno) {
     int err = -p->spawn_errno;
     static const char *const stage[RL_STAGE_COUNT] = {
-      [RL_STAGE_SETUP] = "keeper setup: ", [RL_STAGE_FORK] = "fork: ", [RL_STAGE_EXEC] = ""};
+        [RL_STAGE_SETUP] = "keeper setup: ", [RL_STAGE_FORK] = "fork: ", [RL_STAGE_EXEC] = ""};
     lua_pushfstring(L, "%s%s: %s", stage[p->spawn_stage], uv_err_name(err), uv_strerror(err));
     lua_setfield(L, -2, "spawn_error");
   }
@@ -352,7 +352,7 @@ static void rl_drain_expired(uv_timer_t *t)
   rl_maybe_finish(p);
 }
 
-/* ---- fallback sweep (the keeper died) ----------------------------------------------------- */
+/* ---- fallback sweep (the keeper died) -------------------------------------------------------- */
 
 typedef struct {
   const char *marker;
@@ -405,7 +405,7 @@ static void rl_start_fallback(rl_proc_t *p)
   uv_timer_start(&p->aux, rl_sweep_tick, 0, 1);
 }
 
-/* ---- keeper events ------------------------------------------------------------------------ */
+/* ---- keeper events --------------------------------------------------------------------------- */
 
 static void rl_keeper_exited(uv_process_t *h, int64_t status, int term_signal)
 {
@@ -544,7 +544,7 @@ static void rl_output_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
   }
 }
 
-/* ---- spawning ------------------------------------------------------------------------------ */
+/* ---- spawning -------------------------------------------------------------------------------- */
 
 /* Cuts the last n components off an absolute path; false when there are not that many. */
 static int rl_strip(char *path, int n)
@@ -579,8 +579,8 @@ static const char *rl_keeper_path(void)
       snprintf(path, sizeof path, "%s", rl_self_exe);
     return path;
   }
-  if (!dladdr((void *)rl_keeper_path, &info) || !info.dli_fname ||
-      !realpath(info.dli_fname, dir) || !rl_strip(dir, 1)) /* .../lib/reload/core.so */
+  if (!dladdr((void *)rl_keeper_path, &info) || !info.dli_fname || !realpath(info.dli_fname, dir) ||
+      !rl_strip(dir, 1)) /* .../lib/reload/core.so */
     return NULL;
   snprintf(path, sizeof path, "%.*s/reload-keeper", PATH_MAX - 32, dir);
   if (access(path, X_OK) == 0)
@@ -601,8 +601,9 @@ typedef struct {
 } rl_spawn_opts_t;
 
 static const char *const rl_spawn_keys[] = {
-  "cmd", "cwd", "env", "stdin", "stdout", "stderr", "on_stdout", "on_stderr", "stop_signal",
-  "grace_ms", "on_main_exit", "setsid", "on_event", "hold", NULL,
+    "cmd",          "cwd",       "env",       "stdin",       "stdout",
+    "stderr",       "on_stdout", "on_stderr", "stop_signal", "grace_ms",
+    "on_main_exit", "setsid",    "on_event",  "hold",        NULL,
 };
 
 /* A grace period in ms (value on top of the stack): an integer >= 0. */
@@ -808,7 +809,7 @@ static int rl_proc_spawn(lua_State *L)
   return 1;
 }
 
-/* ---- methods ------------------------------------------------------------------------------- */
+/* ---- methods --------------------------------------------------------------------------------- */
 
 static int rl_push_pid(lua_State *L, int pid)
 {
@@ -976,7 +977,7 @@ static int rl_proc_kill(lua_State *L)
 static int rl_proc_signal(lua_State *L)
 {
   static const char *const scopes[] = {
-    [RL_SCOPE_MAIN] = "main", [RL_SCOPE_GROUP] = "group", [RL_SCOPE_TREE] = "tree", NULL};
+      [RL_SCOPE_MAIN] = "main", [RL_SCOPE_GROUP] = "group", [RL_SCOPE_TREE] = "tree", NULL};
   rl_proc_t *p = rl_check_process(L, 1);
   int sig = rl_check_signal(L, 2);
   int scope = luaL_checkoption(L, 3, "group", scopes);
@@ -1152,6 +1153,7 @@ static int rl_proc_tostring(lua_State *L)
   return 1;
 }
 
+/* clang-format off */
 static const luaL_Reg rl_proc_methods[] = {
   {"pid",          rl_proc_pid},
   {"pgid",         rl_proc_pgid},
@@ -1167,18 +1169,23 @@ static const luaL_Reg rl_proc_methods[] = {
   {"close",        rl_proc_close},
   {NULL, NULL},
 };
+/* clang-format on */
 
+/* clang-format off */
 static const luaL_Reg rl_proc_metamethods[] = {
   {"__gc",        rl_proc_gc},
   {"__close",     rl_proc_close},
   {"__tostring",  rl_proc_tostring},
   {NULL, NULL},
 };
+/* clang-format on */
 
+/* clang-format off */
 static const luaL_Reg rl_proc_functions[] = {
   {"spawn",  rl_proc_spawn},
   {NULL, NULL},
 };
+/* clang-format on */
 
 /* A keeper can exit between our decision to write to its control socket and the write: the
  * write then raises SIGPIPE, whose default action killed reload in the middle of a quit (seen

@@ -22,7 +22,7 @@
 
 #define RL_WATCHER_MT "reload.Watcher"
 
-/* Delivery ---------------------------------------------------------------------------------- */
+/* Delivery ------------------------------------------------------------------------------------- */
 
 int rl_watch_deliver(rl_watcher_t *w)
 {
@@ -68,7 +68,7 @@ static void rl_watch_deliver_cb(uv_timer_t *t)
   rl_watch_deliver(t->data);
 }
 
-/* Lifetime ------------------------------------------------------------------------------------ */
+/* Lifetime ------------------------------------------------------------------------------------- */
 
 void rl_watch_handle_closed(uv_handle_t *h)
 {
@@ -109,9 +109,9 @@ static rl_watcher_t *rl_check_watcher(lua_State *L, int idx)
   return rl_box_check(L, idx, RL_WATCHER_MT, "closed watcher");
 }
 
-static const char *const rl_watch_keys[] = {"root", "ignore", "defaults", "gitignore",
-                                            "backend", "poll_interval_ms", "on_events",
-                                            "on_error", NULL};
+static const char *const rl_watch_keys[] = {"root",      "ignore",   "defaults",
+                                            "gitignore", "backend",  "poll_interval_ms",
+                                            "on_events", "on_error", NULL};
 
 /* Reads and checks every option; raises on misuse. Leaves the Ignore userdata on the stack. */
 static void rl_watch_options(lua_State *L, rl_watcher_t *w)
@@ -129,8 +129,7 @@ static void rl_watch_options(lua_State *L, rl_watcher_t *w)
   w->rootlen = rootlen == 1 ? 0 : rootlen; /* "/" joins as "" + "/" + rel */
   lua_pop(L, 1);
   static const char *const backends[] = {"inotify", "poll", NULL};
-  w->backend = rl_opt_choice(L, 1, "backend", backends, 0) ? &rl_poll_backend
-                                                            : &rl_inotify_backend;
+  w->backend = rl_opt_choice(L, 1, "backend", backends, 0) ? &rl_poll_backend : &rl_inotify_backend;
   lua_pop(L, 1);
   w->poll.interval = (uint64_t)rl_opt_integer(L, 1, "poll_interval_ms", 500, 1);
   w->ig = rl_glob_options(L, 1, "ignore", w->root);
@@ -247,23 +246,29 @@ static int rl_watch_close(lua_State *L)
   return 1;
 }
 
+/* clang-format off */
 static const luaL_Reg rl_watch_methods[] = {
   {"stats",    rl_watch_stats},
   {"ignored",  rl_watch_ignored},
   {"close",    rl_watch_close},
   {NULL, NULL},
 };
+/* clang-format on */
 
+/* clang-format off */
 static const luaL_Reg rl_watch_meta[] = {
   {"__gc",     rl_watch_close},
   {"__close",  rl_watch_close},
   {NULL, NULL},
 };
+/* clang-format on */
 
+/* clang-format off */
 static const luaL_Reg rl_watch_functions[] = {
   {"watch",    rl_watch_new},
   {NULL, NULL},
 };
+/* clang-format on */
 
 void rl_watch_open(lua_State *L)
 {

@@ -37,7 +37,7 @@
 typedef struct rl_watcher rl_watcher_t;
 typedef struct rl_wdir rl_wdir_t;
 
-/* Events ------------------------------------------------------------------------------------- */
+/* Events --------------------------------------------------------------------------------------- */
 
 enum { RL_EV_CREATE, RL_EV_MODIFY, RL_EV_REMOVE, RL_EV_RENAME, RL_EV_OVERFLOW, RL_EV_COUNT };
 extern const char *const rl_event_kinds[RL_EV_COUNT]; /* "create", ... */
@@ -47,7 +47,7 @@ typedef struct {
   int kind, is_dir;
 } rl_event_t;
 
-/* Backends ----------------------------------------------------------------------------------- */
+/* Backends ------------------------------------------------------------------------------------- */
 
 typedef struct {
   const char *name;
@@ -71,7 +71,7 @@ typedef struct {
 extern const rl_backend_t rl_inotify_backend; /* watch_inotify.c */
 extern const rl_backend_t rl_poll_backend;    /* watch_poll.c */
 
-/* The tree ------------------------------------------------------------------------------------ */
+/* The tree ------------------------------------------------------------------------------------- */
 
 /* A directory of the tree that a backend covers (or the top of a polled part). */
 struct rl_wdir {
@@ -88,7 +88,7 @@ struct rl_wdir {
 struct rl_watcher {
   lua_State *L; /* main thread */
   /* The tree (watch_tree.c, watch_walk.c). */
-  char *root; /* absolute, no trailing '/' */
+  char *root;     /* absolute, no trailing '/' */
   size_t rootlen; /* 0 for "/" */
   rl_ignore_t *ig;
   const rl_backend_t *backend; /* the one chosen: inotify or poll */
@@ -96,7 +96,7 @@ struct rl_watcher {
   uint32_t gen;
   const rl_ilist_t **stack; /* the .gitignore lists of a path's ancestors */
   size_t stackcap;
-  char *dents; /* the loop thread's getdents64 buffer */
+  char *dents;   /* the loop thread's getdents64 buffer */
   size_t nfiles; /* approximate after start */
   /* The batch and queued problems (watch_tree.c), delivered by watch.c. */
   rl_event_t *ev;
@@ -176,7 +176,7 @@ void rl_watch_clear_batch(rl_watcher_t *w);
  * takes two strings; b may be NULL. */
 void rl_watch_problem(rl_watcher_t *w, const char *fmt, const char *a, const char *b);
 
-/* The walk (watch_walk.c) ------------------------------------------------------------------- */
+/* The walk (watch_walk.c) ---------------------------------------------------------------------- */
 
 #define RL_DENTS_SIZE 65536
 
@@ -187,7 +187,7 @@ void rl_watch_problem(rl_watcher_t *w, const char *fmt, const char *a, const cha
  * large). */
 void rl_watch_walk(rl_watcher_t *w, rl_wdir_t *d, int report, int reread, int helper);
 
-/* The binding (watch.c) --------------------------------------------------------------------- */
+/* The binding (watch.c) ------------------------------------------------------------------------ */
 
 /* Delivers the queued problems, then the batch, to Lua. Returns -1 when a callback closed the
  * watcher (the caller must not touch it further). */

@@ -21,9 +21,9 @@
 #include "binding.h"
 #include "longpath.h"
 
-#define RL_WATCH_MASK                                                                          \
-  (IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO |              \
-   IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
+#define RL_WATCH_MASK                                                                             \
+  (IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | \
+   IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
 /* Reads per fd wake-up before the batch is delivered: bounds the time spent in one callback
  * while a tool floods the tree. */
 #define RL_READS_PER_BATCH 64
@@ -35,7 +35,7 @@ typedef struct rl_pending {
   char *path;
 } rl_pending_t;
 
-/* The wd table: wd -> record ------------------------------------------------------------------ */
+/* The wd table: wd -> record ------------------------------------------------------------------- */
 
 static size_t rl_wd_slot(const rl_watcher_t *w, int wd)
 {
@@ -102,7 +102,7 @@ static void rl_wd_del(rl_watcher_t *w, int wd)
   }
 }
 
-/* Watches ---------------------------------------------------------------------------------------- */
+/* Watches -------------------------------------------------------------------------------------- */
 
 /* The first line of a /proc file into buf ("unknown" if it cannot be read). */
 static void rl_read_limit(const char *file, char *buf, size_t size)
@@ -127,8 +127,8 @@ static void rl_watch_enospc(rl_watcher_t *w, const char *rel)
   rl_read_limit("/proc/sys/fs/inotify/max_user_watches", global, sizeof global);
   rl_read_limit("/proc/sys/user/max_inotify_watches", ns, sizeof ns);
   if (strtoull(ns, NULL, 10) && strtoull(ns, NULL, 10) < strtoull(global, NULL, 10))
-    snprintf(limit, sizeof limit, "%s; this user namespace's user.max_inotify_watches = %s",
-             global, ns);
+    snprintf(limit, sizeof limit, "%s; this user namespace's user.max_inotify_watches = %s", global,
+             ns);
   else
     snprintf(limit, sizeof limit, "%s", global);
   rl_watch_problem(w,
@@ -160,7 +160,7 @@ static int rl_inotify_add(int ifd, const char *abs, uint32_t mask)
 /* Adds the inotify watch of a new record d (abs is its path). Returns 0, or -1 when d is not
  * watched by inotify (then it is polled, or dropped: already watched elsewhere, gone). */
 static int rl_inotify_cover(rl_watcher_t *w, rl_wdir_t *d, const char *abs, const char *rel,
-                        int report)
+                            int report)
 {
   int wd = rl_inotify_add(w->in.fd, abs, RL_WATCH_MASK);
   if (wd < 0) {
@@ -187,12 +187,11 @@ static int rl_inotify_cover(rl_watcher_t *w, rl_wdir_t *d, const char *abs, cons
   return 0;
 }
 
-/* Events ----------------------------------------------------------------------------------------- */
+/* Events --------------------------------------------------------------------------------------- */
 
 /* A directory appeared (created, or moved in from outside): watch it and report what is in it
  * already, since files created before its watch existed produce no event. */
-static void rl_watch_new_dir(rl_watcher_t *w, rl_wdir_t *parent, const char *name,
-                             const char *rel)
+static void rl_watch_new_dir(rl_watcher_t *w, rl_wdir_t *parent, const char *name, const char *rel)
 {
   rl_wdir_t *c = rl_wdir_child(parent, name, strlen(name));
   if (c)
@@ -337,7 +336,8 @@ static void rl_watch_event(rl_watcher_t *w, const struct inotify_event *ev, rl_b
   } else if (ev->mask & IN_MOVED_FROM) {
     if (rl_grow((void **)&w->in.pend, &w->in.pendcap, w->in.npend + 1, sizeof *w->in.pend) == 0) {
       rl_wdir_t *c = is_dir ? rl_wdir_child(d, ev->name, namelen) : NULL;
-      w->in.pend[w->in.npend++] = (rl_pending_t){ev->cookie, is_dir, c ? c->wd : -1, strdup(path->s)};
+      w->in.pend[w->in.npend++] =
+          (rl_pending_t){ev->cookie, is_dir, c ? c->wd : -1, strdup(path->s)};
     }
   } else if (ev->mask & IN_CREATE) {
     rl_watch_emit(w, RL_EV_CREATE, path->s, is_dir, NULL);
@@ -409,7 +409,7 @@ static void rl_inotify_read(uv_poll_t *h, int status, int events)
   rl_watch_deliver(w);
 }
 
-/* The backend --------------------------------------------------------------------------------- */
+/* The backend ---------------------------------------------------------------------------------- */
 
 static int rl_inotify_start(rl_watcher_t *w, uv_loop_t *loop, const char **what)
 {
@@ -476,10 +476,10 @@ static void rl_inotify_stop(rl_watcher_t *w)
 }
 
 const rl_backend_t rl_inotify_backend = {
-  .name = "inotify",
-  .start = rl_inotify_start,
-  .cover = rl_inotify_cover,
-  .rescan = rl_inotify_rescan,
-  .forget = rl_inotify_forget,
-  .stop = rl_inotify_stop,
+    .name = "inotify",
+    .start = rl_inotify_start,
+    .cover = rl_inotify_cover,
+    .rescan = rl_inotify_rescan,
+    .forget = rl_inotify_forget,
+    .stop = rl_inotify_stop,
 };

@@ -98,8 +98,8 @@ static void rl_poll_walk(rl_watcher_t *w, struct rl_snap *s, rl_buf_t *abs, size
   while ((de = readdir(dir))) {
     if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2])))
       continue;
-    if (rl_buf_set(abs, len, "/", 1) < 0 || rl_buf_set(abs, abs->len, de->d_name,
-                                                       strlen(de->d_name)) < 0)
+    if (rl_buf_set(abs, len, "/", 1) < 0 ||
+        rl_buf_set(abs, abs->len, de->d_name, strlen(de->d_name)) < 0)
       break;
     struct stat st;
     if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -143,8 +143,8 @@ static void rl_snap_diff(rl_watcher_t *w, const struct rl_snap *a, const struct 
       if (x->is_dir != y->is_dir) {
         rl_watch_emit(w, RL_EV_REMOVE, a->strs + x->path, x->is_dir, NULL);
         rl_watch_emit(w, RL_EV_CREATE, b->strs + y->path, y->is_dir, NULL);
-      } else if (!y->is_dir && (x->mtime_ns != y->mtime_ns || x->size != y->size ||
-                                x->ino != y->ino)) {
+      } else if (!y->is_dir &&
+                 (x->mtime_ns != y->mtime_ns || x->size != y->size || x->ino != y->ino)) {
         rl_watch_emit(w, RL_EV_MODIFY, b->strs + y->path, 0, NULL);
       }
       i++;
@@ -264,10 +264,10 @@ static void rl_poll_stop(rl_watcher_t *w)
 }
 
 const rl_backend_t rl_poll_backend = {
-  .name = "poll",
-  .start = rl_poll_start,
-  .cover = rl_poll_cover,
-  .rescan = rl_poll_rescan,
-  .forget = rl_poll_forget,
-  .stop = rl_poll_stop,
+    .name = "poll",
+    .start = rl_poll_start,
+    .cover = rl_poll_cover,
+    .rescan = rl_poll_rescan,
+    .forget = rl_poll_forget,
+    .stop = rl_poll_stop,
 };

@@ -13,7 +13,7 @@
 const char *const rl_event_kinds[RL_EV_COUNT] = {"create", "modify", "remove", "rename",
                                                  "overflow"};
 
-/* Helpers ----------------------------------------------------------------------------------- */
+/* Helpers -------------------------------------------------------------------------------------- */
 
 int rl_grow(void **p, size_t *cap, size_t need, size_t size)
 {
@@ -62,7 +62,7 @@ int rl_buf_abs(rl_buf_t *b, const rl_watcher_t *w, const char *rel, size_t relle
   return 0;
 }
 
-/* Events ------------------------------------------------------------------------------------ */
+/* Events --------------------------------------------------------------------------------------- */
 
 void rl_watch_emit(rl_watcher_t *w, int kind, const char *path, int is_dir, const char *from)
 {
@@ -106,7 +106,7 @@ void rl_watch_clear_batch(rl_watcher_t *w)
   w->nerrors = 0;
 }
 
-/* Records ----------------------------------------------------------------------------------- */
+/* Records -------------------------------------------------------------------------------------- */
 
 rl_wdir_t *rl_wdir_new(rl_wdir_t *parent, const char *name, size_t namelen)
 {

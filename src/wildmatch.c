@@ -47,8 +47,7 @@ static int rl_wild_at(const rl_wild_t *w, size_t i, const char *text)
       if (!rl_bit(w->cls[t->cls], c))
         return RL_WM_NOMATCH;
       break;
-    default:
-      return rl_wild_star(w, i, text);
+    default: return rl_wild_star(w, i, text);
     }
   }
 }

@@ -13,16 +13,16 @@ enum { RL_TOK_END, RL_TOK_LIT, RL_TOK_ANY, RL_TOK_CLASS, RL_TOK_STAR };
 
 typedef struct {
   uint8_t type;
-  uint8_t ch; /* RL_TOK_LIT */
+  uint8_t ch;          /* RL_TOK_LIT */
   uint8_t match_slash; /* RL_TOK_STAR: may cross '/' ("**" in a path, any '*' in a basename) */
-  uint8_t zero_dirs; /* RL_TOK_STAR: "**" followed by '/': first try matching no directory */
-  uint32_t cls; /* RL_TOK_CLASS: index into the bitmaps */
+  uint8_t zero_dirs;   /* RL_TOK_STAR: "**" followed by '/': first try matching no directory */
+  uint32_t cls;        /* RL_TOK_CLASS: index into the bitmaps */
 } rl_tok_t;
 
 typedef struct {
   rl_tok_t *tok;
   uint8_t (*cls)[32]; /* one 256-bit set per class */
-  int pathname; /* '?', '*' and classes never match '/' */
+  int pathname;       /* '?', '*' and classes never match '/' */
 } rl_wild_t;
 
 /* Compiles p[0..n) (raw pattern text: escapes still in it) into w. pathname: '?', '*' and
