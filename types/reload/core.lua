@@ -1,6 +1,7 @@
 ---@meta reload.core
 -- LuaLS description of the reload.core C module (src/*.c). Not loaded at run time: point
--- LuaLS's workspace.library at types/ to use it.
+-- LuaLS's workspace.library at types/ to use it. spec/functional/types_spec.lua checks that it
+-- declares every function, field and method reload.core registers, and nothing more.
 
 ---@class reload.core
 ---@field version string "MAJOR.MINOR.PATCH"
