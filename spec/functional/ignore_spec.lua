@@ -302,7 +302,7 @@ describe("core.ignore reads its rule files as git does", function()
       assert.are.equal(0, (helpers.run({ "mkfifo", dir .. path })))
     end
     -- In a child: on failure it blocks in open(), and the timeout ends it.
-    local ok, code, out, err = pcall(helpers.run, { "lua5.4", "-e", ([[
+    local ok, code, out, err = pcall(helpers.run, helpers.lua("-e", ([[
       package.cpath = %q .. "/lib/?.so;" .. package.cpath
       local uv = require("luv")
       local core = require("reload.core")
@@ -313,7 +313,7 @@ describe("core.ignore reads its rule files as git does", function()
       w:close()
       uv.run("nowait")
       print("ok " .. dirs)
-    ]]):format(helpers.build_dir, dir, dir) }, { timeout_ms = 5000 })
+    ]]):format(helpers.build_dir, dir, dir)), { timeout_ms = 5000 })
     assert(ok, code) -- on failure: the timeout's message
     assert.are.equal(0, code, err)
     assert.matches("^ok 2\n", out)

@@ -129,7 +129,7 @@ describe("examples", function()
     end
     -- The first debug build compiles the standard library without optimisations: over a
     -- minute on a fresh machine.
-    helpers.budget(900)
+    helpers.budget(300)
     local dir = example("go-dlv")
     local port, dlv_port = helpers.free_port(), helpers.free_port()
     local cache = helpers.build_dir .. "/gocache"
