@@ -353,6 +353,20 @@ function M.stack(dir)
   return nil
 end
 
+--- What the project's toolchain writes into its tree while it builds, where the name alone
+--- cannot say so and the built-in defaults (reload.core) therefore leave it: Cargo's target/
+--- beside a Cargo.toml (a directory named target elsewhere may hold sources). Ignored like the
+--- Reloadfile's `ignore` patterns, before them.
+---@param dir string the project root
+---@return string[]
+function M.ignores(dir)
+  local out = {}
+  if exists(dir .. "/Cargo.toml", "file") then
+    out[#out + 1] = "/target/"
+  end
+  return out
+end
+
 --- What the stack's recipe needs to know of the project in dir, and a sentence saying what was
 --- found.
 ---@param stack "go"|"node"|"python"|"rust"|"c"

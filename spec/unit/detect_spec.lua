@@ -20,6 +20,17 @@ local function detected(files, stack)
 end
 
 describe("reload.detect", function()
+  it("ignores Cargo's target/ beside a Cargo.toml only, before the Reloadfile's ignores", function()
+    local rust = helpers.project({ ["Cargo.toml"] = "[package]\nname = \"api\"\n",
+      ["Reloadfile.lua"] = 'ignore { "tmp/" }\nservice "a" { run = "true" }\n' })
+    assert.are.same({ "/target/" }, detect.ignores(rust))
+    assert.are.same({ "/target/", "tmp/" }, dsl.load(rust .. "/Reloadfile.lua").ignore)
+    assert.are.same({ "/target/", "x/" }, dsl.from_table(rust, { run = "true" }, { "x/" }).ignore)
+    local go = helpers.project({ ["go.mod"] = "module x\n", ["target/main.go"] = "package main\n" })
+    assert.are.same({}, detect.ignores(go))
+    assert.are.same({}, dsl.from_table(go, { run = "true" }).ignore)
+  end)
+
   it("go: every main package, at the root and under cmd/", function()
     local stack, p, what = detected({
       ["go.mod"] = "module example.com/shop\n",
