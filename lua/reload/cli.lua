@@ -504,7 +504,8 @@ local function cmd_run(argv, at)
     return usage_error("run: missing COMMAND (reload run [OPTIONS] -- COMMAND [ARG...])",
       M.run_usage)
   end
-  local svc = { watch = opts.watch, ignore = opts.ignore, stop = {} }
+  -- No -w: the schema's default, every file that is not ignored.
+  local svc = { watch = #opts.watch > 0 and opts.watch or nil, ignore = opts.ignore, stop = {} }
   if opts.shell then
     svc.run = table.concat(rest, " ")
   else
