@@ -78,12 +78,63 @@ describe("recipes", function()
     assert.truthy(table.concat(node.app({}).ignore, " "):find("node_modules/", 1, true))
   end)
 
-  it("python runs a module or a script, and wraps in debugpy", function()
-    assert.are.same({ "python3", "-m", "app", "--x" },
-      python.app({ module = "app", args = { "--x" } }).run)
-    assert.are.same({ "python3", "-m", "debugpy", "--listen", "127.0.0.1:5678", "main.py" },
-      python.debugpy({ "python3", "main.py" }))
-    assert.truthy(table.concat(python.app({}).ignore, " "):find("__pycache__/", 1, true))
+  describe("python", function()
+    it("runs a module or a script, and wraps in debugpy", function()
+      assert.are.same({ "python3", "-m", "app", "--x" },
+        python.app({ module = "app", args = { "--x" } }).run)
+      assert.are.same({ "python3", "-m", "debugpy", "--listen", "127.0.0.1:5678", "main.py" },
+        python.debugpy({ "python3", "main.py" }))
+      assert.truthy(table.concat(python.app({}).ignore, " "):find("__pycache__/", 1, true))
+    end)
+
+    it("django: runserver without Django's reloader, up on its port, templates watched",
+      function()
+        local svc = python.django({ port = 8001, settings = "site.dev",
+          python = ".venv/bin/python" })
+        assert.are.same({ ".venv/bin/python", "manage.py", "runserver", "--noreload",
+          "127.0.0.1:8001" }, svc.run)
+        assert.are.same({ port = 8001 }, svc.ready)
+        assert.are.same({ PYTHONUNBUFFERED = "1", DJANGO_SETTINGS_MODULE = "site.dev" }, svc.env)
+        assert.truthy(table.concat(svc.watch, " "):find("**/templates/**", 1, true))
+        assert.has_error(function() python.django({ port = "web" }) end,
+          "recipes.python.django: 'port' must be a port number, not web")
+      end)
+
+    it("flask: flask run --no-reload with FLASK_APP; debug is the debugger, not the reloader",
+      function()
+        local svc = python.flask({ app = "web:app", port = 5001, debug = true })
+        assert.are.same({ "python3", "-m", "flask", "run", "--no-reload", "--host", "127.0.0.1",
+          "--port", "5001" }, svc.run)
+        assert.are.same({ PYTHONUNBUFFERED = "1", FLASK_APP = "web:app", FLASK_DEBUG = "1" },
+          svc.env)
+        assert.is_nil(python.flask({}).env.FLASK_DEBUG)
+      end)
+
+    it("fastapi: uvicorn without --reload", function()
+      local svc = python.fastapi({ app = "main:api", args = { "--log-level", "warning" } })
+      assert.are.same({ "python3", "-m", "uvicorn", "main:api", "--host", "127.0.0.1", "--port",
+        "8000", "--log-level", "warning" }, svc.run)
+      assert.are.same({ port = 8000 }, svc.ready)
+      assert.are.equal(python.fastapi, python.uvicorn)
+    end)
+
+    it("gunicorn: workers, TERM to the master alone, reload's grace beyond gunicorn's",
+      function()
+        local svc = python.gunicorn({ app = "web:app", workers = 4, graceful = 5,
+          args = { "--access-logfile", "-" } })
+        assert.are.same({ "python3", "-m", "gunicorn", "--bind", "127.0.0.1:8000", "--workers",
+          "4", "--graceful-timeout", "5", "--access-logfile", "-", "web:app" }, svc.run)
+        assert.are.same({ signal = "TERM", grace = 7, to = "main" }, svc.stop)
+        assert.has_error(function() python.gunicorn({ debugpy = true }) end)
+      end)
+
+    it("debugger: a wrapper that says how to attach", function()
+      local wrap = python.debugger({ listen = "127.0.0.1:5999", wait = true })
+      assert.are.same({ "python3", "-m", "debugpy", "--listen", "127.0.0.1:5999",
+        "--wait-for-client", "-m", "flask", "run" },
+        quietly(wrap, { "python3", "-m", "flask", "run" }))
+      assert.are.equal("function", type(python.django({ debugpy = true }).wrap))
+    end)
   end)
 
   it("c builds with make or cmake, and wraps in gdbserver", function()
