@@ -123,6 +123,16 @@ function M.node(dir)
     p.main, why = "index.js", "no entry point found; index.js"
   end
   p.why = why
+  -- Vite's dev server (node.vite) when the script runs vite; an Express server (node.express)
+  -- when the package depends on express.
+  local deps = type(pkg.dependencies) == "table" and pkg.dependencies or {}
+  if p.script and scripts[p.script]:find("%f[%w]vite%f[%W]") then
+    p.kind = "vite"
+    return p, ("a Vite app (%s)"):format(why)
+  elseif deps.express then
+    p.kind = "express"
+    return p, ("an Express server (%s)"):format(why)
+  end
   return p, ("a Node.js package (%s)"):format(why)
 end
 

@@ -10,11 +10,15 @@ local ex = require("spec.support.examples")
 local EDITS = 10
 local QUIET_MS = 2500
 
---- Runs examples/NAME under reload (args, env) through EDITS edits of t.file.
+--- Runs examples/NAME under reload (args, env) through EDITS edits of t.file; returns reload's
+--- process, or nil when t.skip() says the test is pending (t.setup made it so).
 local function through_edits(name, t)
   local dir = ex.copy(name)
   if t.setup then
     t.setup(dir)
+  end
+  if t.skip and t.skip() then
+    return nil
   end
   local port = helpers.free_port()
   local env = { PORT = tostring(port) }
@@ -30,6 +34,9 @@ local function through_edits(name, t)
   ex.edit_loop({ proc = proc, marker = marker, dir = dir, file = t.file, from = t.from,
     port = port, path = t.path, n = EDITS, comms = t.comms, restart = t.restart,
     after_each = t.after_each and function(i) t.after_each(i, proc, port) end })
+  if t.more then
+    t.more({ proc = proc, marker = marker, dir = dir, port = port })
+  end
   ex.stop(proc, marker)
   assert.is_true(helpers.port_bindable(port))
   return proc
@@ -151,4 +158,104 @@ describe("reload run with no -w on a Python project", function()
         ex.stop(proc, marker)
       end)
   end
+end)
+
+--- The example's node_modules, installed by scripts/npm-examples (npm ci, into the build
+--- directory), copied into dir; false, and the test pending, when npm cannot install them.
+local function npm_modules(name, dir)
+  if not (ex.have("node") and ex.have("npm")) then
+    pending("node and npm are not installed (scripts/setup installs nodejs and npm)")
+    return false
+  end
+  -- A first install downloads the packages.
+  helpers.budget(helpers.default_budget_s + 300)
+  local code, out, err = helpers.run({ helpers.root .. "/scripts/npm-examples", name },
+    { cwd = helpers.root, timeout_ms = 280000,
+      env = helpers.env_with({ RELOAD_BUILD_DIR = helpers.build_dir }) })
+  if code ~= 0 then
+    pending(("npm could not install examples/%s's packages (scripts/npm-examples %s): %s")
+      :format(name, name, (out .. err):sub(-400)))
+    return false
+  end
+  local modules = helpers.build_dir .. "/npm/" .. name .. "/node_modules"
+  assert(os.execute(("cp -a %s %s/node_modules"):format(helpers.shell_quote(modules),
+    helpers.shell_quote(dir))))
+  return true
+end
+
+describe("node recipes", function()
+  it("node.vite: restarts for its config (10 edits), serves src/ itself (5 edits, no restart)",
+    function()
+      local installed
+      local proc = through_edits("node-vite", {
+        setup = function(dir) installed = npm_modules("node-vite", dir) end,
+        skip = function() return not installed end,
+        first = "hello from the vite config", file = "vite.config.js",
+        from = "hello from the vite config", comms = { node = 1 },
+        after_start = function(p, port)
+          ex.answers(port, "hello from vite src", 10000, p, "/src/message.js")
+        end,
+        more = function(t)
+          -- Vite serves a source edit itself (hot module replacement): no restart. Its watcher
+          -- (chokidar) drops a save that replaces a file renamed into place less than ~100 ms
+          -- earlier: these edits come 300 ms apart, as a person's saves do.
+          ex.edit_loop({ proc = t.proc, marker = t.marker, dir = t.dir, file = "src/message.js",
+            from = "hello from vite src", port = t.port, path = "/src/message.js", n = 5,
+            comms = { node = 1 }, restart = false, gap_ms = 300 })
+        end,
+      })
+      if not proc then
+        return
+      end
+      -- --clearScreen false: Vite cleared none of reload's lines.
+      assert.is_nil(proc:text():find("\27[2J", 1, true), proc:text())
+    end)
+
+  it("reload run -- npm run dev with no -w: Vite 5's bundled config restarts nothing", function()
+    local dir = ex.copy("node-vite")
+    if not npm_modules("node-vite", dir) then
+      return
+    end
+    local port = helpers.free_port()
+    local proc, marker = ex.start(dir, { "run", "--ready", tostring(port), "--", "npm", "run",
+      "dev", "--", "--port", tostring(port), "--strictPort", "--clearScreen", "false" })
+    ex.answers(port, "hello from the vite config", 30000, proc)
+    ex.quiet(proc, QUIET_MS, "after the start: vite.config.js.timestamp-*.mjs")
+    ex.edit_loop({ proc = proc, marker = marker, dir = dir, file = "vite.config.js",
+      from = "hello from the vite config", port = port, n = 3, comms = { node = 1 } })
+    ex.stop(proc, marker)
+  end)
+
+  it("node.express: npm run start, 10 edits, one restart each", function()
+    local installed
+    through_edits("node-express", {
+      setup = function(dir) installed = npm_modules("node-express", dir) end,
+      skip = function() return not installed end,
+      first = "hello from express", file = "message.js", from = "hello from express",
+      comms = { node = 1, ["npm run start"] = 1 },
+    })
+  end)
+
+  it("node.debugger: Express under --debug, the inspector given to node and not npm", function()
+    local installed
+    local inspector = helpers.free_port()
+    local proc = through_edits("node-express", {
+      setup = function(dir) installed = npm_modules("node-express", dir) end,
+      skip = function() return not installed end,
+      args = { "--debug" }, env = { INSPECT_LISTEN = "127.0.0.1:" .. inspector },
+      first = "hello from express", file = "message.js", from = "hello from express",
+      comms = { node = 1, ["npm run start"] = 1 },
+      after_each = function()
+        helpers.wait_until(10000, function() return helpers.port_listening(inspector) end,
+          "the inspector listening on " .. inspector)
+      end,
+    })
+    if not proc then
+      return
+    end
+    assert.is_nil(proc:text():find("Starting inspector", 1, true), proc:text())
+    local _, n = proc:text():gsub("Debugger listening on ws://127%.0%.0%.1:" .. inspector, "")
+    assert.are.equal(EDITS + 1, n, proc:text())
+    assert.is_true(helpers.port_bindable(inspector))
+  end)
 end)

@@ -143,6 +143,7 @@ end
 ---@field restart? boolean false: the edits are served without a restart (a dev server's own)
 ---@field after_each? fun(i: integer) more checks after each edit
 ---@field max_ms? integer per edit (default 30 s)
+---@field gap_ms? integer real time between an answer and the next edit (default none)
 
 --- Edits `file` n times; after each, the new text answers and each listed comm has exactly its
 --- number of live processes (no process of an earlier generation lives on); one restart per
@@ -153,6 +154,9 @@ function M.edit_loop(t)
   local original = helpers.read_file(path)
   local base = M.restarts(t.proc)
   for i = 1, t.n do
+    if t.gap_ms and i > 1 then
+      helpers.pump(t.gap_ms)
+    end
     local text = ("edit number %d"):format(i)
     helpers.write_file(path, (original:gsub(t.from, text)))
     M.answers(t.port, text, t.max_ms or 30000, t.proc, t.path)

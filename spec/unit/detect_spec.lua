@@ -61,6 +61,24 @@ describe("reload.detect", function()
     assert.are.equal("server.js", p.main)
   end)
 
+  it("node: a Vite app (node.vite), an Express server (node.express)", function()
+    local dir = helpers.project({ ["package.json"] =
+      '{"scripts":{"dev":"vite","build":"vite build"},"devDependencies":{"vite":"^5.4.0"}}' })
+    local p, what = detect.project("node", dir)
+    assert.are.same({ "vite", "dev" }, { p.kind, p.script })
+    assert.matches("^a Vite app", what)
+    helpers.write_file(dir .. "/Reloadfile.lua", require("reload.recipes.node").template(p))
+    local config = assert(dsl.load(dir .. "/Reloadfile.lua"))
+    assert.are.same({ "npm", "run", "dev", "--", "--port", "5173", "--strictPort", "--host",
+      "127.0.0.1", "--clearScreen", "false" }, config.services[1].run.cmd)
+    local _
+    _, p = detected({ ["package.json"] =
+      '{"scripts":{"start":"node server.js"},"dependencies":{"express":"^4.21.2"}}' })
+    assert.are.same({ "express", "start" }, { p.kind, p.script })
+    _, p = detected({ ["package.json"] = '{"scripts":{"dev":"node scripts/invite.js"}}' })
+    assert.is_nil(p.kind)
+  end)
+
   it("rust: [package].name with src/main.rs, else [[bin]], else src/bin", function()
     local stack, p = detected({ ["Cargo.toml"] = '[package]\nname = "my-api"\n',
       ["src/main.rs"] = "", ["src/bin/tool.rs"] = "" })

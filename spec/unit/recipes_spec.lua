@@ -68,14 +68,60 @@ describe("recipes", function()
     end)
   end)
 
-  it("node runs a file or an npm script, and inserts --inspect", function()
-    assert.are.same({ "node", "server.js" }, node.app({ main = "server.js" }).run)
-    assert.are.same({ "npm", "run", "dev" }, node.app({ script = "dev" }).run)
-    assert.are.same({ "node", "--inspect=127.0.0.1:9229", "server.js" },
-      node.inspect({ "node", "server.js" }))
-    assert.are.same({ "env", "NODE_OPTIONS=--inspect=127.0.0.1:9000", "npm", "run", "dev" },
-      node.inspect({ "npm", "run", "dev" }, "127.0.0.1:9000"))
-    assert.truthy(table.concat(node.app({}).ignore, " "):find("node_modules/", 1, true))
+  describe("node", function()
+    it("runs a file or an npm script, and inserts --inspect for node, not for npm", function()
+      assert.are.same({ "node", "server.js" }, node.app({ main = "server.js" }).run)
+      assert.are.same({ "npm", "run", "dev" }, node.app({ script = "dev" }).run)
+      assert.are.same({ "node", "--inspect=127.0.0.1:9229", "server.js" },
+        node.inspect({ "node", "server.js" }))
+      -- npm passes --node-options to the scripts it runs, not to itself.
+      assert.are.same({ "npm", "--node-options=--inspect=127.0.0.1:9000", "run", "dev" },
+        node.inspect({ "npm", "run", "dev" }, "127.0.0.1:9000"))
+      assert.are.same({ "env", "NODE_OPTIONS=--inspect-brk=127.0.0.1:9229", "yarn", "dev" },
+        node.inspect({ "yarn", "dev" }, nil, true))
+      assert.truthy(table.concat(node.app({}).ignore, " "):find("node_modules/", 1, true))
+    end)
+
+    it("never watches Vite's bundled config, which Vite 5 writes at every start", function()
+      local core = require("reload.core")
+      for _, svc in ipairs({ node.app({}), node.vite({}), node.express({}) }) do
+        local ig = core.ignore({ patterns = svc.ignore, defaults = false, gitignore = false })
+        assert.is_true(ig:ignored("vite.config.js.timestamp-1796058472322-03a9ff6c2d286.mjs"))
+        assert.is_true(ig:ignored(".svelte-kit/ambient.d.ts"))
+      end
+    end)
+
+    it("vite: npm run dev on a strict port, restarted only for what Vite reads at start",
+      function()
+        local svc = node.vite({ port = 5180 })
+        assert.are.same({ "npm", "run", "dev", "--", "--port", "5180", "--strictPort", "--host",
+          "127.0.0.1", "--clearScreen", "false" }, svc.run)
+        assert.are.same({ port = 5180 }, svc.ready)
+        local watch = require("reload.core").glob(svc.watch)
+        assert.is_true(watch:match("vite.config.ts"))
+        assert.is_true(watch:match(".env.local"))
+        assert.is_false(watch:match("src/main.js"), "Vite serves src/ itself")
+      end)
+
+    it("express: npm run start with PORT, up once it listens", function()
+      local svc = node.express({ port = 3001 })
+      assert.are.same({ "npm", "run", "start" }, svc.run)
+      assert.are.same({ PORT = "3001" }, svc.env)
+      assert.are.same({ port = 3001 }, svc.ready)
+      assert.are.same({ "node", "app.js" }, node.express({ main = "app.js" }).run)
+      assert.has_error(function() node.express({ port = 0 }) end,
+        "recipes.node.express: 'port' must be a port number, not 0")
+    end)
+
+    it("debugger: a wrapper that says how to attach", function()
+      local said = {}
+      local out = log.out
+      log.out = { write = function(_, s) said[#said + 1] = s end, flush = function() end }
+      local argv = node.debugger("127.0.0.1:9300")({ "npm", "run", "start" })
+      log.out = out
+      assert.are.same({ "npm", "--node-options=--inspect=127.0.0.1:9300", "run", "start" }, argv)
+      assert.matches('"request": "attach"', said[1])
+    end)
   end)
 
   describe("python", function()
