@@ -363,16 +363,21 @@ function M.stack(dir)
   return nil
 end
 
+--- Cargo makes its target directory as target<6 letters or digits>/ (a temporary directory,
+--- renamed into place once it holds CACHEDIR.TAG) when a build finds none.
+M.cargo_target_tmp = "target" .. ("[a-zA-Z0-9]"):rep(6) .. "/"
+
 --- What the project's toolchain writes into its tree while it builds, where the name alone
---- cannot say so and the built-in defaults (reload.core) therefore leave it: Cargo's target/
---- beside a Cargo.toml (a directory named target elsewhere may hold sources). Ignored like the
---- Reloadfile's `ignore` patterns, before them.
+--- cannot say so and the built-in defaults (reload.core) therefore leave it: Cargo's target/,
+--- and the temporary directory that becomes it, beside a Cargo.toml (a directory named target
+--- elsewhere may hold sources). Ignored like the Reloadfile's `ignore` patterns, before them.
 ---@param dir string the project root
 ---@return string[]
 function M.ignores(dir)
   local out = {}
   if exists(dir .. "/Cargo.toml", "file") then
     out[#out + 1] = "/target/"
+    out[#out + 1] = "/" .. M.cargo_target_tmp
   end
   return out
 end

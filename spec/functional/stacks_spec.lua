@@ -259,3 +259,141 @@ describe("node recipes", function()
     assert.is_true(helpers.port_bindable(inspector))
   end)
 end)
+
+describe("go recipes", function()
+  local go_env = {
+    GOCACHE = helpers.build_dir .. "/gocache", GOPATH = helpers.build_dir .. "/gopath",
+    GOFLAGS = "-mod=mod", GOPROXY = "off", GOTOOLCHAIN = "local",
+  }
+  local function need(...)
+    for _, cmd in ipairs({ ... }) do
+      if not ex.have(cmd) then
+        pending(("%s is not installed (scripts/setup installs golang-go and delve)"):format(cmd))
+        return false
+      end
+    end
+    return true
+  end
+  local function env(extra)
+    local out = {}
+    for k, v in pairs(go_env) do
+      out[k] = v
+    end
+    for k, v in pairs(extra or {}) do
+      out[k] = v
+    end
+    return out
+  end
+
+  it("go.run: a check build, then go run, 10 edits, one restart each", function()
+    if not need("go") then
+      return
+    end
+    helpers.budget(600) -- a first build on a fresh machine compiles the standard library
+    through_edits("go-run", { env = env(), first = "hello from go run", first_ms = 300000,
+      file = "message.go", from = "hello from go run", comms = { go = 1, gorun = 1 } })
+  end)
+
+  it("go.run under --debug: dlv debug, stopped with SIGKILL, listening again after each edit",
+    function()
+      if not need("go", "dlv") then
+        return
+      end
+      helpers.budget(900)
+      local dlv = helpers.free_port()
+      local proc = through_edits("go-run", {
+        args = { "--debug" }, env = env({ DLV_LISTEN = "127.0.0.1:" .. dlv }),
+        first = "hello from go run", first_ms = 600000, file = "message.go",
+        from = "hello from go run", comms = { dlv = 1, __debug_bin = 1 },
+        after_start = function(p)
+          p:wait_output("dlv connect 127.0.0.1:" .. dlv, 5000, true)
+        end,
+        after_each = function()
+          helpers.wait_until(10000, function() return helpers.port_listening(dlv) end,
+            "Delve listening on " .. dlv)
+        end,
+      })
+      if proc then
+        assert.is_true(helpers.port_bindable(dlv))
+        -- SIGKILL: no grace period to wait out.
+        assert.is_nil(proc:text():find("after the %d+%.?%d* s grace period"), proc:text())
+      end
+    end)
+
+  it("go.service under --debug (examples/go-dlv): dlv exec, 10 edits, no restart without one",
+    function()
+      if not need("go", "dlv") then
+        return
+      end
+      helpers.budget(900)
+      local dlv = helpers.free_port()
+      through_edits("go-dlv", {
+        args = { "--debug" }, env = env({ DLV_LISTEN = "127.0.0.1:" .. dlv }),
+        first = "hello from go", first_ms = 600000, file = "cmd/api/message.go",
+        from = "hello from go", comms = { dlv = 1, api = 1 },
+        after_each = function()
+          helpers.wait_until(10000, function() return helpers.port_listening(dlv) end,
+            "Delve listening on " .. dlv)
+        end,
+      })
+    end)
+end)
+
+describe("rust recipe", function()
+  it("rust.cargo: cargo build -q, then cargo run -q, 10 edits; warnings shown, not compiles",
+    function()
+      if not ex.have("cargo") then
+        pending("cargo is not installed (scripts/setup installs Debian's cargo)")
+        return
+      end
+      helpers.budget(600)
+      local proc = through_edits("rust-cargo", { first = "hello from cargo", first_ms = 300000,
+        file = "src/message.rs", from = "hello from cargo",
+        -- cargo run execs the program: no cargo process is left beside it.
+        comms = { ["hello-cargo"] = 1, cargo = 0 },
+        more = function(t)
+          local path = t.dir .. "/src/message.rs"
+          helpers.write_file(path, helpers.read_file(path) .. "\npub fn unused_here() {}\n")
+          t.proc:wait_output("unused_here", 120000, true)
+        end,
+      })
+      if proc then
+        assert.is_nil(proc:text():find("Compiling hello-cargo", 1, true), proc:text())
+      end
+    end)
+
+  it("reload run -- cargo run with no -w: target/ is ignored beside a Cargo.toml", function()
+    if not ex.have("cargo") then
+      pending("cargo is not installed (scripts/setup installs Debian's cargo)")
+      return
+    end
+    helpers.budget(600)
+    local dir = ex.copy("rust-cargo")
+    -- Without cargo new's .gitignore: the default alone must keep target/ out.
+    os.remove(dir .. "/.gitignore")
+    local port = helpers.free_port()
+    local proc, marker = ex.start(dir, { "run", "--ready", tostring(port), "--", "cargo", "run",
+      "-q" }, { PORT = tostring(port) })
+    ex.answers(port, "hello from cargo", 300000, proc)
+    ex.quiet(proc, QUIET_MS, "after the start: cargo wrote target/")
+    ex.edit_loop({ proc = proc, marker = marker, dir = dir, file = "src/message.rs",
+      from = "hello from cargo", port = port, n = 3, comms = { ["hello-cargo"] = 1 } })
+    ex.stop(proc, marker)
+  end)
+end)
+
+describe("the first examples", function()
+  it("c-make (c.make, make -s): quiet without an edit, one restart per edit", function()
+    through_edits("c-make", { first = "hello from c-make", file = "message.h",
+      from = "hello from c%-make", comms = { server = 1 } })
+  end)
+
+  it("node (node.app): quiet without an edit, one restart per edit", function()
+    if not ex.have("node") then
+      pending("node is not installed (scripts/setup installs nodejs)")
+      return
+    end
+    through_edits("node", { first = "hello from node", file = "message.js",
+      from = "hello from node", comms = { node = 1 } })
+  end)
+end)

@@ -23,9 +23,16 @@ describe("reload.detect", function()
   it("ignores Cargo's target/ beside a Cargo.toml only, before the Reloadfile's ignores", function()
     local rust = helpers.project({ ["Cargo.toml"] = "[package]\nname = \"api\"\n",
       ["Reloadfile.lua"] = 'ignore { "tmp/" }\nservice "a" { run = "true" }\n' })
-    assert.are.same({ "/target/" }, detect.ignores(rust))
-    assert.are.same({ "/target/", "tmp/" }, dsl.load(rust .. "/Reloadfile.lua").ignore)
-    assert.are.same({ "/target/", "x/" }, dsl.from_table(rust, { run = "true" }, { "x/" }).ignore)
+    local cargo = { "/target/", "/" .. detect.cargo_target_tmp }
+    assert.are.same(cargo, detect.ignores(rust))
+    assert.are.same({ cargo[1], cargo[2], "tmp/" }, dsl.load(rust .. "/Reloadfile.lua").ignore)
+    assert.are.same({ cargo[1], cargo[2], "x/" },
+      dsl.from_table(rust, { run = "true" }, { "x/" }).ignore)
+    local ig = require("reload.core").ignore({ root = rust, patterns = cargo, defaults = false,
+      gitignore = false })
+    assert.is_true(ig:ignored("targetuGKwkh", true))
+    assert.is_false(ig:ignored("targets", true))
+    assert.is_false(ig:ignored("src/target", true))
     local go = helpers.project({ ["go.mod"] = "module x\n", ["target/main.go"] = "package main\n" })
     assert.are.same({}, detect.ignores(go))
     assert.are.same({}, dsl.from_table(go, { run = "true" }).ignore)

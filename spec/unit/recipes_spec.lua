@@ -37,10 +37,36 @@ describe("recipes", function()
       assert.is_nil(svc.wrap)
     end)
 
+    it("wraps go run in dlv debug, its build flags and the program's arguments kept", function()
+      assert.are.same({ "dlv", "debug", "--headless", "--continue", "--accept-multiclient",
+        "--listen", "127.0.0.1:2345", "--api-version", "2", "--build-flags=-race -tags=dev",
+        "./cmd/api", "--", "-port", "80" },
+        go.dlv({ "go", "run", "-race", "-tags=dev", "./cmd/api", "-port", "80" }))
+      assert.are.same({ "dlv", "debug", "--headless", "--continue", "--accept-multiclient",
+        "--listen", "127.0.0.1:2345", "--api-version", "2", "." }, go.dlv("go run ."))
+    end)
+
+    it("run: a check build then go run; under Delve dlv debug, stopped with SIGKILL", function()
+      local svc = go.run({ pkg = "./cmd/tool", args = { "-v" }, flags = { "-race" } })
+      assert.are.same({ "go", "build", "-race", "-o", "/dev/null", "./cmd/tool" }, svc.build)
+      assert.are.same({ "go", "run", "-race", "./cmd/tool", "-v" }, svc.run)
+      assert.is_nil(svc.stop)
+      assert.is_nil(go.run({ check = false }).build)
+      local dbg = go.run({ debug = true })
+      assert.are.same({ "go", "build", "-gcflags=all=-N -l", "-o", "/dev/null", "." }, dbg.build)
+      assert.are.same({ signal = "KILL" }, dbg.stop)
+      assert.are.same({ port = 2345 }, dbg.ready)
+      assert.are.equal("debug", quietly(dbg.wrap, dbg.run)[2])
+      assert.has_error(function() go.run({ name = "x" }) end,
+        "recipes.go.run: unknown option 'name'")
+    end)
+
     it("in debug mode builds unoptimised, wraps in Delve and waits on its port", function()
       local svc = go.service({ name = "api", debug = { listen = "127.0.0.1:2999" } })
       assert.are.equal("-gcflags=all=-N -l", svc.build[3])
       assert.are.same({ port = 2999 }, svc.ready)
+      assert.are.same({ signal = "KILL" }, svc.stop, "Delve's own TERM costs 0.5-0.9 s")
+      assert.is_nil(go.service({ name = "api" }).stop)
       local argv = quietly(svc.wrap, { "tmp/api" })
       assert.are.same({ "dlv", "exec", "--headless", "--continue", "--accept-multiclient",
         "--listen", "127.0.0.1:2999", "--api-version", "2", "tmp/api" }, argv)
@@ -184,7 +210,8 @@ describe("recipes", function()
   end)
 
   it("c builds with make or cmake, and wraps in gdbserver", function()
-    assert.are.same({ "make", "-j4", "srv" }, c.make({ target = "srv", jobs = 4, run = "./srv" })
+    assert.are.same({ "make", "-s", "-j4", "srv" }, c.make({ target = "srv", jobs = 4,
+      run = "./srv" })
       .build)
     local cm = c.cmake({ run = "build/app", target = "app" })
     assert.are.equal(2, #cm.build)
@@ -192,12 +219,14 @@ describe("recipes", function()
     assert.are.same({ "gdbserver", "127.0.0.1:2159", "./srv", "-v" }, c.gdbserver("./srv -v"))
   end)
 
-  it("rust builds with cargo and runs target/debug/BIN", function()
+  it("rust builds with cargo build -q, then cargo run -q", function()
     local svc = rust.cargo({ bin = "api", args = { "--port", "1" } })
-    assert.are.same({ "cargo", "build", "--bin", "api" }, svc.build)
-    assert.are.same({ "target/debug/api", "--port", "1" }, svc.run)
-    assert.are.same({ "target/release/api" }, rust.cargo({ bin = "api", release = true }).run)
-    assert.has_error(function() rust.cargo({}) end)
+    assert.are.same({ "cargo", "build", "-q", "--bin", "api" }, svc.build)
+    assert.are.same({ "cargo", "run", "-q", "--bin", "api", "--", "--port", "1" }, svc.run)
+    assert.are.same({ "cargo", "run", "-q", "--bin", "api", "--release", "--features=a,b" },
+      rust.cargo({ bin = "api", release = true, features = { "a", "b" } }).run)
+    assert.are.same({ "cargo", "run", "-q" }, rust.cargo().run)
+    assert.has_error(function() rust.cargo({ bin = true }) end)
   end)
 
   it("every template is a Reloadfile that loads, plain and with --debug", function()
