@@ -1,10 +1,14 @@
 --- reload side by side with the tools users would pick instead (entr, reflex, nodemon, an
 --- inotifywait loop), on one fixture: bench/fixture/server.c run directly, under a
 --- `sh -> sh -> server` chain, and under one whose server calls setsid. The command alone,
---- spawned by the bench itself, gives each shape's floor: what no tool can go below. Not part
---- of the test suite; run by bench/run.
+--- spawned by the bench itself, gives each shape's floor: what no tool can go below. The
+--- minimal restarter (bench/fixture/restarter.c: inotify, kill, waitpid, posix_spawn) is the
+--- floor of a restart on the server shape; section 1b measures it interleaved with reload
+--- (default and --debounce 0), change by change, and prints the ratios. Not part of the test
+--- suite; run by bench/run.
 ---
----   lua5.4 bench/compare.lua [--quick] [--changes N] [--only TOOL]   (TOOL: a row's name)
+---   lua5.4 bench/compare.lua [--quick] [--changes N] [--rounds N] [--only TOOL]
+---                                                  (TOOL: a row's name; N rounds for 1b)
 ---
 --- Per tool and chain: start the tool, then N times write the watched file (recording
 --- uv.hrtime()) and read the server's stamps (CLOCK_MONOTONIC at main() and after listen()).
@@ -17,23 +21,28 @@ local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/?.lua;" .. package.path
 local lib = require("lib")
 
-local quick, changes, only = false, nil, nil
+local quick, changes, rounds, only = false, nil, nil, nil
 do
   local i = 1
   while arg[i] do
     if arg[i] == "--quick" then quick = true
     elseif arg[i] == "--changes" then i = i + 1; changes = tonumber(arg[i])
+    elseif arg[i] == "--rounds" then i = i + 1; rounds = tonumber(arg[i])
     elseif arg[i] == "--only" then i = i + 1; only = arg[i]
-    else error("usage: lua5.4 bench/compare.lua [--quick] [--changes N] [--only TOOL]") end
+    else
+      error("usage: lua5.4 bench/compare.lua [--quick] [--changes N] [--rounds N] [--only TOOL]")
+    end
     i = i + 1
   end
 end
 changes = changes or (quick and 8 or 30)
+rounds = rounds or (quick and 20 or 60)
 
 local root = uv.fs_realpath(here .. "/..")
 local build = os.getenv("RELOAD_BUILD_DIR") or (root .. "/build")
 local reload = build .. "/bin/reload"
 local server = build .. "/bench/server"
+local restarter = build .. "/bench/restarter"
 local nodemon = root .. "/bench/.peers/node_modules/.bin/nodemon"
 
 ---@class Shape
@@ -71,7 +80,13 @@ end
 ---@field name string
 ---@field needs string|nil   executable that must exist
 ---@field argv fun(cmd: string[]): string[]
+---@field floor boolean|nil  the minimal restarter: not a peer
+---@field direct_only boolean|nil runs the server shape only (no process tree)
 local tools = {
+  { name = "minimal restarter (C)", needs = restarter, floor = true, direct_only = true,
+    argv = function(cmd)
+      return { restarter, "src/gen.txt", "--", table.unpack(cmd) }
+    end },
   { name = "reload", needs = reload, argv = function(cmd)
     return { reload, "run", "-w", "src/gen.txt", "--", table.unpack(cmd) }
   end },
@@ -144,19 +159,27 @@ local function fixture()
   local dir = assert(uv.fs_mkdtemp("/tmp/reload-cmp-XXXXXX"))
   assert(uv.fs_mkdir(dir .. "/src", 448))
   lib.write(dir .. "/src/gen.txt", "0\n")
+  lib.write(dir .. "/stamps", "") -- exists from the start: wait_gen watches it
   local marker = ("BENCH_MARK=%d-%d"):format(uv.os_getpid(), uv.hrtime())
   return dir, lib.free_port(), dir .. "/stamps", marker, lib.env_with(marker)
 end
 
---- Waits (up to 3 s) for the stamp of generation `gen`; returns it or nil.
-local function wait_gen(stampfile, gen)
+--- Waits (up to 3 s) for the stamp of generation `gen`; returns it or nil. Woken by the
+--- stamp file's changes, so that the bench sleeps while the restart runs; with spin_ms, by a
+--- poll every spin_ms instead, which keeps a CPU awake (1b measures both).
+local function wait_gen(stampfile, gen, spin_ms)
   local mine
-  lib.wait(3000, function()
+  local function seen()
     for _, st in ipairs(stamps(stampfile)) do
       if st.gen == gen then mine = st return true end
     end
     return false
-  end, 1)
+  end
+  if spin_ms then
+    lib.wait(3000, seen, spin_ms)
+  else
+    lib.wait_file(stampfile, 3000, seen)
+  end
   return mine
 end
 
@@ -186,59 +209,76 @@ local function stop(s)
   lib.wait(2000, function() return not uv.kill(s.pid, 0) or s.handle:is_closing() end, 5)
   pcall(uv.kill, -s.pid, "sigkill")
   lib.wait(100)
-  earlier_gen(s.marker, nil, true)
+  -- every process of the session (earlier_gen alone spares those without BENCH_GEN: the
+  -- servers of the server shape)
+  for _, p in ipairs(lib.marked(s.marker)) do uv.kill(p.pid, "sigkill") end
   if not s.handle:is_closing() then s.handle:close() end
   uv.run("nowait")
   os.execute("rm -rf " .. lib.q(s.dir))
 end
 
+--- Figures of a series of changes to one session.
+local function new_result(n, first_ms)
+  return { started = {}, answering = {}, survivors = 0, eaddrinuse = 0, extra = 0, missed = 0,
+    first_ms = first_ms or 0, n = n }
+end
+
+--- One change to session s (generation gen): the write, the new generation's stamp, a quiet
+--- spell, the GET; survivors of earlier generations are counted and killed. Adds to r.
+local function change(s, shape, gen, r, spin_ms)
+  local t0 = lib.now_ms()
+  lib.write(s.dir .. "/src/gen.txt", gen .. "\n")
+  local mine = wait_gen(s.stampfile, gen, spin_ms)
+  -- a quiet spell: extra starts for one change, survivors still alive after it
+  lib.wait(quick and 150 or 200, nil, 10)
+  local all = stamps(s.stampfile)
+  if mine then
+    r.started[#r.started + 1] = mine.start - t0
+    if mine.status == "ok" then
+      r.answering[#r.answering + 1] = mine.listen - t0
+      local tcp = uv.new_tcp()
+      local got
+      tcp:connect("127.0.0.1", s.port, function(e)
+        if e then got = "" tcp:close() return end
+        tcp:read_start(function(_, chunk) got = chunk or "" tcp:close() end)
+      end)
+      lib.wait(1000, function() return got ~= nil end)
+      if tonumber(got) ~= gen then r.wrong_answer = (r.wrong_answer or 0) + 1 end
+    end
+  else
+    r.missed = r.missed + 1
+  end
+  for i = s.seen + 1, #all do
+    if all[i].status == "eaddrinuse" then r.eaddrinuse = r.eaddrinuse + 1 end
+  end
+  r.extra = r.extra + math.max(0, #all - s.seen - 1)
+  s.seen = #all
+  if shape.direct then
+    r.survivors = r.survivors + stamped_alive(s.stampfile, gen, true)
+  else
+    r.survivors = r.survivors + earlier_gen(s.marker, gen, true)
+  end
+end
+
+--- Keeps the stamps of a session for a closer look (BENCH_KEEP=1).
+local function keep(s, tool, shape, suffix)
+  if os.getenv("BENCH_KEEP") then
+    local name = tool.name:gsub("%W", "") .. "-" .. shape.key .. (suffix or "")
+    os.execute(("cp %s /tmp/bench-stamps-%s"):format(lib.q(s.stampfile), name))
+  end
+end
+
 --- N changes; returns per-change figures.
 local function measure(tool, shape, n)
   local s, err = start(tool, shape)
-  local r = { started = {}, answering = {}, survivors = 0, eaddrinuse = 0, extra = 0, missed = 0,
-    first_ms = 0, n = n }
-  if not s then r.failed = err return r end
-  r.first_ms = s.first_ms
+  if not s then local r = new_result(n) r.failed = err return r end
+  local r = new_result(n, s.first_ms)
   if s.failed then r.failed = s.failed stop(s) return r end
-  local seen = #stamps(s.stampfile)
+  s.seen = #stamps(s.stampfile)
   for gen = 1, n do
-    local t0 = lib.now_ms()
-    lib.write(s.dir .. "/src/gen.txt", gen .. "\n")
-    local mine = wait_gen(s.stampfile, gen)
-    -- a quiet spell: extra starts for one change, survivors still alive after it
-    lib.wait(quick and 150 or 200)
-    local all = stamps(s.stampfile)
-    if mine then
-      r.started[#r.started + 1] = mine.start - t0
-      if mine.status == "ok" then
-        r.answering[#r.answering + 1] = mine.listen - t0
-        local tcp = uv.new_tcp()
-        local got
-        tcp:connect("127.0.0.1", s.port, function(e)
-          if e then got = "" tcp:close() return end
-          tcp:read_start(function(_, chunk) got = chunk or "" tcp:close() end)
-        end)
-        lib.wait(1000, function() return got ~= nil end)
-        if tonumber(got) ~= gen then r.wrong_answer = (r.wrong_answer or 0) + 1 end
-      end
-    else
-      r.missed = r.missed + 1
-    end
-    for i = seen + 1, #all do
-      if all[i].status == "eaddrinuse" then r.eaddrinuse = r.eaddrinuse + 1 end
-    end
-    r.extra = r.extra + math.max(0, #all - seen - 1)
-    seen = #all
-    if shape.direct then
-      r.survivors = r.survivors + stamped_alive(s.stampfile, gen, true)
-    else
-      r.survivors = r.survivors + earlier_gen(s.marker, gen, true)
-    end
+    change(s, shape, gen, r)
   end
-  if os.getenv("BENCH_KEEP") then -- keep the stamps for a closer look
-    local name = tool.name:gsub("%W", "") .. "-" .. shape.key
-    os.execute(("cp %s /tmp/bench-stamps-%s"):format(lib.q(s.stampfile), name))
-  end
+  keep(s, tool, shape)
   stop(s)
   return r
 end
@@ -252,18 +292,22 @@ local function floor(shape, n)
   for gen = 1, n do
     lib.write(dir .. "/src/gen.txt", gen .. "\n")
     local t0 = lib.now_ms()
-    local handle = uv.spawn(argv[1], { args = { table.unpack(argv, 2) }, cwd = dir, env = env,
-      detached = true }, function() end)
+    local handle, pid = uv.spawn(argv[1], { args = { table.unpack(argv, 2) }, cwd = dir,
+      env = env, detached = true }, function() end)
     local mine = wait_gen(stampfile, gen)
     if mine and mine.status == "ok" then
       r.started[#r.started + 1] = mine.start - t0
       r.answering[#r.answering + 1] = mine.listen - t0
     end
+    -- its group, whether it stamped or not (a server that had not stamped yet outlived the
+    -- bench once), then whatever left the group
+    if handle then pcall(uv.kill, -pid, "sigkill") end
     earlier_gen(marker, nil, true)
     stamped_alive(stampfile, gen + 1, true)
     lib.wait(2000, function() return lib.port_free(port) end, 1)
     if handle and not handle:is_closing() then handle:close() end
   end
+  for _, p in ipairs(lib.marked(marker)) do uv.kill(p.pid, "sigkill") end
   uv.run("nowait")
   os.execute("rm -rf " .. lib.q(dir))
   return r
@@ -278,13 +322,61 @@ for _, tool in ipairs(tools) do
   for _, shape in ipairs(shapes) do
     local key = tool.name .. " " .. shape.key
     io.stderr:write(("compare: %s (%s), %d changes\n"):format(tool.name, shape.label, changes))
-    if only and tool.name ~= only and tool.name ~= "reload" then
+    if tool.direct_only and not shape.direct then
+      results[key] = { failed = "- (a single process only)", started = {}, answering = {} }
+    elseif only and tool.name ~= only and tool.name ~= "reload" and not tool.floor then
       results[key] = { failed = "skipped (--only)", started = {}, answering = {} }
     elseif tool.needs then
       results[key] = measure(tool, shape, changes)
     else
       results[key] = { failed = "not installed (run bench/setup)", started = {}, answering = {} }
     end
+  end
+end
+
+--- 1b: reload (default and --debounce 0) and the minimal restarter on the server shape,
+--- interleaved: each round makes one change to each session, in turn (the order rotates from
+--- round to round), so that all three are measured under the same load of a shared machine.
+local floor_names = { "minimal restarter (C)", "reload", "reload --debounce 0" }
+local inter, inter_spin = {}, {}
+do
+  local by_name = {}
+  for _, tool in ipairs(tools) do by_name[tool.name] = tool end
+  local shape = shapes[1]
+  local sessions = {}
+  io.stderr:write(("compare: reload against the minimal restarter, %d interleaved rounds\n")
+    :format(rounds))
+  for i, name in ipairs(floor_names) do
+    local tool = by_name[name]
+    local s, err = start(tool, shape)
+    inter[i] = new_result(rounds, s and s.first_ms)
+    inter_spin[i] = new_result(rounds, s and s.first_ms)
+    if not s or s.failed then
+      inter[i].failed = err or s.failed
+      inter_spin[i].failed = inter[i].failed
+      if s then stop(s) end
+    else
+      s.seen = #stamps(s.stampfile)
+      sessions[i] = s
+    end
+  end
+  -- each round: every session once with the bench asleep while it waits, once with the bench
+  -- polling every millisecond (which keeps a CPU from idling); which comes first alternates
+  for round = 1, rounds do
+    for half = 0, 1 do
+      local spin = (round + half) % 2 == 0
+      local gen = 2 * round - 1 + half
+      for k = 0, #floor_names - 1 do
+        local i = (round + k - 1) % #floor_names + 1
+        if sessions[i] then
+          change(sessions[i], shape, gen, spin and inter_spin[i] or inter[i], spin and 1 or nil)
+        end
+      end
+    end
+  end
+  for i, s in pairs(sessions) do
+    keep(s, by_name[floor_names[i]], shape, "-interleaved")
+    stop(s)
   end
 end
 
@@ -348,7 +440,7 @@ end
 local function fastest_peer(shape)
   local best
   for _, tool in ipairs(tools) do
-    if not tool.name:match("^reload") then
+    if not tool.name:match("^reload") and not tool.floor then
       local v = p50(tool.name .. " " .. shape.key)
       if v < 1e9 and (not best or v < best.v) then best = { v = v, name = tool.name } end
     end
@@ -378,3 +470,126 @@ for _, name in ipairs({ "reload", "reload --debounce 0" }) do
 end
 target(("zero old-generation survivors (%d)"):format(surv), surv == 0)
 target(("zero EADDRINUSE (%d)"):format(inuse), inuse == 0)
+
+-- 1b ---------------------------------------------------------------------------------------
+
+local edges = { 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50 }
+
+--- Counts of xs per bucket of `edges` (the last bucket open).
+local function histogram(xs)
+  local counts = {}
+  for i = 1, #edges + 1 do counts[i] = 0 end
+  for _, x in ipairs(xs) do
+    local i = 1
+    while edges[i] and x > edges[i] do i = i + 1 end
+    counts[i] = counts[i] + 1
+  end
+  return counts
+end
+
+--- Share (0..1) of xs beyond their median + ms.
+local function beyond(xs, ms)
+  local m, n = lib.pct(xs, 50), 0
+  if not m then return 0 end
+  for _, x in ipairs(xs) do
+    if x > m + ms then n = n + 1 end
+  end
+  return n / #xs
+end
+
+local fl = inter[1]
+print(("\n## 1b. reload against the floor: the minimal restarter, interleaved (%d rounds, "
+  .. "server shape)\n"):format(rounds))
+print("The floor is bench/fixture/restarter.c: inotify `IN_CLOSE_WRITE` on the watched file → "
+  .. "`kill` → `waitpid` → `posix_spawn` of the same server with the same stamps; nothing a "
+  .. "restart can skip. Each round writes the watched file of each of the three sessions in "
+  .. "turn (the order rotates), so all three see the same load, and does so twice: once with "
+  .. "the bench asleep until the new stamp (first table, where the targets are judged: a save "
+  .. "on an otherwise idle machine), once with the bench polling every millisecond, which "
+  .. "keeps a CPU from idling (second table; earlier reports measured this way). Ratios are "
+  .. "of the same percentile. Change → answering (listen() returned).\n")
+print("| tool | started | answering | answering p90 | vs floor p50 | vs floor p90 | over floor p50 "
+  .. "| old-gen survivors | EADDRINUSE | extra starts | missed |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+local function pr(q, xs, ys)
+  local a, b = lib.pct(xs, q), lib.pct(ys, q)
+  if not a or not b or b == 0 then return nil end
+  return a / b
+end
+for i, name in ipairs(floor_names) do
+  local r = inter[i]
+  if r.failed then
+    print(("| %s | %s | | | | | | | | | |"):format(name, r.failed))
+  else
+    local p90 = lib.pct(r.answering, 90)
+    local r50, r90 = pr(50, r.answering, fl.answering), pr(90, r.answering, fl.answering)
+    local f50, m50 = lib.pct(fl.answering, 50), lib.pct(r.answering, 50)
+    print(("| %s | %s | %s | %s | %s | %s | %s | %d | %d | %d | %d%s |"):format(
+      i == 1 and "*floor: " .. name .. "*" or name, lib.fig(r.started), lib.fig(r.answering),
+      p90 and ("%.1f ms"):format(p90) or "-", r50 and ("%.2f"):format(r50) or "-",
+      r90 and ("%.2f"):format(r90) or "-",
+      (f50 and m50) and ("%+.1f ms"):format(m50 - f50) or "-", r.survivors, r.eaddrinuse,
+      r.extra, r.missed,
+      r.wrong_answer and (" (%d wrong answers)"):format(r.wrong_answer) or ""))
+  end
+end
+
+print("\nThe same rounds, with the bench polling every millisecond while it waits:\n")
+print("| tool | answering | answering p90 | vs floor p50 | vs floor p90 | over floor p50 |")
+print("|---|---|---|---|---|---|")
+for i, name in ipairs(floor_names) do
+  local r, f = inter_spin[i], inter_spin[1]
+  if not r.failed then
+    local r50, r90 = pr(50, r.answering, f.answering), pr(90, r.answering, f.answering)
+    local f50, m50 = lib.pct(f.answering, 50), lib.pct(r.answering, 50)
+    print(("| %s | %s | %s | %s | %s | %s |"):format(
+      i == 1 and "*floor: " .. name .. "*" or name, lib.fig(r.answering),
+      lib.pct(r.answering, 90) and ("%.1f ms"):format(lib.pct(r.answering, 90)) or "-",
+      r50 and ("%.2f"):format(r50) or "-", r90 and ("%.2f"):format(r90) or "-",
+      (f50 and m50) and ("%+.1f ms"):format(m50 - f50) or "-"))
+  end
+end
+
+print("\nHow the changes spread (bench asleep; change → answering, number of changes per "
+  .. "bucket; a second cluster would be a debounce firing late):\n")
+local head, rule = { "| tool" }, { "|---" }
+for i = 1, #edges + 1 do
+  head[#head + 1] = i == 1 and ("≤ %d ms"):format(edges[1])
+    or i <= #edges and ("%d–%d"):format(edges[i - 1], edges[i]) or ("> %d"):format(edges[#edges])
+  rule[#rule + 1] = "---:"
+end
+print(table.concat(head, " | ") .. " | beyond p50 + 10 ms |")
+print(table.concat(rule, "|") .. "|---:|")
+for i, name in ipairs(floor_names) do
+  local r = inter[i]
+  if not r.failed then
+    print(("| %s | %s | %.0f%% |"):format(name, table.concat(histogram(r.answering), " | "),
+      100 * beyond(r.answering, 10)))
+  end
+end
+
+local def, d0 = inter[2], inter[3]
+print("\n| target (reload, server shape, interleaved with the floor) | |")
+print("|---|---|")
+if not (fl.failed or def.failed or d0.failed) then
+  local r50, r90 = pr(50, def.answering, fl.answering), pr(90, def.answering, fl.answering)
+  target(("default settings / floor, answering p50 ≤ 1.2× (%.2f×)"):format(r50), r50 <= 1.2)
+  target(("default settings / floor, answering p90 ≤ 1.3× (%.2f×)"):format(r90), r90 <= 1.3)
+  for _, q in ipairs({ 50, 90 }) do
+    local a, b = lib.pct(def.answering, q), lib.pct(d0.answering, q)
+    target(("default within 2 ms of --debounce 0, p%d (%.1f ms vs %.1f ms, %+.1f ms)")
+      :format(q, a, b, a - b), a - b <= 2)
+  end
+  local sd, s0 = beyond(def.answering, 10), beyond(d0.answering, 10)
+  target(("default unimodal: no more changes beyond p50 + 10 ms than --debounce 0, give or "
+    .. "take 5 points (%.0f%% vs %.0f%%)"):format(100 * sd, 100 * s0), sd <= s0 + 0.05)
+  local bad = 0
+  for i = 2, 3 do
+    for _, r in ipairs({ inter[i], inter_spin[i] }) do
+      bad = bad + r.survivors + r.eaddrinuse + r.extra + r.missed
+    end
+  end
+  target(("no survivor, EADDRINUSE, extra start or missed change (%d)"):format(bad), bad == 0)
+else
+  print("| a session failed: no verdict | **not met** |")
+end

@@ -1,10 +1,13 @@
 --- Teardown benchmark: for each tree shape of the treegen fixture, time from the stop request
---- to the "exit" event (tree empty, keeper reaped) and to the port being bindable again.
+--- to the "exit" event (tree empty, keeper reaped) and to the port being bindable again. Then
+--- the floor: chain3 under reload's keeper and under a minimal C subreaper
+--- (bench/fixture/subreaper.c: kill of the group, blocking waitpid until ECHILD), run by run in
+--- turn, with the ratios.
 ---
 ---   build/bin/reload script bench/teardown.lua [--runs N] [--grace MS]
 ---   lua5.4 bench/teardown.lua [--runs N]          (from the source tree, after scripts/build)
 ---
---- Prints a markdown table with the targets of issue 3. Not part of the test suite: timings on
+--- Prints markdown tables with the targets of issue 3. Not part of the test suite: timings on
 --- a shared machine are noisy, so the specs only assert generous bounds.
 local uv = require("luv")
 
@@ -15,6 +18,7 @@ local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/?.lua;" .. package.path
 local lib = require("lib")
 local treegen = build_dir .. "/fixtures/treegen"
+local subreaper = build_dir .. "/bench/subreaper"
 
 local runs, grace = 20, 300
 do
@@ -54,7 +58,7 @@ local function port_listening(port)
   return result
 end
 
-local next_port = 20000 + (uv.os_getpid() * 53) % 10000
+local next_port = 20000 + math.floor(uv.os_getpid() * 53) % 10000 -- an integer (see lib.lua)
 local function free_port()
   repeat
     next_port = next_port >= 31999 and 20000 or next_port + 1
@@ -92,18 +96,21 @@ local function survivors(marker)
   return n
 end
 
---- One run: returns ms to "exit", ms to port bindable, survivors at exit.
+--- One run: returns ms to "exit", ms to port bindable, survivors once the port is free, ms to
+--- "tree-empty". (Survivors are counted after the port check: a /proc scan in between would
+--- count as teardown time.)
 local function one(mode, how)
   local port = free_port()
   local marker = ("RELOAD_BENCH_TAG=%d-%d"):format(uv.os_getpid(), uv.hrtime())
   local env = lib.env_with(marker)
-  local exit_at, left
+  local exit_at, empty_at
   local p = assert(core.spawn({
     cmd = { treegen, mode, tostring(port) }, env = env, grace_ms = grace,
     on_event = function(ev)
       if ev.type == "exit" then
         exit_at = now_ms()
-        left = survivors(marker)
+      elseif ev.type == "tree-empty" then
+        empty_at = now_ms()
       end
     end,
   }))
@@ -122,7 +129,31 @@ local function one(mode, how)
     uv.run("nowait")
   end
   local port_at = now_ms()
+  local left = survivors(marker)
   p:close()
+  uv.run("nowait")
+  return exit_at - t0, port_at - t0, left, (empty_at or exit_at) - t0
+end
+
+--- One run of chain3 under the minimal subreaper: the same figures, the stop request being
+--- SIGTERM to the subreaper, "exit" its exit as libuv reports it.
+local function one_floor()
+  local port = free_port()
+  local marker = ("RELOAD_BENCH_TAG=%d-%d"):format(uv.os_getpid(), uv.hrtime())
+  local exit_at
+  local handle, pid = uv.spawn(subreaper, { args = { treegen, "chain3", tostring(port) },
+    env = lib.env_with(marker) }, function() exit_at = now_ms() end)
+  assert(handle, pid)
+  wait(function() return port_listening(port) end, 10000, "subreaper chain3 listening")
+  local t0 = now_ms()
+  uv.kill(pid, "sigterm")
+  wait(function() return exit_at ~= nil end, 10000, "subreaper exit")
+  while not port_bindable(port) do
+    uv.run("nowait")
+  end
+  local port_at = now_ms()
+  local left = survivors(marker)
+  handle:close()
   uv.run("nowait")
   return exit_at - t0, port_at - t0, left
 end
@@ -165,3 +196,46 @@ for _, s in ipairs(shapes) do
     s.how and (" (" .. s.how .. ")") or "", med_exit, worst_exit, med_port, worst_port, left,
     s.label or tostring(s.target), met and "met" or "not met"))
 end
+
+-- The floor: chain3 under reload's keeper and under the minimal subreaper, in turn.
+local function pct(xs, p)
+  return lib.pct(xs, p)
+end
+local keeper = { exit = {}, port = {}, empty = {}, left = 0 }
+local floor = { exit = {}, port = {}, left = 0 }
+local floor_runs = math.max(runs, 10)
+for i = 1, floor_runs do
+  local function k()
+    local e, p, l, t = one("chain3")
+    keeper.exit[i], keeper.port[i], keeper.empty[i], keeper.left = e, p, t, keeper.left + l
+  end
+  local function f()
+    local e, p, l = one_floor()
+    floor.exit[i], floor.port[i], floor.left = e, p, floor.left + l
+  end
+  if i % 2 == 1 then k() f() else f() k() end
+end
+print("")
+print(("chain3 against the floor (bench/fixture/subreaper.c: PR_SET_CHILD_SUBREAPER, "
+  .. "SIGTERM to the group, blocking waitpid until ECHILD), %d runs each, in turn; "
+  .. "median (p10–p90) ms"):format(floor_runs))
+print("")
+print("| teardown of chain3 | stop → tree-empty | stop → exit | stop → port bindable "
+  .. "| survivors | exit vs floor p50 | exit vs floor p90 | port vs floor p50 |")
+print("|---|---|---|---|---|---|---|---|")
+local function f3(xs)
+  return ("%.2f (%.2f–%.2f)"):format(pct(xs, 50), pct(xs, 10), pct(xs, 90))
+end
+local function ratio(xs, ys, p)
+  return ("%.2f"):format(pct(xs, p) / pct(ys, p))
+end
+print(("| *floor: minimal subreaper (C)* | - | %s | %s | %d | 1.00 | 1.00 | 1.00 |"):format(
+  f3(floor.exit), f3(floor.port), floor.left))
+print(("| reload's keeper (core.spawn, stop) | %s | %s | %s | %d | %s | %s | %s |"):format(
+  f3(keeper.empty), f3(keeper.exit), f3(keeper.port), keeper.left,
+  ratio(keeper.exit, floor.exit, 50), ratio(keeper.exit, floor.exit, 90),
+  ratio(keeper.port, floor.port, 50)))
+print("")
+local r = pct(keeper.exit, 50) / pct(floor.exit, 50)
+print(("| target | |\n|---|---|\n| teardown ≤ 1.3× the minimal subreaper, stop → exit p50 "
+  .. "(%.2f×) | %s |"):format(r, r <= 1.3 and "met" or "**not met**"))

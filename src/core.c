@@ -1,63 +1,21 @@
 /*
- * core.c: the reload.core module table, and the few helpers every primitive shares (the error
- * contract, callback calls, leak counters). The primitives themselves live in proc.c, glob.c and
- * watch.c; this file knows only that they exist.
+ * core.c: the reload.core module table: each primitive's registration (proc.c, glob.c, watch.c,
+ * file.c), the version, and two entries for tests (_stats, _timer_probe). This file knows only
+ * that the primitives exist.
  */
 #include "core.h"
 
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-
-#include <luv/luv.h>
 
 const char *rl_self_exe = NULL;
-
-static int rl_stats[RL_STAT_COUNT];
-
-void rl_stat_add(int which, int delta)
-{
-  rl_stats[which] += delta;
-}
-
-uv_loop_t *rl_loop(lua_State *L)
-{
-  return luv_loop(L);
-}
-
-int rl_push_error_what(lua_State *L, int err, const char *what)
-{
-  const char *name = uv_err_name(err);
-  lua_pushnil(L);
-  if (what)
-    lua_pushfstring(L, "%s: %s (%s)", name, uv_strerror(err), what);
-  else
-    lua_pushfstring(L, "%s: %s", name, uv_strerror(err));
-  lua_pushstring(L, name);
-  return 3;
-}
-
-int rl_push_error(lua_State *L, int err)
-{
-  return rl_push_error_what(L, err, NULL);
-}
-
-void rl_call(lua_State *L, int nargs)
-{
-  /* luv's own protected call, which reload's main() replaces with one that reports and goes on.
-   * NOEXIT keeps stock luv (lua5.4 + busted) from exit()ing on an error in a core callback. */
-  luv_ctx_t *ctx = luv_context(L);
-  ctx->cb_pcall(L, nargs, 0, LUVF_CALLBACK_NOEXIT);
-}
 
 /* core._stats() -> { handles = n, refs = n } */
 static int rl_core_stats(lua_State *L)
 {
   lua_createtable(L, 0, RL_STAT_COUNT);
-  lua_pushinteger(L, rl_stats[RL_STAT_HANDLES]);
+  lua_pushinteger(L, rl_stat(RL_STAT_HANDLES));
   lua_setfield(L, -2, "handles");
-  lua_pushinteger(L, rl_stats[RL_STAT_REFS]);
+  lua_pushinteger(L, rl_stat(RL_STAT_REFS));
   lua_setfield(L, -2, "refs");
   return 1;
 }
@@ -81,9 +39,7 @@ static void rl_probe_fire(uv_timer_t *t)
   rl_probe_t *p = t->data;
   lua_State *L = p->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, p->ref);
-  rl_stat_add(RL_STAT_REFS, -1);
-  t->data = p;
+  rl_unref(L, &p->ref);
   uv_close((uv_handle_t *)t, rl_probe_closed);
   rl_call(L, 0);
 }
@@ -100,24 +56,22 @@ static int rl_core_timer_probe(lua_State *L)
     free(p);
     return rl_push_error(L, err);
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  p->L = lua_tothread(L, -1);
-  lua_pop(L, 1);
-  lua_pushvalue(L, 2);
-  p->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  p->L = rl_main_thread(L);
+  p->ref = rl_ref(L, 2);
   p->timer.data = p;
   rl_stat_add(RL_STAT_HANDLES, 1);
-  rl_stat_add(RL_STAT_REFS, 1);
   uv_timer_start(&p->timer, rl_probe_fire, (uint64_t)(ms < 0 ? 0 : ms), 0);
   lua_pushboolean(L, 1);
   return 1;
 }
 
+/* clang-format off */
 static const luaL_Reg rl_core_functions[] = {
   {"_timer_probe",  rl_core_timer_probe},
   {"_stats",        rl_core_stats},
   {NULL, NULL},
 };
+/* clang-format on */
 
 int luaopen_reload_core(lua_State *L)
 {
@@ -133,5 +87,6 @@ int luaopen_reload_core(lua_State *L)
   rl_glob_open(L);
   rl_watch_open(L);
   rl_http_open(L);
+  rl_file_open(L);
   return 1;
 }

@@ -37,15 +37,15 @@ enum { RL_HTTP_NONE, RL_HTTP_HEAD, RL_HTTP_DONE };
 
 typedef struct {
   http_parser parser;
-  int type; /* HTTP_REQUEST or HTTP_RESPONSE */
+  int type;    /* HTTP_REQUEST or HTTP_RESPONSE */
   int no_body; /* the next response answers a HEAD request: it has no body */
-  int failed; /* out of memory while reading a head */
+  int failed;  /* out of memory while reading a head */
   /* During execute only: */
   lua_State *L;
   int events; /* stack index of the event list */
   lua_Integer nevents;
   const char *base; /* the whole string given to execute */
-  int pending; /* the event whose offset the pause gives: RL_HTTP_HEAD or RL_HTTP_DONE */
+  int pending;      /* the event whose offset the pause gives: RL_HTTP_HEAD or RL_HTTP_DONE */
   /* The head being read: */
   rl_hbuf_t url, reason, fields;
   rl_hfield_t *hdrs;
@@ -248,14 +248,14 @@ static int rl_http_on_message_complete(http_parser *p)
 }
 
 static const http_parser_settings rl_http_settings = {
-  .on_message_begin = rl_http_on_begin,
-  .on_url = rl_http_on_url,
-  .on_status = rl_http_on_status,
-  .on_header_field = rl_http_on_field,
-  .on_header_value = rl_http_on_value,
-  .on_headers_complete = rl_http_on_headers_complete,
-  .on_body = rl_http_on_body,
-  .on_message_complete = rl_http_on_message_complete,
+    .on_message_begin = rl_http_on_begin,
+    .on_url = rl_http_on_url,
+    .on_status = rl_http_on_status,
+    .on_header_field = rl_http_on_field,
+    .on_header_value = rl_http_on_value,
+    .on_headers_complete = rl_http_on_headers_complete,
+    .on_body = rl_http_on_body,
+    .on_message_complete = rl_http_on_message_complete,
 };
 
 /* Sets the `at` of the last event: the offset (1-based, inclusive) of its last byte. */
@@ -419,23 +419,19 @@ static int rl_http_close(lua_State *L)
 }
 
 static const luaL_Reg rl_http_methods[] = {
-  {"execute",  rl_http_execute},
-  {"finish",   rl_http_finish},
-  {"no_body",  rl_http_no_body},
-  {"reset",    rl_http_reset},
-  {"close",    rl_http_close},
-  {NULL, NULL},
+    {"execute", rl_http_execute}, {"finish", rl_http_finish}, {"no_body", rl_http_no_body},
+    {"reset", rl_http_reset},     {"close", rl_http_close},   {NULL, NULL},
 };
 
 static const luaL_Reg rl_http_meta[] = {
-  {"__gc",     rl_http_close},
-  {"__close",  rl_http_close},
-  {NULL, NULL},
+    {"__gc", rl_http_close},
+    {"__close", rl_http_close},
+    {NULL, NULL},
 };
 
 static const luaL_Reg rl_http_functions[] = {
-  {"http_parser",  rl_http_new},
-  {NULL, NULL},
+    {"http_parser", rl_http_new},
+    {NULL, NULL},
 };
 
 void rl_http_open(lua_State *L)

@@ -8,25 +8,16 @@
  * decides whom to signal; correctness rests on ECHILD.
  *
  * Boundary: plain C, no libuv, no Lua. It talks to reload over fd 3 (a socketpair made by
- * uv_spawn) in text lines:
- *   keeper -> reload: "started PID PGID", "exec-error ERRNO", "main-exit CODE SIG",
- *                     "stopping", "forcing", "tree-empty FORCED DURATION_US"
- *                     "held" (--hold: ready for "go"), "cancelled" (stopped while held: the
- *                     command never ran)
- *   reload -> keeper: "term SIG GRACE_MS", "kill", "signal SIG main|group|tree", "go", and
- *                     "go N" followed by N bytes: the command and its environment, each
- *                     string NUL-terminated, argv, an empty string, env, an empty string.
+ * uv_spawn) in the text lines of keeper_proto.h, which also lists its options and test switches.
  * EOF on fd 3, or the parent-death signal (SIGHUP), means reload is gone: the tree is torn down
- * with the orphan grace. The keeper exits with the main command's code, or 128+signal.
+ * with the orphan grace. The keeper exits with the main command's code, or 128+signal; 125 when
+ * the command could not be started (its own setup or the fork failed: "error setup|fork ERRNO",
+ * and a line on stderr), 126/127 when exec failed ("error exec ERRNO").
  *
- * Options: --parent-pid PID, --run-id ID (RELOAD_RUN in the command's environment), --signal N,
- * --grace MS, --orphan-grace MS, --setsid, --kill-tree, --hold (set up, then wait for "go"
- * before starting the command, which "go N" may give, so the command after "--" is optional:
- * reload keeps a keeper ready for the next run, so that a restart does not wait for the
- * keeper's own exec).
- * Test hooks (removed from the command's environment): RELOAD_KEEPER_NO_PDEATHSIG=1,
- * RELOAD_KEEPER_NO_EOF=1, RELOAD_KEEPER_ENUM=scan, RELOAD_KEEPER_DELAY_BEFORE_PRCTL_MS=N (opens
- * the window in which reload can die before PDEATHSIG is armed).
+ * --hold sets up, then waits for "go" before starting the command, which "go N" may give (so the
+ * command after "--" is optional): reload keeps a keeper ready for the next run, so that a
+ * restart does not wait for the keeper's own exec. The test switches (RELOAD_KEEPER_*) are read,
+ * then removed from every environment a command gets, including one sent with "go N".
  *
  * The teardown path uses static buffers only: it must work when memory is short, and it runs
  * often enough that a leak would matter.
@@ -36,7 +27,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +40,8 @@
 #include <unistd.h>
 
 #include "keeper.h"
+#include "keeper_proto.h"
+#include "procfs.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -57,7 +49,7 @@
 
 extern char **environ;
 
-enum { RL_CTL_FD = 3, RL_MAX_PIDS = 16384, RL_SEEN_SLOTS = 32768 };
+enum { RL_MAX_PIDS = 16384, RL_SEEN_SLOTS = 32768 };
 enum { RL_RUNNING, RL_POLITE, RL_FORCED };
 
 typedef struct {
@@ -93,131 +85,47 @@ static int64_t rl_now_ns(void)
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* ---- control channel ------------------------------------------------------------------ */
+/* ---- control channel ------------------------------------------------------------------------- */
 
-static void rl_say(rl_keeper_t *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void rl_say(rl_keeper_t *k, const char *fmt, ...)
+/* Sends one line of the protocol (a verb and up to two arguments). */
+static void rl_send(rl_keeper_t *k, rl_verb_t verb, long long a, long long b)
 {
   if (k->ctl < 0)
     return;
   char buf[128];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
-  va_end(ap);
-  if (n < 0)
-    return;
-  buf[n++] = '\n';
+  rl_msg_t msg = {verb, {a, b}};
+  size_t n = rl_msg_format(buf, sizeof buf, &msg);
   /* MSG_NOSIGNAL: reload may be gone; a SIGPIPE must not kill the keeper mid-teardown. */
-  while (send(k->ctl, buf, (size_t)n, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+  while (n && send(k->ctl, buf, n, MSG_NOSIGNAL) < 0 && errno == EINTR) {
   }
 }
 
-/* ---- enumeration ------------------------------------------------------------------------ */
+/* ---- enumeration ----------------------------------------------------------------------------- */
 
-static int rl_parse_pids(const char *s, pid_t *out, int n, int max)
-{
-  while (*s && n < max) {
-    while (*s == ' ' || *s == '\n')
-      s++;
-    if (*s < '0' || *s > '9')
-      break;
-    long v = strtol(s, (char **)&s, 10);
-    out[n++] = (pid_t)v;
-  }
-  return n;
-}
-
-static ssize_t rl_read_file(const char *path, char *buf, size_t size)
-{
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -1;
-  size_t len = 0;
-  for (;;) {
-    ssize_t r = read(fd, buf + len, size - 1 - len);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      break;
-    len += (size_t)r;
-    if (len >= size - 1)
-      break;
-  }
-  close(fd);
-  buf[len] = '\0';
-  return (ssize_t)len;
-}
-
-static int rl_is_number(const char *s)
-{
-  if (!*s)
-    return 0;
-  for (; *s; s++)
-    if (*s < '0' || *s > '9')
-      return 0;
-  return 1;
-}
-
-/* Children of pid through every thread's children file: a child forked by a non-main thread
- * (Go's runtime does that) is listed only under that thread's tid. */
+/* Children of pid through every thread's children file (procfs.c). */
 static int rl_children_files(pid_t pid, pid_t *out, int max)
 {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-  int dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0)
-    return 0;
-  int n = 0;
-  ssize_t got;
-  while ((got = getdents64(dir, rl_dents, sizeof rl_dents)) > 0) {
-    for (ssize_t off = 0; off < got;) {
-      struct dirent64 *d = (struct dirent64 *)(void *)(rl_dents + off);
-      off += d->d_reclen;
-      if (!rl_is_number(d->d_name))
-        continue;
-      char file[320];
-      snprintf(file, sizeof file, "/proc/%d/task/%s/children", (int)pid, d->d_name);
-      if (rl_read_file(file, rl_text, sizeof rl_text) > 0)
-        n = rl_parse_pids(rl_text, out, n, max);
-    }
-  }
-  close(dir);
-  return n;
+  return rl_proc_children((int)pid, out, max, rl_dents, sizeof rl_dents, rl_text, sizeof rl_text);
 }
 
-/* The fallback enumerator (kernels without CONFIG_PROC_CHILDREN): one scan of every /proc/PID/stat per
- * pass, parents looked up in that snapshot. */
+static int rl_snapshot_one(int pid, void *ud)
+{
+  (void)ud;
+  rl_pstat_t st;
+  if (rl_proc_stat(pid, &st) == 0) {
+    rl_snap_pid[rl_snap_count] = (pid_t)pid;
+    rl_snap_ppid[rl_snap_count] = (pid_t)st.ppid;
+    rl_snap_count++;
+  }
+  return rl_snap_count >= RL_MAX_PIDS;
+}
+
+/* The fallback enumerator (kernels without CONFIG_PROC_CHILDREN): one scan of every
+ * /proc/PID/stat per pass, parents looked up in that snapshot. */
 static void rl_snapshot(void)
 {
   rl_snap_count = 0;
-  int dir = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0)
-    return;
-  ssize_t got;
-  while ((got = getdents64(dir, rl_dents, sizeof rl_dents)) > 0) {
-    for (ssize_t off = 0; off < got && rl_snap_count < RL_MAX_PIDS;) {
-      struct dirent64 *d = (struct dirent64 *)(void *)(rl_dents + off);
-      off += d->d_reclen;
-      if (!rl_is_number(d->d_name))
-        continue;
-      char file[300];
-      snprintf(file, sizeof file, "/proc/%s/stat", d->d_name);
-      if (rl_read_file(file, rl_text, 1024) <= 0)
-        continue;
-      /* comm may hold spaces and parentheses: the fields start after the last ')'. */
-      char *close_paren = strrchr(rl_text, ')');
-      int ppid;
-      char state;
-      if (!close_paren || sscanf(close_paren + 1, " %c %d", &state, &ppid) != 2)
-        continue;
-      rl_snap_pid[rl_snap_count] = (pid_t)atoi(d->d_name);
-      rl_snap_ppid[rl_snap_count] = (pid_t)ppid;
-      rl_snap_count++;
-    }
-  }
-  close(dir);
+  rl_proc_each_pid(rl_dents, sizeof rl_dents, rl_snapshot_one, NULL);
 }
 
 static int rl_children_snapshot(pid_t pid, pid_t *out, int max)
@@ -265,7 +173,7 @@ static int rl_seen_add(pid_t pid)
   return 1;
 }
 
-/* ---- teardown --------------------------------------------------------------------------- */
+/* ---- teardown -------------------------------------------------------------------------------- */
 
 /* One breadth-first walk from the keeper. Polite: each process outside the command's group not
  * seen before gets sig + SIGCONT (the group got them by kill(-pgid)). Forced: every process gets
@@ -316,7 +224,7 @@ static void rl_begin_forced(rl_keeper_t *k)
     k->stop_ns = rl_now_ns();
   k->phase = RL_FORCED;
   k->forced = 1;
-  rl_say(k, "forcing");
+  rl_send(k, RL_MSG_FORCING, 0, 0);
 }
 
 static void rl_begin_polite(rl_keeper_t *k, int sig, int grace_ms)
@@ -332,14 +240,15 @@ static void rl_begin_polite(rl_keeper_t *k, int sig, int grace_ms)
   k->stop_ns = rl_now_ns();
   k->deadline_ns = k->stop_ns + (int64_t)grace_ms * 1000000;
   if (grace_ms <= 0) {
-    rl_say(k, "stopping");
+    rl_send(k, RL_MSG_STOPPING, 0, 0);
     rl_begin_forced(k);
     return;
   }
   /* SIGCONT: a stopped process that handles the stop signal could not run its handler. */
   kill(-k->pgid, sig);
   kill(-k->pgid, SIGCONT);
-  rl_say(k, "stopping"); /* after the signal: the stop must not wait for reload's scheduling */
+  /* After the signal: the stop must not wait for reload's scheduling. */
+  rl_send(k, RL_MSG_STOPPING, 0, 0);
   rl_seen_clear();
   rl_polite_fixpoint(k);
   k->next_sweep_ns = rl_now_ns() + 10000000;
@@ -376,27 +285,27 @@ static void rl_reap(rl_keeper_t *k)
     if (pid == k->main_pid) {
       k->main_done = 1;
       k->main_status = status;
-      rl_say(k, "main-exit %d %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-             WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+      rl_send(k, RL_MSG_MAIN_EXIT, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+              WIFSIGNALED(status) ? WTERMSIG(status) : 0);
       if (k->kill_tree)
         rl_begin_polite(k, k->stop_signal, k->grace_ms);
     }
   }
 }
 
-/* ---- control input ---------------------------------------------------------------------- */
+/* ---- control input --------------------------------------------------------------------------- */
 
-static void rl_signal_scope(rl_keeper_t *k, int sig, const char *scope)
+static void rl_signal_scope(rl_keeper_t *k, int sig, int scope)
 {
   if (k->main_pid == 0) /* held: kill(-0) would signal the keeper's own group */
     return;
-  if (strcmp(scope, "main") == 0) {
+  if (scope == RL_SCOPE_MAIN) {
     if (!k->main_done)
       kill(k->main_pid, sig);
-  } else if (strcmp(scope, "group") == 0) {
+  } else {
     kill(-k->pgid, sig);
-  } else if (strcmp(scope, "tree") == 0) {
-    kill(-k->pgid, sig);
+  }
+  if (scope == RL_SCOPE_TREE) {
     rl_seen_clear();
     for (int pass = 0; pass < 1000 && rl_sweep(k, sig) > 0; pass++) {
     }
@@ -415,20 +324,25 @@ static void rl_go_spec(rl_keeper_t *k)
   k->go = 1;
 }
 
+static int rl_int_arg(long long v)
+{
+  return v < 0 ? -1 : v > 0x7fffffff ? 0x7fffffff : (int)v;
+}
+
 static void rl_command(rl_keeper_t *k, const char *line)
 {
-  int sig, grace;
-  char scope[16];
-  if (sscanf(line, "term %d %d", &sig, &grace) == 2)
-    rl_begin_polite(k, sig, grace);
-  else if (strcmp(line, "kill") == 0)
-    rl_begin_forced(k);
-  else if (sscanf(line, "go %zu", &k->spec_len) == 1)
+  rl_msg_t m;
+  switch (rl_msg_parse(line, &m)) {
+  case RL_MSG_TERM: rl_begin_polite(k, rl_int_arg(m.arg[0]), rl_int_arg(m.arg[1])); break;
+  case RL_MSG_KILL: rl_begin_forced(k); break;
+  case RL_MSG_GO_DATA:
+    k->spec_len = m.arg[0] < 0 ? SIZE_MAX : (size_t)m.arg[0];
     rl_go_spec(k);
-  else if (strcmp(line, "go") == 0)
-    k->go = 1;
-  else if (sscanf(line, "signal %d %15s", &sig, scope) == 2)
-    rl_signal_scope(k, sig, scope);
+    break;
+  case RL_MSG_GO: k->go = 1; break;
+  case RL_MSG_SIGNAL: rl_signal_scope(k, rl_int_arg(m.arg[0]), (int)m.arg[1]); break;
+  default: break; /* not ours (or from a newer reload): ignored */
+  }
 }
 
 /* reload is gone (EOF or parent-death signal): nobody will ever ask for a stop. */
@@ -485,7 +399,7 @@ static void rl_read_signals(rl_keeper_t *k)
   }
 }
 
-/* ---- starting the command --------------------------------------------------------------- */
+/* ---- starting the command -------------------------------------------------------------------- */
 
 /* Only 0, 1 and 2 may reach the command: a leaked listening socket or the control socket
  * would outlive the tree's teardown (port held, EOF never seen). CLOEXEC rather than close, so
@@ -500,7 +414,7 @@ static void rl_cloexec_from(int lowfd)
   struct dirent *e;
   while ((e = readdir(d))) {
     int fd = atoi(e->d_name);
-    if (rl_is_number(e->d_name) && fd >= lowfd && fd != dirfd(d))
+    if (rl_proc_is_number(e->d_name) && fd >= lowfd && fd != dirfd(d))
       fcntl(fd, F_SETFD, FD_CLOEXEC);
   }
   closedir(d);
@@ -534,6 +448,18 @@ static void rl_exec(char **argv)
   }
 }
 
+/* Drops the test switches from env (in place): they are the keeper's, and env may be one that
+ * reload sent with "go N" rather than the keeper's own, which lost them at start. */
+static void rl_drop_hooks(char **env)
+{
+  size_t plen = strlen(RL_KEEPER_HOOK_PREFIX);
+  char **out = env;
+  for (char **e = env; *e; e++)
+    if (strncmp(*e, RL_KEEPER_HOOK_PREFIX, plen) != 0)
+      *out++ = *e;
+  *out = NULL;
+}
+
 static void rl_child(const rl_keeper_t *k, int errfd) __attribute__((noreturn));
 
 static void rl_child(const rl_keeper_t *k, int errfd)
@@ -546,6 +472,7 @@ static void rl_child(const rl_keeper_t *k, int errfd)
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != k->self)
     _exit(127);
+  rl_drop_hooks(environ);
   if (k->run_id)
     setenv("RELOAD_RUN", k->run_id, 1);
   rl_cloexec_from(3);
@@ -559,11 +486,13 @@ static void rl_child(const rl_keeper_t *k, int errfd)
   _exit(err == ENOENT ? 127 : 126);
 }
 
-/* Forks the command. Returns the exec errno (0 when it started); the child's fate is reaped
- * like any other. */
-static int rl_start(rl_keeper_t *k)
+/* Forks the command. Returns 0 when it started, else the errno with *stage the step that
+ * failed (fork: no command ran; exec: the child reported it). The child's fate is reaped like
+ * any other. */
+static int rl_start(rl_keeper_t *k, int *stage)
 {
   int pipefd[2];
+  *stage = RL_STAGE_FORK;
   if (pipe2(pipefd, O_CLOEXEC) < 0)
     return errno;
   pid_t pid = fork();
@@ -588,10 +517,11 @@ static int rl_start(rl_keeper_t *k)
   while ((r = read(pipefd[0], &err, sizeof err)) < 0 && errno == EINTR) {
   }
   close(pipefd[0]);
+  *stage = RL_STAGE_EXEC;
   return r == (ssize_t)sizeof err ? err : 0;
 }
 
-/* ---- setup ------------------------------------------------------------------------------ */
+/* ---- setup ----------------------------------------------------------------------------------- */
 
 static int rl_parse(rl_keeper_t *k, int argc, char **argv)
 {
@@ -601,21 +531,21 @@ static int rl_parse(rl_keeper_t *k, int argc, char **argv)
     if (strcmp(a, "--") == 0) {
       k->argv = argv + i + 1;
       return i + 1 < argc || k->hold ? 0 : -1; /* held: "go N" can bring the command */
-    } else if (strcmp(a, "--setsid") == 0) {
+    } else if (strcmp(a, RL_KOPT_SETSID) == 0) {
       k->use_setsid = 1;
-    } else if (strcmp(a, "--kill-tree") == 0) {
+    } else if (strcmp(a, RL_KOPT_KILL_TREE) == 0) {
       k->kill_tree = 1;
-    } else if (strcmp(a, "--hold") == 0) {
+    } else if (strcmp(a, RL_KOPT_HOLD) == 0) {
       k->hold = 1;
-    } else if (v && strcmp(a, "--parent-pid") == 0) {
+    } else if (v && strcmp(a, RL_KOPT_PARENT_PID) == 0) {
       k->parent_pid = (pid_t)atoi(v), i++;
-    } else if (v && strcmp(a, "--run-id") == 0) {
+    } else if (v && strcmp(a, RL_KOPT_RUN_ID) == 0) {
       k->run_id = v, i++;
-    } else if (v && strcmp(a, "--signal") == 0) {
+    } else if (v && strcmp(a, RL_KOPT_SIGNAL) == 0) {
       k->stop_signal = atoi(v), i++;
-    } else if (v && strcmp(a, "--grace") == 0) {
+    } else if (v && strcmp(a, RL_KOPT_GRACE) == 0) {
       k->grace_ms = atoi(v), i++;
-    } else if (v && strcmp(a, "--orphan-grace") == 0) {
+    } else if (v && strcmp(a, RL_KOPT_ORPHAN_GRACE) == 0) {
       k->orphan_grace_ms = atoi(v), i++;
     } else {
       fprintf(stderr, "reload keeper: bad option '%s'\n", a);
@@ -634,20 +564,26 @@ static int rl_env_flag(const char *name)
 /* Test hooks are read, then removed, so that they never reach the user command. */
 static void rl_read_hooks(rl_keeper_t *k)
 {
-  k->no_pdeathsig = rl_env_flag("RELOAD_KEEPER_NO_PDEATHSIG");
-  k->no_eof = rl_env_flag("RELOAD_KEEPER_NO_EOF");
-  const char *e = getenv("RELOAD_KEEPER_ENUM");
+  k->no_pdeathsig = rl_env_flag(RL_HOOK_NO_PDEATHSIG);
+  k->no_eof = rl_env_flag(RL_HOOK_NO_EOF);
+  const char *e = getenv(RL_HOOK_ENUM);
   k->scan_only = e && strcmp(e, "scan") == 0;
-  const char *delay = getenv("RELOAD_KEEPER_DELAY_BEFORE_PRCTL_MS");
+  const char *delay = getenv(RL_HOOK_DELAY);
   k->delay_ms = delay ? atoi(delay) : 0;
-  unsetenv("RELOAD_KEEPER_NO_PDEATHSIG");
-  unsetenv("RELOAD_KEEPER_NO_EOF");
-  unsetenv("RELOAD_KEEPER_ENUM");
-  unsetenv("RELOAD_KEEPER_DELAY_BEFORE_PRCTL_MS");
+  rl_drop_hooks(environ);
   char probe[64];
   snprintf(probe, sizeof probe, "/proc/%d/task/%d/children", (int)k->self, (int)k->self);
   if (access(probe, R_OK) != 0) /* kernel without CONFIG_PROC_CHILDREN */
     k->scan_only = 1;
+}
+
+/* A setup step failed (what, err): said on stderr, which reload shows as the command's, and to
+ * reload, which reports a run that never started. Returns the keeper's exit status. */
+static int rl_setup_failed(rl_keeper_t *k, const char *what, int err)
+{
+  fprintf(stderr, "reload-keeper: setup: %s: %s\n", what, strerror(err));
+  rl_send(k, RL_MSG_ERROR, RL_STAGE_SETUP, err);
+  return 125;
 }
 
 /* The keeper's own signals go through a signalfd (no work in handlers). Their dispositions
@@ -663,31 +599,39 @@ static int rl_setup_signals(rl_keeper_t *k)
   }
   signal(SIGPIPE, SIG_IGN);
   if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
-    return -1;
+    return rl_setup_failed(k, "sigprocmask", errno);
   k->sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-  return k->sfd < 0 ? -1 : 0;
+  return k->sfd < 0 ? rl_setup_failed(k, "signalfd", errno) : 0;
 }
 
 /* Parent death is covered twice: PDEATHSIG here, EOF on fd 3 in the loop. PDEATHSIG is armed
- * after exec, so the parent may already be gone: compare getppid() with the pid reload gave. */
+ * after exec, so the parent may already be gone: compare getppid() with the pid reload gave.
+ * Returns 0, or the exit status after a failure (said by rl_setup_failed). */
 static int rl_setup_parent(rl_keeper_t *k)
 {
-  if (fcntl(RL_CTL_FD, F_GETFD) >= 0) {
-    k->ctl = RL_CTL_FD;
+  if (fcntl(RL_KEEPER_CTL_FD, F_GETFD) >= 0) {
+    k->ctl = RL_KEEPER_CTL_FD;
     fcntl(k->ctl, F_SETFD, FD_CLOEXEC);
   } else {
     k->ctl = -1;
   }
   if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
-    return -1;
+    return rl_setup_failed(k, "prctl(PR_SET_CHILD_SUBREAPER)", errno);
   if (k->delay_ms > 0) {
     struct timespec ts = {k->delay_ms / 1000, (long)(k->delay_ms % 1000) * 1000000};
     nanosleep(&ts, NULL);
   }
   if (!k->no_pdeathsig && prctl(PR_SET_PDEATHSIG, SIGHUP) < 0)
-    return -1;
-  if (k->parent_pid > 0 && getppid() != k->parent_pid)
-    return -1;
+    return rl_setup_failed(k, "prctl(PR_SET_PDEATHSIG)", errno);
+  pid_t parent = getppid();
+  if (k->parent_pid > 0 && parent != k->parent_pid) {
+    /* reload died before the parent-death signal was armed (the tree would outlive it), or
+     * something started the keeper in between. */
+    char what[128];
+    snprintf(what, sizeof what, "reload (pid %d) is not the parent (pid %d is)", (int)k->parent_pid,
+             (int)parent);
+    return rl_setup_failed(k, what, ESRCH);
+  }
   return 0;
 }
 
@@ -753,7 +697,7 @@ static int rl_use_spec(rl_keeper_t *k)
  * run (rl_begin_polite and rl_begin_forced see that nothing was started). */
 static int rl_wait_go(rl_keeper_t *k)
 {
-  rl_say(k, "held");
+  rl_send(k, RL_MSG_HELD, 0, 0);
   while ((!k->go || (k->spec && k->spec_have < k->spec_len)) && !k->cancelled) {
     struct pollfd fds[2] = {{k->sfd, POLLIN, 0}, {k->ctl, POLLIN, 0}};
     int n = poll(fds, k->ctl >= 0 ? 2 : 1, -1);
@@ -800,30 +744,36 @@ int rl_keeper_main(int argc, char **argv)
   k->grace_ms = 3000;
   k->orphan_grace_ms = 1000;
   k->self = getpid();
+  k->ctl = -1;
   if (rl_parse(k, argc, argv) < 0) {
-    fprintf(stderr, "usage: reload --keeper-v1 [OPTIONS] -- COMMAND [ARG...]\n");
+    fprintf(stderr, "usage: reload " RL_KEEPER_MODE " [OPTIONS] -- COMMAND [ARG...]\n");
     return 2;
   }
   /* Fds reload leaked to us (a Lua io.open is not CLOEXEC) would be held until we exit. */
   syscall(SYS_close_range, 4U, ~0U, 0U);
   rl_read_hooks(k);
-  if (rl_setup_parent(k) < 0 || rl_setup_signals(k) < 0)
-    return 1;
-  int err = k->hold ? rl_wait_go(k) : 0;
+  int status = rl_setup_parent(k);
+  if (!status)
+    status = rl_setup_signals(k);
+  if (status)
+    return status;
+  int err = k->hold ? rl_wait_go(k) : 0, stage = RL_STAGE_SETUP;
   if (err < 0) {
-    rl_say(k, "cancelled");
+    rl_send(k, RL_MSG_CANCELLED, 0, 0);
     return 0;
   }
   if (err == 0)
-    err = rl_start(k);
-  if (err)
-    rl_say(k, "exec-error %d", err);
+    err = rl_start(k, &stage);
   else
-    rl_say(k, "started %d %d", (int)k->main_pid, (int)k->pgid);
+    stage = RL_STAGE_EXEC; /* "go" brought no command, or a malformed one */
+  if (err)
+    rl_send(k, RL_MSG_ERROR, stage, err);
+  else
+    rl_send(k, RL_MSG_STARTED, k->main_pid, k->pgid);
   if (k->main_pid == 0) /* fork failed: nothing to wait for */
-    return 126;
+    return 125;
   rl_loop_until_empty(k);
   int64_t duration_us = k->phase == RL_RUNNING ? -1 : (rl_now_ns() - k->stop_ns) / 1000;
-  rl_say(k, "tree-empty %d %lld", k->forced, (long long)duration_us);
+  rl_send(k, RL_MSG_TREE_EMPTY, k->forced, duration_us);
   return rl_exit_status(k->main_status);
 }

@@ -8,7 +8,7 @@
 #ifndef RELOAD_KEEPER_H
 #define RELOAD_KEEPER_H
 
-/* argv[1] is "--keeper-v1"; options and the command follow (see keeper.c). */
+/* argv[1] is RL_KEEPER_MODE; options and the command follow (keeper_proto.h). */
 int rl_keeper_main(int argc, char **argv);
 
 #endif

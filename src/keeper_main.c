@@ -6,12 +6,14 @@
 #include <string.h>
 
 #include "keeper.h"
+#include "keeper_proto.h"
 
 int main(int argc, char **argv)
 {
-  if (argc > 1 && strcmp(argv[1], "--keeper-v1") == 0)
+  if (argc > 1 && strcmp(argv[1], RL_KEEPER_MODE) == 0)
     return rl_keeper_main(argc, argv);
-  fprintf(stderr, "reload-keeper: started by reload, not by hand "
-                  "(usage: reload-keeper --keeper-v1 [OPTIONS] -- COMMAND [ARG...])\n");
+  fprintf(stderr,
+          "reload-keeper: started by reload, not by hand "
+          "(usage: reload-keeper " RL_KEEPER_MODE " [OPTIONS] -- COMMAND [ARG...])\n");
   return 2;
 }

@@ -17,6 +17,8 @@
 #include <uv.h>
 
 #include "core.h"
+#include "keeper.h"
+#include "keeper_proto.h"
 
 /* An error raised inside a luv or core callback is reported with its traceback and the program
  * goes on: stock luv would exit(-1), which would leave every service tree to its keeper. */
@@ -31,7 +33,8 @@ static int rl_main_pcall(lua_State *L, int nargs, int nresults, int flags)
   if (status != LUA_OK) {
     if (!(flags & LUVF_CALLBACK_NOERRMSG)) {
       const char *msg = lua_tostring(L, -1);
-      fprintf(stderr, "reload: error in callback: %s\n", msg ? msg : "(error object is not a string)");
+      fprintf(stderr, "reload: error in callback: %s\n",
+              msg ? msg : "(error object is not a string)");
       fflush(stderr);
     }
     lua_settop(L, base - 1);
@@ -117,7 +120,7 @@ static int rl_traceback(lua_State *L)
 
 int main(int argc, char **argv)
 {
-  if (argc > 1 && strcmp(argv[1], "--keeper-v1") == 0)
+  if (argc > 1 && strcmp(argv[1], RL_KEEPER_MODE) == 0)
     return rl_keeper_main(argc, argv);
 
   uv_loop_t *loop = uv_default_loop();

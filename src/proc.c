@@ -14,7 +14,6 @@
  * event, which comes once every libuv handle of the run is closed; the C state is freed by
  * __gc after that.
  */
-#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
@@ -25,6 +24,8 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "keeper_proto.h"
+#include "procfs.h"
 
 #define RL_PROCESS_MT "reload.Process"
 
@@ -32,7 +33,7 @@ extern char **environ;
 
 enum { RL_STARTING, RL_RUNNING, RL_MAIN_EXITED, RL_STOPPING, RL_FORCING, RL_EXITED };
 static const char *const rl_state_names[] = {"starting", "running", "main-exited",
-                                             "stopping", "forcing",  "exited"};
+                                             "stopping", "forcing", "exited"};
 
 enum { RL_IO_NULL, RL_IO_INHERIT, RL_IO_PIPE };
 static const char *const rl_io_names[] = {"null", "inherit", "pipe", NULL};
@@ -47,7 +48,7 @@ struct rl_proc_s {
   uv_timer_t watchdog; /* SIGKILLs a keeper that does not finish a stop in time */
   uv_timer_t aux;      /* fallback sweep ticks, then the limit on draining pipes */
   int io_mode[3];
-  int io_open[3];  /* pipe handle not yet closed */
+  int io_open[3]; /* pipe handle not yet closed */
   int open_handles;
   int self_ref, event_ref, out_ref, err_ref;
   int state;
@@ -55,7 +56,7 @@ struct rl_proc_s {
   int stop_signal, grace_ms;
   int pid, pgid, keeper_pid;
   int have_main, main_code, main_signal;
-  int spawn_errno;
+  int spawn_errno, spawn_stage; /* "error STAGE ERRNO": the command never ran */
   int forced, fallback, tree_empty, keeper_done, keeper_status, keeper_signal, cancelled;
   int held, has_cmd, went; /* spawned with hold; with a cmd; go() called */
   int ctl_open, sweeping, sweep_ticks, finishing, finished, detached, failed;
@@ -65,13 +66,9 @@ struct rl_proc_s {
   size_t line_len;
 };
 
-typedef struct {
-  rl_proc_t *p;
-} rl_proc_box_t;
-
 static unsigned rl_run_seq;
 
-/* ---- signals ----------------------------------------------------------------------------- */
+/* ---- signals --------------------------------------------------------------------------------- */
 
 /* Every signal <signal.h> defines here, by its name without "SIG": the one list that both the
  * lookup below and core.signals (what the Lua side validates against) are made from. */
@@ -79,19 +76,19 @@ static const struct {
   const char *name;
   int num;
 } rl_signals[] = {
-  {"HUP", SIGHUP},   {"INT", SIGINT},       {"QUIT", SIGQUIT}, {"ILL", SIGILL},
-  {"TRAP", SIGTRAP}, {"ABRT", SIGABRT},     {"BUS", SIGBUS},   {"FPE", SIGFPE},
-  {"KILL", SIGKILL}, {"USR1", SIGUSR1},     {"SEGV", SIGSEGV}, {"USR2", SIGUSR2},
-  {"PIPE", SIGPIPE}, {"ALRM", SIGALRM},     {"TERM", SIGTERM}, {"CHLD", SIGCHLD},
-  {"CONT", SIGCONT}, {"STOP", SIGSTOP},     {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},
-  {"TTOU", SIGTTOU}, {"URG", SIGURG},       {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
-  {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},
-  {"SYS", SIGSYS},
+    {"HUP", SIGHUP},       {"INT", SIGINT},   {"QUIT", SIGQUIT},   {"ILL", SIGILL},
+    {"TRAP", SIGTRAP},     {"ABRT", SIGABRT}, {"BUS", SIGBUS},     {"FPE", SIGFPE},
+    {"KILL", SIGKILL},     {"USR1", SIGUSR1}, {"SEGV", SIGSEGV},   {"USR2", SIGUSR2},
+    {"PIPE", SIGPIPE},     {"ALRM", SIGALRM}, {"TERM", SIGTERM},   {"CHLD", SIGCHLD},
+    {"CONT", SIGCONT},     {"STOP", SIGSTOP}, {"TSTP", SIGTSTP},   {"TTIN", SIGTTIN},
+    {"TTOU", SIGTTOU},     {"URG", SIGURG},   {"XCPU", SIGXCPU},   {"XFSZ", SIGXFSZ},
+    {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},
+    {"SYS", SIGSYS},
 #ifdef SIGPWR
-  {"PWR", SIGPWR},
+    {"PWR", SIGPWR},
 #endif
 #ifdef SIGSTKFLT
-  {"STKFLT", SIGSTKFLT},
+    {"STKFLT", SIGSTKFLT},
 #endif
 };
 
@@ -168,41 +165,19 @@ static int rl_check_signal_opt(lua_State *L, const char *key)
   return sig;
 }
 
-/* ---- helpers ----------------------------------------------------------------------------- */
+/* ---- helpers --------------------------------------------------------------------------------- */
 
+/* The handle's state (the box holds it until __gc: a finished run still answers pid()). */
 static rl_proc_t *rl_check_process(lua_State *L, int idx)
 {
-  rl_proc_box_t *box = luaL_checkudata(L, idx, RL_PROCESS_MT);
-  return box->p;
+  return *rl_box_at(L, idx, RL_PROCESS_MT);
 }
 
-static void rl_unref(lua_State *L, int *ref)
-{
-  if (*ref != LUA_NOREF) {
-    luaL_unref(L, LUA_REGISTRYINDEX, *ref);
-    *ref = LUA_NOREF;
-    rl_stat_add(RL_STAT_REFS, -1);
-  }
-}
-
-static int rl_ref(lua_State *L, int idx)
-{
-  lua_pushvalue(L, idx);
-  rl_stat_add(RL_STAT_REFS, 1);
-  return luaL_ref(L, LUA_REGISTRYINDEX);
-}
-
-/* Calls the callback held in ref with the value on top of the stack (popped). */
+/* Calls the callback held in ref with the value on top of the stack (popped); not once the
+ * handle is detached (the Lua state is closing). */
 static void rl_callback(rl_proc_t *p, int ref)
 {
-  lua_State *L = p->L;
-  if (ref == LUA_NOREF || p->detached) {
-    lua_pop(L, 1);
-    return;
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-  lua_insert(L, -2);
-  rl_call(L, 1);
+  rl_call_ref(p->L, p->detached ? LUA_NOREF : ref, 1);
 }
 
 static void rl_set_int(lua_State *L, const char *key, lua_Integer v)
@@ -225,7 +200,7 @@ static void rl_emit_simple(rl_proc_t *p, const char *type)
   rl_callback(p, p->event_ref);
 }
 
-/* ---- control channel out ----------------------------------------------------------------- */
+/* ---- control channel out --------------------------------------------------------------------- */
 
 typedef struct {
   uv_write_t req;
@@ -238,31 +213,32 @@ static void rl_ctl_written(uv_write_t *req, int status)
   free(req->data);
 }
 
-/* Sends a line (text without its newline) and then len bytes of data (for "go N"). */
-static void rl_ctl_send_data(rl_proc_t *p, const char *text, const char *data, size_t len)
+/* Sends msg's line and then len bytes of data (for "go N"). */
+static void rl_ctl_send_data(rl_proc_t *p, const rl_msg_t *msg, const char *data, size_t len)
 {
   if (!p->ctl_open || p->finishing)
     return;
-  size_t tlen = strlen(text);
-  rl_ctl_write_t *w = malloc(sizeof *w + tlen + 1 + len);
+  char line[64];
+  size_t tlen = rl_msg_format(line, sizeof line, msg);
+  rl_ctl_write_t *w = tlen ? malloc(sizeof *w + tlen + len) : NULL;
   if (!w)
     return;
-  memcpy(w->text, text, tlen);
-  w->text[tlen] = '\n';
+  memcpy(w->text, line, tlen);
   if (len)
-    memcpy(w->text + tlen + 1, data, len);
+    memcpy(w->text + tlen, data, len);
   w->req.data = w;
-  uv_buf_t buf = uv_buf_init(w->text, (unsigned)(tlen + 1 + len));
+  uv_buf_t buf = uv_buf_init(w->text, (unsigned)(tlen + len));
   if (uv_write(&w->req, (uv_stream_t *)&p->ctl, &buf, 1, rl_ctl_written) < 0)
     free(w);
 }
 
-static void rl_ctl_send(rl_proc_t *p, const char *text)
+static void rl_ctl_send(rl_proc_t *p, rl_verb_t verb, long long a, long long b)
 {
-  rl_ctl_send_data(p, text, NULL, 0);
+  rl_msg_t msg = {verb, {a, b}};
+  rl_ctl_send_data(p, &msg, NULL, 0);
 }
 
-/* ---- finishing ---------------------------------------------------------------------------- */
+/* ---- finishing ------------------------------------------------------------------------------- */
 
 static void rl_finish(rl_proc_t *p);
 
@@ -286,6 +262,10 @@ static void rl_close_handle(rl_proc_t *p, uv_handle_t *h)
 
 static int rl_exit_status(const rl_proc_t *p)
 {
+  /* As env(1) and the shells: 127 not found, 126 not executable, 125 the keeper itself failed
+   * (its setup, or the fork). */
+  if (p->spawn_errno && p->spawn_stage != RL_STAGE_EXEC)
+    return 125;
   if (p->spawn_errno)
     return p->spawn_errno == ENOENT ? 127 : 126;
   if (p->have_main && p->main_signal > 0)
@@ -325,7 +305,9 @@ static void rl_push_exit_event(rl_proc_t *p)
   }
   if (p->spawn_errno) {
     int err = -p->spawn_errno;
-    lua_pushfstring(L, "%s: %s", uv_err_name(err), uv_strerror(err));
+    static const char *const stage[RL_STAGE_COUNT] = {
+        [RL_STAGE_SETUP] = "keeper setup: ", [RL_STAGE_FORK] = "fork: ", [RL_STAGE_EXEC] = ""};
+    lua_pushfstring(L, "%s%s: %s", stage[p->spawn_stage], uv_err_name(err), uv_strerror(err));
     lua_setfield(L, -2, "spawn_error");
   }
 }
@@ -416,48 +398,35 @@ static void rl_drain_expired(uv_timer_t *t)
   rl_maybe_finish(p);
 }
 
-/* ---- fallback sweep (the keeper died) ----------------------------------------------------- */
+/* ---- fallback sweep (the keeper died) -------------------------------------------------------- */
 
-/* True when /proc/PID/environ holds exactly the entry `marker` (not a longer id it prefixes). */
-static int rl_environ_has(const char *pid, const char *marker, char *buf, size_t size)
+typedef struct {
+  const char *marker;
+  char *buf;
+  size_t size;
+  int found;
+} rl_marked_t;
+
+static int rl_kill_if_marked(int pid, void *ud)
 {
-  char path[300];
-  snprintf(path, sizeof path, "/proc/%s/environ", pid);
-  FILE *f = fopen(path, "rbe");
-  if (!f)
-    return 0;
-  size_t n = fread(buf, 1, size - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  size_t mlen = strlen(marker);
-  for (size_t off = 0; off < n; off += strlen(buf + off) + 1)
-    if (strncmp(buf + off, marker, mlen) == 0 && buf[off + mlen] == '\0')
-      return 1;
+  rl_marked_t *m = ud;
+  if (pid != getpid() && rl_proc_environ_has(pid, m->marker, m->buf, m->size)) {
+    kill(pid, SIGKILL);
+    m->found++;
+  }
   return 0;
 }
 
 /* SIGKILLs every process carrying the run's marker; returns how many it found. */
 static int rl_kill_marked(const rl_proc_t *p)
 {
-  char marker[96];
+  char marker[96], dents[16384];
   snprintf(marker, sizeof marker, "RELOAD_RUN=%s", p->run_id);
-  DIR *d = opendir("/proc");
-  if (!d)
-    return 0;
-  size_t size = 256 * 1024;
-  char *buf = malloc(size);
-  int found = 0;
-  struct dirent *e;
-  while (buf && (e = readdir(d))) {
-    int pid = atoi(e->d_name);
-    if (pid > 0 && pid != getpid() && rl_environ_has(e->d_name, marker, buf, size)) {
-      kill(pid, SIGKILL);
-      found++;
-    }
-  }
-  free(buf);
-  closedir(d);
-  return found;
+  rl_marked_t m = {marker, malloc(256 * 1024), 256 * 1024, 0};
+  if (m.buf)
+    rl_proc_each_pid(dents, sizeof dents, rl_kill_if_marked, &m);
+  free(m.buf);
+  return m.found;
 }
 
 static void rl_sweep_tick(uv_timer_t *t)
@@ -482,7 +451,7 @@ static void rl_start_fallback(rl_proc_t *p)
   uv_timer_start(&p->aux, rl_sweep_tick, 0, 1);
 }
 
-/* ---- keeper events ------------------------------------------------------------------------ */
+/* ---- keeper events --------------------------------------------------------------------------- */
 
 static void rl_keeper_exited(uv_process_t *h, int64_t status, int term_signal)
 {
@@ -534,29 +503,31 @@ static void rl_on_main_exit(rl_proc_t *p, int code, int sig)
 
 static void rl_on_line(rl_proc_t *p, const char *line)
 {
-  int a, b;
-  long long us;
+  rl_msg_t m;
   if (p->detached)
     return;
-  if (sscanf(line, "started %d %d", &a, &b) == 2) {
-    rl_on_started(p, a, b);
-  } else if (sscanf(line, "exec-error %d", &a) == 1) {
-    p->spawn_errno = a;
-  } else if (sscanf(line, "main-exit %d %d", &a, &b) == 2) {
-    rl_on_main_exit(p, a, b);
-  } else if (strcmp(line, "stopping") == 0) {
+  switch (rl_msg_parse(line, &m)) {
+  case RL_MSG_STARTED: rl_on_started(p, (int)m.arg[0], (int)m.arg[1]); break;
+  case RL_MSG_ERROR:
+    p->spawn_stage = (int)m.arg[0];
+    p->spawn_errno = (int)m.arg[1] > 0 ? (int)m.arg[1] : EINVAL;
+    break;
+  case RL_MSG_MAIN_EXIT: rl_on_main_exit(p, (int)m.arg[0], (int)m.arg[1]); break;
+  case RL_MSG_STOPPING:
     if (p->state < RL_STOPPING)
       p->state = RL_STOPPING;
     rl_emit_simple(p, "stopping");
-  } else if (strcmp(line, "forcing") == 0) {
+    break;
+  case RL_MSG_FORCING:
     p->state = RL_FORCING;
     p->forced = 1;
     rl_emit_simple(p, "forcing");
-  } else if (sscanf(line, "tree-empty %d %lld", &a, &us) == 2) {
+    break;
+  case RL_MSG_TREE_EMPTY:
     p->tree_empty = 1;
-    p->forced = a;
+    p->forced = m.arg[0] != 0;
     p->empty_ns = uv_hrtime();
-    p->keeper_duration_ms = us >= 0 ? (double)us / 1000.0 : -1;
+    p->keeper_duration_ms = m.arg[1] >= 0 ? (double)m.arg[1] / 1000.0 : -1;
     /* Every process of the tree is reaped, so whatever it held (ports) is free: a restart
      * need not wait for the keeper's own exit and reload's handles ("exit"). */
     if (!p->spawn_errno) { /* a run that never started is reported once, by "exit" */
@@ -565,12 +536,14 @@ static void rl_on_line(rl_proc_t *p, const char *line)
       lua_setfield(p->L, -2, "forced");
       rl_callback(p, p->event_ref);
     }
-  } else if (strcmp(line, "held") == 0) {
-    rl_emit_simple(p, "held");
-  } else if (strcmp(line, "cancelled") == 0) {
+    break;
+  case RL_MSG_HELD: rl_emit_simple(p, "held"); break;
+  case RL_MSG_CANCELLED:
     p->cancelled = 1;
     p->tree_empty = 1;
     p->empty_ns = uv_hrtime();
+    break;
+  default: break; /* not a line of the protocol */
   }
 }
 
@@ -617,7 +590,7 @@ static void rl_output_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
   }
 }
 
-/* ---- spawning ------------------------------------------------------------------------------ */
+/* ---- spawning -------------------------------------------------------------------------------- */
 
 /* Cuts the last n components off an absolute path; false when there are not that many. */
 static int rl_strip(char *path, int n)
@@ -652,8 +625,8 @@ static const char *rl_keeper_path(void)
       snprintf(path, sizeof path, "%s", rl_self_exe);
     return path;
   }
-  if (!dladdr((void *)rl_keeper_path, &info) || !info.dli_fname ||
-      !realpath(info.dli_fname, dir) || !rl_strip(dir, 1)) /* .../lib/reload/core.so */
+  if (!dladdr((void *)rl_keeper_path, &info) || !info.dli_fname || !realpath(info.dli_fname, dir) ||
+      !rl_strip(dir, 1)) /* .../lib/reload/core.so */
     return NULL;
   snprintf(path, sizeof path, "%.*s/reload-keeper", PATH_MAX - 32, dir);
   if (access(path, X_OK) == 0)
@@ -674,61 +647,10 @@ typedef struct {
 } rl_spawn_opts_t;
 
 static const char *const rl_spawn_keys[] = {
-  "cmd", "cwd", "env", "stdin", "stdout", "stderr", "on_stdout", "on_stderr", "stop_signal",
-  "grace_ms", "on_main_exit", "setsid", "on_event", "hold", NULL,
+    "cmd",          "cwd",       "env",       "stdin",       "stdout",
+    "stderr",       "on_stdout", "on_stderr", "stop_signal", "grace_ms",
+    "on_main_exit", "setsid",    "on_event",  "hold",        NULL,
 };
-
-static void rl_check_keys(lua_State *L, int idx, const char *const keys[])
-{
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    int known = 0;
-    if (lua_type(L, -1) == LUA_TSTRING)
-      for (int i = 0; keys[i] && !known; i++)
-        known = strcmp(lua_tostring(L, -1), keys[i]) == 0;
-    if (!known) {
-      luaL_error(L, "unknown option '%s'", luaL_tolstring(L, -1, NULL));
-    }
-  }
-}
-
-/* Pushes opts[key] and returns its stack index if it has the expected type, 0 if nil. */
-static int rl_opt(lua_State *L, int idx, const char *key, int type)
-{
-  int t = lua_getfield(L, idx, key);
-  if (t == LUA_TNIL)
-    return 0;
-  if (t != type)
-    luaL_error(L, "option '%s': %s expected, got %s", key, lua_typename(L, type),
-               luaL_typename(L, -1));
-  return lua_gettop(L);
-}
-
-/* opts[key] as the index of one of names; raises naming the option and the choices. */
-static int rl_opt_enum(lua_State *L, int idx, const char *key, const char *const names[],
-                       int dflt)
-{
-  if (!rl_opt(L, idx, key, LUA_TSTRING))
-    return dflt;
-  const char *v = lua_tostring(L, -1);
-  for (int i = 0; names[i]; i++)
-    if (strcmp(v, names[i]) == 0)
-      return i;
-  return luaL_error(L, "option '%s': invalid value '%s'", key, v);
-}
-
-static void rl_check_strings(lua_State *L, int idx, const char *what, int need_one)
-{
-  lua_Integer n = luaL_len(L, idx);
-  if (need_one && n < 1)
-    luaL_error(L, "option '%s': empty", what);
-  for (lua_Integer i = 1; i <= n; i++) {
-    if (lua_geti(L, idx, i) != LUA_TSTRING)
-      luaL_error(L, "option '%s': item %d is not a string", what, (int)i);
-    lua_pop(L, 1);
-  }
-}
 
 /* A grace period in ms (value on top of the stack): an integer >= 0. */
 static int rl_check_grace(lua_State *L, const char *key)
@@ -743,7 +665,7 @@ static void rl_parse_spawn(lua_State *L, rl_spawn_opts_t *o)
 {
   luaL_checkstack(L, 40, NULL);
   luaL_checktype(L, 1, LUA_TTABLE);
-  rl_check_keys(L, 1, rl_spawn_keys);
+  rl_opt_keys(L, 1, rl_spawn_keys);
   memset(o, 0, sizeof *o);
   if (rl_opt(L, 1, "hold", LUA_TBOOLEAN))
     o->hold = lua_toboolean(L, -1);
@@ -752,17 +674,17 @@ static void rl_parse_spawn(lua_State *L, rl_spawn_opts_t *o)
     o->shell_cmd = lua_tostring(L, -1);
   } else if (t == LUA_TTABLE) {
     o->cmd_idx = lua_gettop(L);
-    rl_check_strings(L, o->cmd_idx, "cmd", 1);
+    rl_opt_strings(L, o->cmd_idx, "cmd", 1);
   } else if (t != LUA_TNIL || !o->hold) { /* held: go{ cmd = ... } can bring it */
     luaL_error(L, "option 'cmd': string or table expected, got %s", luaL_typename(L, -1));
   }
   if ((o->env_idx = rl_opt(L, 1, "env", LUA_TTABLE)))
-    rl_check_strings(L, o->env_idx, "env", 0);
+    rl_opt_strings(L, o->env_idx, "env", 0);
   if (rl_opt(L, 1, "cwd", LUA_TSTRING))
     o->cwd = lua_tostring(L, -1);
-  o->io[0] = rl_opt_enum(L, 1, "stdin", rl_io_names, RL_IO_NULL);
-  o->io[1] = rl_opt_enum(L, 1, "stdout", rl_io_names, RL_IO_INHERIT);
-  o->io[2] = rl_opt_enum(L, 1, "stderr", rl_io_names, RL_IO_INHERIT);
+  o->io[0] = rl_opt_choice(L, 1, "stdin", rl_io_names, RL_IO_NULL);
+  o->io[1] = rl_opt_choice(L, 1, "stdout", rl_io_names, RL_IO_INHERIT);
+  o->io[2] = rl_opt_choice(L, 1, "stderr", rl_io_names, RL_IO_INHERIT);
   o->on_event = rl_opt(L, 1, "on_event", LUA_TFUNCTION);
   o->on_stdout = rl_opt(L, 1, "on_stdout", LUA_TFUNCTION);
   o->on_stderr = rl_opt(L, 1, "on_stderr", LUA_TFUNCTION);
@@ -773,7 +695,7 @@ static void rl_parse_spawn(lua_State *L, rl_spawn_opts_t *o)
   if (rl_opt(L, 1, "grace_ms", LUA_TNUMBER))
     o->grace_ms = rl_check_grace(L, "grace_ms");
   static const char *const policies[] = {"wait-tree", "kill-tree", NULL};
-  o->kill_tree = rl_opt_enum(L, 1, "on_main_exit", policies, 0) == 1;
+  o->kill_tree = rl_opt_choice(L, 1, "on_main_exit", policies, 0) == 1;
   if (rl_opt(L, 1, "setsid", LUA_TBOOLEAN))
     o->use_setsid = lua_toboolean(L, -1);
 }
@@ -786,24 +708,24 @@ static char **rl_keeper_argv(lua_State *L, const rl_spawn_opts_t *o, rl_proc_t *
   char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(ncmd + 20), 0);
   int n = 0;
   argv[n++] = (char *)keeper;
-  argv[n++] = "--keeper-v1";
-  argv[n++] = "--parent-pid";
+  argv[n++] = RL_KEEPER_MODE;
+  argv[n++] = RL_KOPT_PARENT_PID;
   argv[n++] = (char *)lua_pushfstring(L, "%d", (int)getpid());
-  argv[n++] = "--run-id";
+  argv[n++] = RL_KOPT_RUN_ID;
   argv[n++] = p->run_id;
-  argv[n++] = "--signal";
+  argv[n++] = RL_KOPT_SIGNAL;
   argv[n++] = (char *)lua_pushfstring(L, "%d", o->stop_signal);
-  argv[n++] = "--grace";
+  argv[n++] = RL_KOPT_GRACE;
   argv[n++] = (char *)lua_pushfstring(L, "%d", o->grace_ms);
   /* reload gone: the tree goes within a second even when the run's grace is longer. */
-  argv[n++] = "--orphan-grace";
+  argv[n++] = RL_KOPT_ORPHAN_GRACE;
   argv[n++] = (char *)lua_pushfstring(L, "%d", o->grace_ms < 1000 ? o->grace_ms : 1000);
   if (o->use_setsid)
-    argv[n++] = "--setsid";
+    argv[n++] = RL_KOPT_SETSID;
   if (o->kill_tree)
-    argv[n++] = "--kill-tree";
+    argv[n++] = RL_KOPT_KILL_TREE;
   if (o->hold)
-    argv[n++] = "--hold";
+    argv[n++] = RL_KOPT_HOLD;
   argv[n++] = "--";
   if (o->shell_cmd) {
     argv[n++] = "/bin/sh";
@@ -838,7 +760,7 @@ static char **rl_keeper_env(lua_State *L, const rl_spawn_opts_t *o)
     lua_pop(L, 1);
   }
   for (char **e = environ; *e; e++)
-    if (strncmp(*e, "RELOAD_KEEPER_", 14) == 0)
+    if (strncmp(*e, RL_KEEPER_HOOK_PREFIX, strlen(RL_KEEPER_HOOK_PREFIX)) == 0)
       env[k++] = *e;
   env[k] = NULL;
   return env;
@@ -892,9 +814,7 @@ static int rl_proc_spawn(lua_State *L)
   rl_proc_t *p = calloc(1, sizeof *p);
   if (!p)
     return luaL_error(L, "out of memory");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  p->L = lua_tothread(L, -1);
-  lua_pop(L, 1);
+  p->L = rl_main_thread(L);
   p->self_ref = p->event_ref = p->out_ref = p->err_ref = LUA_NOREF;
   p->keeper_duration_ms = -1;
   p->stop_signal = o.stop_signal;
@@ -928,16 +848,14 @@ static int rl_proc_spawn(lua_State *L)
     if (p->io_open[i])
       uv_read_start((uv_stream_t *)&p->io[i], rl_alloc, rl_output_read);
 
-  rl_proc_box_t *box = lua_newuserdatauv(L, sizeof *box, 0);
-  box->p = p;
-  luaL_setmetatable(L, RL_PROCESS_MT);
+  rl_box_new(L, RL_PROCESS_MT, p, 0);
   rl_stat_add(RL_STAT_HANDLES, 1);
   p->self_ref = rl_ref(L, -1);
   rl_hold_callbacks(L, p, &o);
   return 1;
 }
 
-/* ---- methods ------------------------------------------------------------------------------- */
+/* ---- methods --------------------------------------------------------------------------------- */
 
 static int rl_push_pid(lua_State *L, int pid)
 {
@@ -988,9 +906,7 @@ static void rl_stop(rl_proc_t *p, int sig, int grace_ms)
   if (!rl_active(p) || p->stop_ns)
     return;
   p->stop_ns = uv_hrtime();
-  char cmd[64];
-  snprintf(cmd, sizeof cmd, "term %d %d", sig, grace_ms);
-  rl_ctl_send(p, cmd);
+  rl_ctl_send(p, RL_MSG_TERM, sig, grace_ms);
   rl_arm_watchdog(p, grace_ms);
 }
 
@@ -1002,7 +918,7 @@ static int rl_proc_stop(lua_State *L)
   if (!lua_isnoneornil(L, 2)) {
     static const char *const keys[] = {"signal", "grace_ms", NULL};
     luaL_checktype(L, 2, LUA_TTABLE);
-    rl_check_keys(L, 2, keys);
+    rl_opt_keys(L, 2, keys);
     if (lua_getfield(L, 2, "signal") != LUA_TNIL)
       sig = rl_check_signal_opt(L, "signal");
     if (lua_getfield(L, 2, "grace_ms") != LUA_TNIL)
@@ -1037,23 +953,23 @@ static int rl_proc_go(lua_State *L)
   if (!lua_isnoneornil(L, 2)) {
     static const char *const keys[] = {"cmd", "env", NULL};
     luaL_checktype(L, 2, LUA_TTABLE);
-    rl_check_keys(L, 2, keys);
+    rl_opt_keys(L, 2, keys);
     int t = lua_getfield(L, 2, "cmd");
     if (t == LUA_TTABLE)
-      rl_check_strings(L, (cmd = lua_gettop(L)), "cmd", 1);
+      rl_opt_strings(L, (cmd = lua_gettop(L)), "cmd", 1);
     else if (t == LUA_TSTRING)
       cmd = lua_gettop(L);
     else if (t != LUA_TNIL)
       return luaL_error(L, "option 'cmd': string or table expected, got %s", luaL_typename(L, -1));
     if ((env = rl_opt(L, 2, "env", LUA_TTABLE)))
-      rl_check_strings(L, env, "env", 0);
+      rl_opt_strings(L, env, "env", 0);
   }
   if (!cmd && !p->has_cmd)
     return luaL_error(L, "go: the run was spawned without cmd: go{ cmd = ... } needs one");
   if (rl_active(p) && !p->stop_ns && !p->went) {
     p->went = 1;
     if (!cmd) {
-      rl_ctl_send(p, "go");
+      rl_ctl_send(p, RL_MSG_GO, 0, 0);
     } else {
       luaL_Buffer b;
       luaL_buffinit(L, &b);
@@ -1081,9 +997,8 @@ static int rl_proc_go(lua_State *L)
       luaL_pushresult(&b);
       size_t len;
       const char *data = lua_tolstring(L, -1, &len);
-      char line[32];
-      snprintf(line, sizeof line, "go %zu", len);
-      rl_ctl_send_data(p, line, data, len);
+      rl_msg_t msg = {RL_MSG_GO_DATA, {(long long)len, 0}};
+      rl_ctl_send_data(p, &msg, data, len);
     }
   }
   lua_pushboolean(L, 1);
@@ -1097,7 +1012,7 @@ static int rl_proc_kill(lua_State *L)
   if (rl_active(p)) {
     if (!p->stop_ns)
       p->stop_ns = uv_hrtime();
-    rl_ctl_send(p, "kill");
+    rl_ctl_send(p, RL_MSG_KILL, 0, 0);
     rl_arm_watchdog(p, 0);
   }
   lua_pushboolean(L, 1);
@@ -1107,76 +1022,50 @@ static int rl_proc_kill(lua_State *L)
 /* p:signal(sig, scope = "group") -> true   scope: "main" | "group" | "tree"; no teardown */
 static int rl_proc_signal(lua_State *L)
 {
-  static const char *const scopes[] = {"main", "group", "tree", NULL};
+  static const char *const scopes[] = {
+      [RL_SCOPE_MAIN] = "main", [RL_SCOPE_GROUP] = "group", [RL_SCOPE_TREE] = "tree", NULL};
   rl_proc_t *p = rl_check_process(L, 1);
   int sig = rl_check_signal(L, 2);
   int scope = luaL_checkoption(L, 3, "group", scopes);
-  if (rl_active(p)) {
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "signal %d %s", sig, scopes[scope]);
-    rl_ctl_send(p, cmd);
-  }
+  if (rl_active(p))
+    rl_ctl_send(p, RL_MSG_SIGNAL, sig, scope);
   lua_pushboolean(L, 1);
   return 1;
 }
 
 typedef struct {
-  int pid, ppid, pgid;
-  char comm[32];
+  rl_pstat_t *list;
+  size_t n, cap;
 } rl_ps_t;
 
-static int rl_read_stat(int pid, rl_ps_t *out)
+static int rl_ps_add(int pid, void *ud)
 {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  FILE *f = fopen(path, "re");
-  if (!f)
-    return -1;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  char *open_paren = strchr(buf, '('), *close_paren = strrchr(buf, ')');
-  char state;
-  if (!open_paren || !close_paren ||
-      sscanf(close_paren + 1, " %c %d %d", &state, &out->ppid, &out->pgid) != 3)
-    return -1;
-  if (state == 'Z' || state == 'X')
-    return -1;
-  out->pid = pid;
-  snprintf(out->comm, sizeof out->comm, "%.*s", (int)(close_paren - open_paren - 1),
-           open_paren + 1);
+  rl_ps_t *ps = ud;
+  if (ps->n == ps->cap) {
+    rl_pstat_t *bigger = realloc(ps->list, 2 * ps->cap * sizeof *bigger);
+    if (!bigger)
+      return 1;
+    ps->list = bigger;
+    ps->cap *= 2;
+  }
+  rl_pstat_t *st = &ps->list[ps->n];
+  if (rl_proc_stat(pid, st) == 0 && st->state != 'Z' && st->state != 'X')
+    ps->n++;
   return 0;
 }
 
 /* Every live process on the system, from one /proc scan (heap: this is not a teardown path). */
-static rl_ps_t *rl_ps_all(size_t *count)
+static rl_pstat_t *rl_ps_all(size_t *count)
 {
-  DIR *d = opendir("/proc");
-  if (!d)
-    return NULL;
-  size_t cap = 256, n = 0;
-  rl_ps_t *list = malloc(cap * sizeof *list);
-  struct dirent *e;
-  while (list && (e = readdir(d))) {
-    int pid = atoi(e->d_name);
-    if (pid <= 0)
-      continue;
-    if (n == cap) {
-      rl_ps_t *bigger = realloc(list, 2 * cap * sizeof *list);
-      if (!bigger)
-        break;
-      list = bigger;
-      cap *= 2;
-    }
-    if (rl_read_stat(pid, &list[n]) == 0)
-      n++;
-  }
-  closedir(d);
-  *count = n;
-  return list;
+  char dents[16384];
+  rl_ps_t ps = {malloc(256 * sizeof(rl_pstat_t)), 0, 256};
+  if (ps.list)
+    rl_proc_each_pid(dents, sizeof dents, rl_ps_add, &ps);
+  *count = ps.n;
+  return ps.list;
 }
 
-static void rl_push_ps(lua_State *L, const rl_ps_t *ps)
+static void rl_push_ps(lua_State *L, const rl_pstat_t *ps)
 {
   lua_createtable(L, 0, 4);
   rl_set_int(L, "pid", ps->pid);
@@ -1196,7 +1085,7 @@ static int rl_proc_descendants(lua_State *L)
   if (!rl_active(p))
     return 1;
   size_t n = 0;
-  rl_ps_t *all = rl_ps_all(&n);
+  rl_pstat_t *all = rl_ps_all(&n);
   if (!all)
     return 1;
   char *in_tree = calloc(n ? n : 1, 1);
@@ -1288,9 +1177,9 @@ static int rl_proc_close(lua_State *L)
  * the tree down as it does when reload dies; no callback touches Lua again. */
 static int rl_proc_gc(lua_State *L)
 {
-  rl_proc_box_t *box = luaL_checkudata(L, 1, RL_PROCESS_MT);
-  rl_proc_t *p = box->p;
-  box->p = NULL;
+  void **box = rl_box_at(L, 1, RL_PROCESS_MT);
+  rl_proc_t *p = *box;
+  *box = NULL;
   if (!p)
     return 0;
   if (p->finished) {
@@ -1310,6 +1199,7 @@ static int rl_proc_tostring(lua_State *L)
   return 1;
 }
 
+/* clang-format off */
 static const luaL_Reg rl_proc_methods[] = {
   {"pid",          rl_proc_pid},
   {"pgid",         rl_proc_pgid},
@@ -1325,18 +1215,23 @@ static const luaL_Reg rl_proc_methods[] = {
   {"close",        rl_proc_close},
   {NULL, NULL},
 };
+/* clang-format on */
 
+/* clang-format off */
 static const luaL_Reg rl_proc_metamethods[] = {
   {"__gc",        rl_proc_gc},
   {"__close",     rl_proc_close},
   {"__tostring",  rl_proc_tostring},
   {NULL, NULL},
 };
+/* clang-format on */
 
+/* clang-format off */
 static const luaL_Reg rl_proc_functions[] = {
   {"spawn",  rl_proc_spawn},
   {NULL, NULL},
 };
+/* clang-format on */
 
 /* A keeper can exit between our decision to write to its control socket and the write: the
  * write then raises SIGPIPE, whose default action killed reload in the middle of a quit (seen
@@ -1353,12 +1248,7 @@ static void rl_proc_ignore_sigpipe(void)
 void rl_proc_open(lua_State *L)
 {
   rl_proc_ignore_sigpipe();
-  if (luaL_newmetatable(L, RL_PROCESS_MT)) {
-    luaL_setfuncs(L, rl_proc_metamethods, 0);
-    luaL_newlib(L, rl_proc_methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  rl_class(L, RL_PROCESS_MT, rl_proc_metamethods, rl_proc_methods);
   luaL_setfuncs(L, rl_proc_functions, 0);
   rl_push_signals(L);
   lua_setfield(L, -2, "signals");

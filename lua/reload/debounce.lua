@@ -138,7 +138,11 @@ function M:schedule()
   if not self.t0 then
     return
   end
-  local wait = math.max(0, self:due() - self.clock.now())
+  local wait = self:due() - self.clock.now()
+  if wait <= 0 then
+    self:try_fire() -- a complete save: now, not a loop turn later
+    return
+  end
   self.timer = self.clock.after(wait, function()
     self.timer = nil
     self:try_fire()

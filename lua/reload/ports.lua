@@ -3,18 +3,21 @@ local M = {}
 
 local uv = require("luv")
 
---- True when 0.0.0.0:port can be bound. libuv sets SO_REUSEADDR, as Go, Node and Python do, so
---- a socket of the previous run lingering in TIME_WAIT does not count as "in use".
+--- True when port can be bound on host (default "0.0.0.0", every address: a holder on any
+--- address shows, whichever one the service binds). bind() only: Linux refuses the bind while
+--- any socket listens on the port, so listen() would add nothing but a moment in which the
+--- check itself accepts connections. libuv keeps a bind's EADDRINUSE for the listen() that
+--- usually follows; the socket is then left unbound, which getsockname() shows. libuv sets
+--- SO_REUSEADDR, as Go, Node and Python do, so a socket of the previous run lingering in
+--- TIME_WAIT does not count as "in use".
 ---@param port integer
+---@param host? string the service's own address, when it is known
 ---@return boolean
-function M.bindable(port)
+function M.bindable(port, host)
   local tcp = uv.new_tcp()
-  local ok = tcp:bind("0.0.0.0", port)
-  if ok then
-    ok = tcp:listen(1, function() end)
-  end
+  local bound = tcp:bind(host or "0.0.0.0", port) and tcp:getsockname()
   tcp:close()
-  return ok and true or false
+  return bound and bound.port == port or false
 end
 
 --- Calls fn(true) once 127.0.0.1:port accepts a connection, fn(false) if it refuses.

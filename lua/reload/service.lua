@@ -32,6 +32,7 @@ local M = {}
 M.__index = M
 
 local buildview = require("reload.buildview")
+local changesets = require("reload.changes")
 local command = require("reload.command")
 local debounce = require("reload.debounce")
 local generation = require("reload.generation")
@@ -44,7 +45,6 @@ local vcs = require("reload.vcs")
 M.backoff_base_ms = 250
 M.backoff_max_ms = 10000
 M.stable_ms = 10000
-M.changed_env_max = 100
 M.spare_delay_ms = 50 -- after a start, before the next run's keeper is spawned
 M.port_poll_ms = 50
 
@@ -172,8 +172,9 @@ function M:changes(events, overflow)
   if self.state.name == "idle" or self.state.name == "stopped" then
     return
   end
-  self.debouncer:push(events, overflow)
+  -- The early stop first: the old tree's teardown starts before the burst is judged.
   self:dispatch({ type = "settling" })
+  self.debouncer:push(events, overflow)
 end
 
 --- A burst of changes is over: restart, unless the loop guard holds it back (its own start
@@ -822,6 +823,10 @@ function M:spawn(plan)
     end,
     closed = function(gen)
       self.open[gen] = nil
+      if gen.changeset then
+        gen.changeset:release()
+        gen.changeset = nil
+      end
       self:maybe_finish_shutdown()
     end,
   }
@@ -832,6 +837,7 @@ function M:spawn(plan)
     return { name = "failed", why = "spawn" }
   end
   gen.plan = plan
+  gen.changeset = self.changeset and self.changeset:hold() -- its file stays while this one lives
   self.gen = gen
   self.open[gen] = true
   return { name = "starting", plan = plan, gen = gen }
@@ -973,8 +979,9 @@ function M:maybe_finish_shutdown()
   if next(self.open) or self.spare_stopping or self.job_stopping then
     return
   end
-  if self.changed_file then
-    os.remove(self.changed_file)
+  if self.changeset then
+    self.changeset:release()
+    self.changeset = nil
   end
   local fn = self.on_stopped
   self.on_stopped = nil
@@ -1033,49 +1040,52 @@ end
 -- Environment -------------------------------------------------------------------------------
 
 --- The environment of this service's commands: reload's own, the service's env, and
---- RELOAD_SERVICE / RELOAD_CHANGED / RELOAD_CHANGED_FILE.
+--- RELOAD_SERVICE / RELOAD_CHANGED / RELOAD_CHANGED_FILE (changes.lua: the list of changed
+--- paths, each list in a private file of its own). The part that does not change between
+--- restarts is built once per definition: a restart is on its critical path.
+---@param changed string[]|nil
+---@param cfg? reload.ServiceConfig
+---@return string[] "K=V" list
 function M:environment(changed, cfg)
   cfg = cfg or self.cfg
-  self:write_changed(changed or {})
-  local env = {}
-  for k, v in pairs(self.base_env) do
-    env[k] = v
+  if self.env_cfg ~= cfg then
+    local env = {}
+    for k, v in pairs(self.base_env) do
+      env[k] = v
+    end
+    for k, v in pairs(cfg.env) do
+      env[k] = v
+    end
+    env.RELOAD_SERVICE = self.name
+    env.RELOAD_CHANGED, env.RELOAD_CHANGED_FILE = nil, nil
+    local list = {}
+    for k, v in pairs(env) do
+      list[#list + 1] = k .. "=" .. v
+    end
+    table.sort(list)
+    self.env_cfg, self.env_base = cfg, list
   end
-  for k, v in pairs(cfg.env) do
-    env[k] = v
+  local extra = {}
+  self:write_changed(changed or {}):export(extra)
+  local list = table.move(self.env_base, 1, #self.env_base, 1, {})
+  list[#list + 1] = "RELOAD_CHANGED=" .. extra.RELOAD_CHANGED
+  if extra.RELOAD_CHANGED_FILE then
+    list[#list + 1] = "RELOAD_CHANGED_FILE=" .. extra.RELOAD_CHANGED_FILE
   end
-  env.RELOAD_SERVICE = self.name
-  changed = changed or {}
-  local shown = {}
-  for i = 1, math.min(#changed, M.changed_env_max) do
-    shown[i] = changed[i]
-  end
-  env.RELOAD_CHANGED = table.concat(shown, "\n")
-  if self.changed_file then
-    env.RELOAD_CHANGED_FILE = self.changed_file
-  end
-  local list = {}
-  for k, v in pairs(env) do
-    list[#list + 1] = k .. "=" .. v
-  end
-  table.sort(list)
   return list
 end
 
---- Writes every changed path to a file (one per line) for commands that need the whole list.
+--- The change set of `changed` (changes.lua): the last one if it is of the same list, else a
+--- new one, which the service holds instead of the last. A generation holds the set it started
+--- with until its handles are closed, so its file stays while it may read it.
 function M:write_changed(changed)
-  if not self.changed_file then
-    local dir = os.getenv("TMPDIR") or "/tmp"
-    self.changed_file = ("%s/reload-%d-%s.changed"):format(dir, require("luv").os_getpid(),
-      self.name)
-  end
-  local f = io.open(self.changed_file, "w")
-  if f then
-    for _, p in ipairs(changed) do
-      f:write(p, "\n")
+  if not self.changeset or self.changeset.paths ~= changed then
+    if self.changeset then
+      self.changeset:release()
     end
-    f:close()
+    self.changeset = changesets.default():write(self.name, changed)
   end
+  return self.changeset
 end
 
 --- Why argv could not start, in words (its program, its working directory).

@@ -98,6 +98,21 @@ describe("reload.core loaded by stock lua5.4", function()
     assert.are.same({ handles = 0, refs = 0 }, core._stats())
   end)
 
+  it("exports luaopen_reload_core alone, and carries no keeper", function()
+    local code, out, err = helpers.run({ "nm", "-D", "--defined-only",
+      helpers.build_dir .. "/lib/reload/core.so" })
+    assert.are.equal(0, code, err)
+    local exported = {}
+    for kind, name in out:gmatch("%x+ (%u) ([%w_]+)") do
+      if kind ~= "A" and kind ~= "W" then
+        exported[#exported + 1] = name
+      end
+    end
+    assert.are.same({ "luaopen_reload_core" }, exported)
+    local _, all = helpers.run({ "nm", helpers.build_dir .. "/lib/reload/core.so" })
+    assert.is_nil(all:find("rl_keeper_main", 1, true))
+  end)
+
   it("reports a callback error without ending the process", function()
     -- Run in a child lua5.4 so that the message on stderr can be checked.
     local dir = helpers.tmpdir()

@@ -267,6 +267,67 @@ describe("core.ignore", function()
     assert.has_error(function() core.ignore({ gitignore = true }) end,
       "option 'root' is required when gitignore is on")
     assert.has_error(function() core.ignore({ root = "/", defaults = "yes" }) end,
-      "option 'defaults' must be a boolean, not a string")
+      "option 'defaults': boolean expected, got string")
+  end)
+end)
+
+describe("core.ignore reads its rule files as git does", function()
+  local function git_ignores(dir, path)
+    local code = helpers.run({ "git", "-C", dir, "check-ignore", "-q", "--no-index", path })
+    return code == 0
+  end
+
+  it("follows a .git/info/exclude that is a symbolic link (git's t0008)", function()
+    local dir = helpers.tmpdir()
+    assert.are.equal(0, (helpers.run({ "git", "init", "-q", dir })))
+    helpers.write_file(dir .. "/real-exclude", "secret.txt\n")
+    os.remove(dir .. "/.git/info/exclude")
+    assert(uv.fs_symlink("../../real-exclude", dir .. "/.git/info/exclude"))
+    assert.is_true(git_ignores(dir, "secret.txt"))
+    local ig = core.ignore({ root = dir, defaults = false })
+    assert.is_true(ig:ignored("secret.txt"))
+    assert.is_false(ig:ignored("public.txt"))
+  end)
+
+  it("reads a .gitignore over 8 MiB whole: no line is cut", function()
+    local dir = helpers.tmpdir()
+    assert.are.equal(0, (helpers.run({ "git", "init", "-q", dir })))
+    local mib8 = 8 * 1024 * 1024
+    local line = "#" .. ("p"):rep(1022) .. "\n"
+    -- Comments up to 6 bytes short of 8 MiB, then a pattern across the boundary.
+    local head = line:rep(8191) .. "#" .. ("p"):rep(1024 - 6 - 2) .. "\n"
+    assert.are.equal(mib8 - 6, #head)
+    local f = assert(io.open(dir .. "/.gitignore", "wb"))
+    f:write(head, "straddle.txt\n", "after.txt\n")
+    f:close()
+    assert.is_true(git_ignores(dir, "straddle.txt"))
+    local ig = core.ignore({ root = dir, defaults = false })
+    assert.is_true(ig:ignored("straddle.txt"))
+    assert.is_false(ig:ignored("stradd"))
+    assert.is_true(ig:ignored("after.txt"))
+  end)
+
+  it("does not block on a FIFO named .gitignore (core.ignore and core.watch)", function()
+    local dir = helpers.tmpdir()
+    assert(uv.fs_mkdir(dir .. "/sub", 493))
+    for _, path in ipairs({ "/.gitignore", "/sub/.gitignore" }) do
+      assert.are.equal(0, (helpers.run({ "mkfifo", dir .. path })))
+    end
+    -- In a child: on failure it blocks in open(), and the timeout ends it.
+    local ok, code, out, err = pcall(helpers.run, { "lua5.4", "-e", ([[
+      package.cpath = %q .. "/lib/?.so;" .. package.cpath
+      local uv = require("luv")
+      local core = require("reload.core")
+      local ig = core.ignore({ root = %q })
+      assert(ig:ignored("sub/x") == false)
+      local w = assert(core.watch({ root = %q, on_events = function() end }))
+      local dirs = w:stats().dirs
+      w:close()
+      uv.run("nowait")
+      print("ok " .. dirs)
+    ]]):format(helpers.build_dir, dir, dir) }, { timeout_ms = 5000 })
+    assert(ok, code) -- on failure: the timeout's message
+    assert.are.equal(0, code, err)
+    assert.matches("^ok 2\n", out)
   end)
 end)

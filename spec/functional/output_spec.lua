@@ -93,6 +93,29 @@ service "app" {
   end)
 end)
 
+describe("quitting", function()
+  it("a second Ctrl-C kills at once, and says so (not that a grace period ran out)", function()
+    local dir = helpers.project({
+      ["Reloadfile.lua"] = [[
+service "stubborn" { run = "trap '' TERM INT; echo up; while :; do sleep 1; done",
+  stop = { grace = 60 } }
+]],
+    })
+    local proc, marker = start(dir)
+    proc:wait_output("up\n", nil, true)
+    proc:signal("sigint")
+    proc:wait_output("stopping", nil, true)
+    proc:signal("sigint")
+    assert.are.equal(0, proc:wait(20000), proc:text())
+    local text = proc:text()
+    assert.matches("killing every process tree now", text)
+    assert.is_nil(text:find("grace period", 1, true), text)
+    local left = helpers.tagged(marker)
+    helpers.kill_all(left)
+    assert.are.same({}, left)
+  end)
+end)
+
 describe("names from the file system", function()
   it("are printed with their control characters escaped", function()
     local dir = helpers.project({

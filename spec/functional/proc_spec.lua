@@ -803,3 +803,89 @@ describe("tree-empty", function()
     assert.is_false(at_empty.exited)
   end)
 end)
+
+describe("the keeper's test switches (RELOAD_KEEPER_*)", function()
+  local function command_env(run, out)
+    wait_exit(run)
+    assert.are.equal(0, run.exit.status, tostring(run.exit.spawn_error))
+    return table.concat(out)
+  end
+
+  it("never reach the command, whatever environment go() brings", function()
+    -- Spawned with an environment: the keeper reads and drops them (it always did).
+    local out = {}
+    local function collect(c) out[#out + 1] = c end
+    local run = start({ cmd = "env", stdout = "pipe", on_stdout = collect },
+      "RELOAD_KEEPER_ENUM=scan")
+    assert.is_nil(command_env(run, out):find("RELOAD_KEEPER_", 1, true))
+    -- Held, then go{ cmd, env }: the environment of a restart (the spare keeper).
+    out = {}
+    run = start({ hold = true, stdout = "pipe", on_stdout = function(c) out[#out + 1] = c end })
+    wait_event(run, "held")
+    run.p:go({ cmd = "env", env = env_with(run.marker, "RELOAD_KEEPER_ENUM=scan",
+      "RELOAD_KEEPER_NO_EOF=1") })
+    local env = command_env(run, out)
+    assert.is_truthy(env:find(run.marker, 1, true))
+    assert.is_nil(env:find("RELOAD_KEEPER_", 1, true), env)
+    -- Held, then go{ cmd } with reload's own environment, which carries a switch.
+    uv.os_setenv("RELOAD_KEEPER_ENUM", "scan")
+    local ok, err = pcall(function()
+      out = {}
+      run = start({ hold = true, stdout = "pipe", on_stdout = function(c) out[#out + 1] = c end })
+      wait_event(run, "held")
+      run.p:go({ cmd = "env" })
+      env = command_env(run, out)
+    end)
+    uv.os_unsetenv("RELOAD_KEEPER_ENUM")
+    assert(ok, err)
+    assert.is_nil(env:find("RELOAD_KEEPER_", 1, true), env)
+  end)
+end)
+
+describe("a keeper that cannot start the command", function()
+  local keeper = helpers.build_dir .. "/lib/reload/reload-keeper"
+
+  --- Runs fn with RELOAD_KEEPER pointing at a wrapper script around the real keeper.
+  local function with_wrapper(script, fn)
+    local dir = helpers.tmpdir()
+    local wrapper = dir .. "/keeper-wrapper"
+    helpers.write_file(wrapper, "#!/bin/sh\n" .. script:gsub("KEEPER", keeper) .. "\n")
+    assert(uv.fs_chmod(wrapper, 493))
+    uv.os_setenv("RELOAD_KEEPER", wrapper)
+    local ok, err = pcall(fn)
+    uv.os_unsetenv("RELOAD_KEEPER")
+    assert(ok, err)
+  end
+
+  it("says why when its own setup fails, on stderr and to reload (status 125)", function()
+    local errs = {}
+    with_wrapper('KEEPER "$@"', function() -- not exec: the keeper's parent is the shell
+      local run = start({ cmd = { "true" }, stderr = "pipe",
+        on_stderr = function(c) errs[#errs + 1] = c end })
+      local ev = wait_exit(run)
+      assert.are.equal(125, ev.status)
+      assert.matches("^keeper setup: ESRCH: ", ev.spawn_error)
+      assert.are.equal("exit", event_types(run))
+    end)
+    assert.matches("reload%-keeper: setup: reload %(pid %d+%) is not the parent",
+      table.concat(errs))
+  end)
+
+  it("reports a fork failure as one, not as an exec error (status 125)", function()
+    if uv.getuid() ~= 0 or helpers.run({ "sh", "-c", "command -v setpriv && command -v prlimit" })
+      ~= 0 then
+      pending("needs root, setpriv and prlimit (RLIMIT_NPROC binds only unprivileged users)")
+      return
+    end
+    -- As nobody, with one process allowed: the keeper itself. exec keeps the keeper's pid, so
+    -- its parent is still this process.
+    with_wrapper("exec setpriv --reuid=65534 --regid=65534 --clear-groups prlimit --nproc=1 "
+      .. 'KEEPER "$@"', function()
+      local run = start({ cmd = { "true" }, stderr = "null" })
+      local ev = wait_exit(run)
+      assert.are.equal(125, ev.status, tostring(ev.spawn_error))
+      assert.matches("^fork: EAGAIN: ", ev.spawn_error)
+      assert.are.equal("exit", event_types(run))
+    end)
+  end)
+end)

@@ -301,71 +301,69 @@ describe("core.watch", function()
       end
       assert.are.equal(1, n)
     end)
+  end)
 
-    -- The watch limit is counted per user namespace (/proc/sys/user/max_inotify_watches): the
-    -- watcher runs in a namespace of its own with a limit of 3, and nothing else is touched.
-    it("explains ENOSPC with the limit that was hit and polls what it could not watch", function()
+  describe("ENOSPC in a user namespace of its own", function()
+    -- inotify's watch limit is counted per user namespace: a child namespace may lower its own
+    -- (/proc/sys/user/max_inotify_watches) while the machine's stays as it is, so this runs
+    -- beside any other test. The watcher runs in a child process inside that namespace.
+    local child = [[
+      package.cpath = arg[1] .. "/lib/?.so;" .. package.cpath
+      local uv, core = require("luv"), require("reload.core")
+      local dir, errors, seen = arg[2], {}, {}
+      local w = assert(core.watch({ root = dir, poll_interval_ms = 20,
+        on_events = function(b) for _, e in ipairs(b) do seen[e.path or "?"] = e.kind end end,
+        on_error = function(m) errors[#errors + 1] = m end }))
+      local function run_until(ms, cond)
+        local deadline, t = uv.now() + ms, uv.new_timer()
+        t:start(5, 5, function() end)
+        while not cond() and uv.now() < deadline do uv.run("once") end
+        t:close()
+      end
+      run_until(3000, function() return #errors > 0 end)
+      local st = w:stats()
+      print(("stats %d %d %d"):format(st.dirs, st.watches, st.polled_dirs))
+      print("error " .. tostring(errors[1]))
+      for i = 1, 6 do
+        local f = assert(io.open(dir .. "/d" .. i .. "/sub/f", "w"))
+        f:write("x")
+        f:close()
+      end
+      local function all()
+        for i = 1, 6 do if not seen["d" .. i .. "/sub/f"] then return false end end
+        return true
+      end
+      run_until(5000, all)
+      print("seen " .. tostring(all()))
+      w:close()
+      uv.run("nowait")
+    ]]
+
+    it("explains it and polls what inotify could not watch", function()
       local dir = helpers.tmpdir()
       for i = 1, 6 do
         mkdirs(dir .. "/d" .. i .. "/sub")
       end
-      local probe = helpers.tmpdir() .. "/probe.lua"
-      helpers.write_file(probe, ([[
-        package.cpath = %q .. "/lib/?.so;" .. package.cpath
-        local uv = require("luv")
-        local core = require("reload.core")
-        local root = %q
-        local seen, errors = {}, {}
-        local w = assert(core.watch({ root = root, poll_interval_ms = 50,
-          on_events = function(batch)
-            for _, e in ipairs(batch) do seen[e.path] = true end
-          end,
-          on_error = function(msg) errors[#errors + 1] = msg end }))
-        local st = w:stats()
-        print(("dirs=%%d polled=%%d"):format(st.dirs, st.polled_dirs))
-        print("last_error=" .. tostring(st.last_error))
-        for i = 1, 6 do
-          local path = root .. "/d" .. i .. "/sub/f"
-          local f = assert(io.open(path .. ".tmp", "w"))
-          f:write("x")
-          f:close()
-          assert(os.rename(path .. ".tmp", path))
-        end
-        local tick = uv.new_timer()
-        tick:start(10, 10, function() end)
-        local deadline = uv.hrtime() + 20e9
-        local function all()
-          for i = 1, 6 do
-            if not seen["d" .. i .. "/sub/f"] then return false end
-          end
-          return true
-        end
-        while not all() and uv.hrtime() < deadline do uv.run("once") end
-        tick:close()
-        for i = 1, 6 do
-          print(("d%%d/sub/f %%s"):format(i, seen["d" .. i .. "/sub/f"] and "seen" or "missed"))
-        end
-        for _, m in ipairs(errors) do print("error=" .. m) end
-        w:close()
-        uv.run("nowait")
-      ]]):format(helpers.build_dir, dir))
-      local lua = {}
-      for _, a in ipairs(helpers.lua(probe)) do lua[#lua + 1] = helpers.shell_quote(a) end
-      local code, out, err = helpers.run({ "unshare", "--user", "--map-root-user", "sh", "-c",
-        "echo 3 > /proc/sys/user/max_inotify_watches && exec " .. table.concat(lua, " ") })
-      if code ~= 0 and err:match("^unshare:") then
-        pending("no user namespace here (" .. err:gsub("%s+$", "") .. ")")
+      helpers.write_file(dir .. "/child.lua", child)
+      if helpers.run({ "unshare", "-U", "-r", "sh", "-c",
+        "echo 3 > /proc/sys/user/max_inotify_watches" }) ~= 0 then
+        pending("needs unprivileged user namespaces (unshare -U -r)")
         return
       end
+      local lua = {}
+      for _, a in ipairs(helpers.lua()) do lua[#lua + 1] = helpers.shell_quote(a) end
+      local code, out, err = helpers.run({ "unshare", "-U", "-r", "sh", "-c",
+        "echo 3 > /proc/sys/user/max_inotify_watches && exec " .. table.concat(lua, " ") ..
+        ' "$0" "$@"', dir .. "/child.lua", helpers.build_dir, dir }, { timeout_ms = 20000 })
       assert.are.equal(0, code, out .. err)
-      -- 13 directories, 3 watches: the root and two others by inotify, the rest polled.
-      assert.matches("dirs=13 polled=10", out)
-      assert.matches("error=inotify watch limit reached at '[^']+' %(user%.max_inotify_watches " ..
-        "= 3 in this user namespace%)", out)
-      assert.matches("last_error=inotify watch limit", out)
-      for i = 1, 6 do
-        assert.matches("d" .. i .. "/sub/f seen", out)
-      end
+      local dirs, watches, polled = out:match("stats (%d+) (%d+) (%d+)")
+      assert.are.equal("13", dirs, out)
+      assert.are.equal("3", watches, out)
+      assert.is_true(tonumber(polled) > 0, out)
+      assert.matches("error inotify watch limit reached at '[^']+' %(fs%.inotify%."
+        .. "max_user_watches = %d+; this user namespace's user%.max_inotify_watches = 3%)", out)
+      assert.matches("sysctl fs%.inotify%.max_user_watches=", out)
+      assert.matches("seen true", out)
     end)
   end)
 
@@ -385,6 +383,36 @@ describe("core.watch", function()
       sh(dir, "rm a.txt")
       rec.wait("remove", "a.txt")
     end)
+  end)
+
+  describe("deep trees", function()
+    -- 45 directories of 100-byte names: 4,545 path bytes, more than PATH_MAX (4096). bash can
+    -- cd that deep (dash cannot).
+    local NAME = ("d"):rep(100)
+    local LEVELS = 45
+    local function deep(root, cmd)
+      local code, out, err = helpers.run({ "bash", "-c", ("cd %s && for i in $(seq %d); do "
+        .. "if [ ! -d %s ]; then mkdir %s || exit 1; fi; cd %s || exit 1; done && %s")
+        :format(helpers.shell_quote(root), LEVELS, NAME, NAME, NAME, cmd) })
+      assert(code == 0, cmd .. ": " .. out .. err)
+    end
+
+    for _, backend in ipairs({ "inotify", "poll" }) do
+      it("are watched and read past 4096 path bytes (" .. backend .. ")", function()
+        local dir = helpers.tmpdir()
+        deep(dir, "echo ignored.txt > .gitignore")
+        rec = watch(dir, { backend = backend, poll_interval_ms = 20 })
+        local st = rec.w:stats()
+        assert.are.equal(LEVELS + 1, st.dirs, rec.errors[1])
+        assert.are.same({}, rec.errors)
+        deep(dir, "echo x > ignored.txt && echo x > new.txt && mkdir sub && echo x > sub/f")
+        local rel = (NAME .. "/"):rep(LEVELS)
+        rec.wait("create", rel .. "new.txt")
+        rec.wait("create", rel .. "sub/f")
+        assert.is_nil(rec.find("create", rel .. "ignored.txt"), "the deep .gitignore was not read")
+        assert.are.same({}, rec.errors)
+      end)
+    end
   end)
 
   describe("contract", function()

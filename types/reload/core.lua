@@ -1,6 +1,7 @@
 ---@meta reload.core
 -- LuaLS description of the reload.core C module (src/*.c). Not loaded at run time: point
--- LuaLS's workspace.library at types/ to use it.
+-- LuaLS's workspace.library at types/ to use it. spec/functional/types_spec.lua checks that it
+-- declares every function, field and method reload.core registers, and nothing more.
 
 ---@class reload.core
 ---@field version string "MAJOR.MINOR.PATCH"
@@ -60,11 +61,13 @@ function core._timer_probe(ms, fn) end
 ---@field pgid? integer "started": its process group
 ---@field code? integer "main-exit", "exit": the main command's exit code (nil if killed)
 ---@field signal? integer "main-exit", "exit": the signal that killed it
----@field status? integer "exit": code, or 128+signal, or 127/126 with spawn_error
+---@field status? integer "exit": code, or 128+signal; with spawn_error 127 (not found), 126
+--- (not executable) or 125 (the keeper could not start it: its setup or the fork failed)
 ---@field forced? boolean "tree-empty", "exit": SIGKILL was needed
 ---@field duration_ms? number "exit": stop request -> tree empty; nil if it ended on its own
 ---@field fallback? boolean "exit": the keeper died; reload's own sweep was used
----@field spawn_error? string "exit": "ENOENT: no such file or directory" when exec failed
+---@field spawn_error? string "exit": the command never ran: "ENOENT: no such file or
+--- directory" when exec failed, "fork: EAGAIN: ..." or "keeper setup: ESRCH: ..." otherwise
 ---@field cancelled? boolean "exit": a held run stopped before go(); the command never ran
 
 ---@class reload.ProcessInfo
@@ -132,6 +135,13 @@ function Process:close() end
 ---@param opts reload.SpawnOptions
 ---@return reload.Process|nil process, string? err, string? code
 function core.spawn(opts) end
+
+--- Creates path with mode 0600 and writes data to it. The path must not exist, not even as a
+--- symbolic link (O_EXCL|O_NOFOLLOW: nothing is followed or truncated).
+---@param path string
+---@param data string
+---@return true|nil ok, string? err, string? code
+function core.write_private(path, data) end
 
 ---@class reload.Glob
 local Glob = {}

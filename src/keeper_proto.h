@@ -1,0 +1,88 @@
+/*
+ * keeper_proto.h: the protocol between reload (proc.c) and a keeper (keeper.c), in one place.
+ * Both sides include it; nothing else spells a verb, an option or the mode flag.
+ *
+ * reload starts a keeper as `KEEPER --keeper-v1 [OPTIONS] -- COMMAND...` with a socketpair on
+ * fd 3. Over it each side writes text lines, a verb and its arguments separated by one space:
+ *
+ *   keeper -> reload                         reload -> keeper
+ *   held               ready for go          term SIG GRACE_MS   polite stop, then SIGKILL
+ *   started PID PGID   the command runs      kill                SIGKILL sweeps at once
+ *   error STAGE ERRNO  it never ran          signal SIG SCOPE    SCOPE: main, group, tree
+ *   main-exit CODE SIG CODE -1 if killed     go                  start the command given
+ *   stopping           polite signal sent    go N                N bytes follow: argv NUL...,
+ *   forcing            SIGKILL phase              an empty string, env NUL..., an empty string
+ *   tree-empty FORCED US   all reaped
+ *   cancelled          stopped while held
+ *
+ * STAGE is setup (the keeper itself could not be set up), fork or exec. Plain C and libc: the
+ * keeper links it statically.
+ */
+#ifndef RELOAD_KEEPER_PROTO_H
+#define RELOAD_KEEPER_PROTO_H
+
+#include <stddef.h>
+
+/* argv[1] of a keeper; bump the number when a verb changes meaning. */
+#define RL_KEEPER_MODE "--keeper-v1"
+#define RL_KEEPER_CTL_FD 3
+
+/* Options, in the order reload passes them. */
+#define RL_KOPT_PARENT_PID "--parent-pid"     /* PID: reload; another parent = setup failure */
+#define RL_KOPT_RUN_ID "--run-id"             /* ID: RELOAD_RUN=ID in the command's env */
+#define RL_KOPT_SIGNAL "--signal"             /* N: the polite signal (reload gone, kill-tree) */
+#define RL_KOPT_GRACE "--grace"               /* MS */
+#define RL_KOPT_ORPHAN_GRACE "--orphan-grace" /* MS: grace once reload is gone */
+#define RL_KOPT_SETSID "--setsid"             /* a new session instead of a new group */
+#define RL_KOPT_KILL_TREE "--kill-tree"       /* the main command's exit tears the tree down */
+#define RL_KOPT_HOLD "--hold"                 /* wait for go before starting the command */
+
+/* Environment switches for tests, read by the keeper and never passed to a command. */
+#define RL_KEEPER_HOOK_PREFIX "RELOAD_KEEPER_"
+#define RL_HOOK_NO_PDEATHSIG "RELOAD_KEEPER_NO_PDEATHSIG"   /* =1: no parent-death signal */
+#define RL_HOOK_NO_EOF "RELOAD_KEEPER_NO_EOF"               /* =1: EOF on fd 3 is not a stop */
+#define RL_HOOK_ENUM "RELOAD_KEEPER_ENUM"                   /* =scan: /proc scan, not children */
+#define RL_HOOK_DELAY "RELOAD_KEEPER_DELAY_BEFORE_PRCTL_MS" /* =N: open the PDEATHSIG race */
+
+typedef enum {
+  RL_MSG_NONE, /* not a line of the protocol */
+  /* keeper -> reload */
+  RL_MSG_HELD,
+  RL_MSG_STARTED,
+  RL_MSG_ERROR,
+  RL_MSG_MAIN_EXIT,
+  RL_MSG_STOPPING,
+  RL_MSG_FORCING,
+  RL_MSG_TREE_EMPTY,
+  RL_MSG_CANCELLED,
+  /* reload -> keeper */
+  RL_MSG_TERM,
+  RL_MSG_KILL,
+  RL_MSG_SIGNAL,
+  RL_MSG_GO,
+  RL_MSG_GO_DATA,
+  RL_MSG_COUNT
+} rl_verb_t;
+
+/* Stages of RL_MSG_ERROR, and scopes of RL_MSG_SIGNAL (word arguments). */
+enum { RL_STAGE_SETUP, RL_STAGE_FORK, RL_STAGE_EXEC, RL_STAGE_COUNT };
+enum { RL_SCOPE_MAIN, RL_SCOPE_GROUP, RL_SCOPE_TREE, RL_SCOPE_COUNT };
+extern const char *const rl_stage_names[RL_STAGE_COUNT];
+extern const char *const rl_scope_names[RL_SCOPE_COUNT];
+
+/* One line: its verb and up to two arguments. A word argument (STAGE, SCOPE) is carried as its
+ * index in rl_stage_names or rl_scope_names, in arg[] like a number. */
+typedef struct {
+  rl_verb_t verb;
+  long long arg[2];
+} rl_msg_t;
+
+/* Parses one line (without its newline). Returns the verb; RL_MSG_NONE for anything that is not
+ * exactly a line of the protocol (unknown verb, wrong arguments, trailing text). */
+rl_verb_t rl_msg_parse(const char *line, rl_msg_t *msg);
+
+/* Writes the line of msg, newline included, into buf. Returns its length, or 0 when it does
+ * not fit. */
+size_t rl_msg_format(char *buf, size_t size, const rl_msg_t *msg);
+
+#endif

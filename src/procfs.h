@@ -1,0 +1,44 @@
+/*
+ * procfs.h: reading /proc, shared by the keeper (its sweeps find a tree's processes) and
+ * reload (p:descendants(), the fallback sweep when a keeper died). Plain C and libc, and no
+ * allocation: the caller gives every buffer, because the keeper's teardown must work when memory
+ * is short (and the static keeper links this file alone).
+ */
+#ifndef RELOAD_PROCFS_H
+#define RELOAD_PROCFS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Reads the file at path into buf (at most size - 1 bytes, then a NUL). Returns the length, or
+ * -1 when it cannot be opened. */
+ssize_t rl_proc_read(const char *path, char *buf, size_t size);
+
+/* True when name is all digits (a pid or tid directory). */
+int rl_proc_is_number(const char *name);
+
+/* The fields of /proc/PID/stat that reload uses. */
+typedef struct {
+  int pid, ppid, pgid;
+  char state; /* 'R', 'S', ..., 'Z' (a zombie), 'X' */
+  char comm[32];
+} rl_pstat_t;
+
+/* Reads /proc/PID/stat into out; 0, or -1 when the process is gone (or the line is not one). */
+int rl_proc_stat(int pid, rl_pstat_t *out);
+
+/* Calls fn(pid, ud) for each process in /proc, reading the directory with getdents64 into dents
+ * (size bytes); stops early when fn returns non-zero. Returns -1 when /proc cannot be read. */
+int rl_proc_each_pid(char *dents, size_t size, int (*fn)(int pid, void *ud), void *ud);
+
+/* The children of pid through every thread's children file (a child forked by a thread other
+ * than the main one, as Go's runtime does, is listed under that thread's tid only), at most
+ * max into out. dents and text are scratch buffers. Returns how many. */
+int rl_proc_children(int pid, pid_t *out, int max, char *dents, size_t dsize, char *text,
+                     size_t tsize);
+
+/* True when /proc/PID/environ holds exactly the entry `entry` ("K=V", not a longer value it
+ * prefixes). buf: scratch space for the environment (size bytes). */
+int rl_proc_environ_has(int pid, const char *entry, char *buf, size_t size);
+
+#endif
