@@ -431,10 +431,11 @@ M.keys = {
     end,
   },
   {
-    name = "stop", type = "signal or `{ signal, grace }`",
+    name = "stop", type = "signal or `{ signal, grace, to }`",
     merge = "replace",
     doc = "polite signal (any name of `kill -l`), then SIGKILL of every descendant after " ..
-      "`grace` seconds",
+      "`grace` seconds; `to = \"main\"` sends the signal to the main process alone (a " ..
+      "master that stops its own workers, as gunicorn's), the rest once it exits",
     default_doc = "TERM, 3 s",
     default = function() return { signal = "TERM", grace = 3 } end,
     check = function(key, v)
@@ -444,7 +445,7 @@ M.keys = {
       if type(v) ~= "table" then
         fail(("'%s' must be a table { signal = \"TERM\", grace = seconds }"):format(key))
       end
-      check_table_keys(key, v, { signal = true, grace = true })
+      check_table_keys(key, v, { signal = true, grace = true, to = true })
       local out = M.by_name.stop.default()
       if v.signal ~= nil then
         local name = signals.normalize(v.signal)
@@ -456,6 +457,13 @@ M.keys = {
       end
       if v.grace ~= nil then
         out.grace = number_key(key .. ".grace", v.grace, 0, DAY)
+      end
+      if v.to ~= nil and v.to ~= "tree" then
+        if v.to ~= "main" then
+          fail(("'%s.to' must be \"tree\" (every process, the default) or \"main\" (the main " ..
+            "process, then what is left once it exits), not %s"):format(key, quote(v.to)))
+        end
+        out.to = "main"
       end
       return out
     end,

@@ -282,6 +282,28 @@ service "tree" {
     stop(proc, marker)
   end)
 
+  it("reload run with no -w: a change to any file that is not ignored restarts", function()
+    local dir = helpers.project({ ["src/a.c"] = "1", ["doc.md"] = "1", [".gitignore"] = "out/\n",
+      ["out/x"] = "1" })
+    local proc, marker = start(dir, { "run", "--", "sh", "-c", "echo run-$$; sleep 1000" })
+    proc:wait_output("run%-%d+")
+    local function runs()
+      local _, n = proc:text():gsub("run%-%d+", "")
+      return n
+    end
+    helpers.write_file(dir .. "/out/x", "2")
+    helpers.write_file(dir .. "/src/a.c", "2")
+    helpers.retry(5000, function()
+      return runs() == 2, "runs: " .. runs() .. "\n" .. proc:text()
+    end)
+    helpers.write_file(dir .. "/doc.md", "2")
+    helpers.retry(5000, function()
+      return runs() == 3, "runs: " .. runs() .. "\n" .. proc:text()
+    end)
+    assert.is_nil(proc:text():find("out/x", 1, true), proc:text())
+    stop(proc, marker)
+  end)
+
   it("applies a debugger wrapper (command -> command) to the run command", function()
     local dir = helpers.project({
       ["Reloadfile.lua"] = [[

@@ -49,6 +49,11 @@ describe("reload.schema", function()
     assert.has_error(function() schema.check("ready", { timeout = 3 }) end)
     -- Bounded where the core or a timer holds the value (the core's grace is an int of ms).
     assert.has_error(function() schema.check("stop", { grace = 1e9 }) end)
+    assert.are.same({ signal = "TERM", grace = 4, to = "main" },
+      schema.check("stop", { grace = 4, to = "main" }))
+    assert.are.same({ signal = "INT", grace = 3 }, schema.check("stop", { signal = "INT",
+      to = "tree" }))
+    assert.has_error(function() schema.check("stop", { to = "master" }) end)
     assert.has_error(function() schema.check("debounce", 0 / 0) end)
   end)
 
