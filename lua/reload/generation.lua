@@ -214,7 +214,7 @@ function M:watch_readiness()
     return
   end
   if ready.port then
-    self:probe_port(ready.port)
+    self:probe_port(ready.port, ready.host)
   end
   self:after(ready.timeout * 1000, function()
     if not self.is_ready and not self.is_gone then
@@ -224,7 +224,7 @@ function M:watch_readiness()
   end)
 end
 
-function M:probe_port(port)
+function M:probe_port(port, host)
   local function poll()
     if self.is_ready or self.is_gone or self.stopping then
       return
@@ -238,7 +238,7 @@ function M:probe_port(port)
       else
         self:after(20, poll)
       end
-    end)
+    end, host)
   end
   poll()
 end

@@ -471,8 +471,8 @@ M.keys = {
   {
     name = "ready", type = "port, text or table",
     merge = "replace",
-    doc = "up once it listens on `port`, or prints `pattern` (plain text) or matches " ..
-      "`lua_pattern`; `timeout` (s) only warns",
+    doc = "up once it listens on `port` (on `host`, default 127.0.0.1), or prints `pattern` " ..
+      "(plain text) or matches `lua_pattern`; `timeout` (s) only warns",
     default_doc = "started = up",
     default = function() return nil end,
     check = function(key, v)
@@ -482,10 +482,10 @@ M.keys = {
         v = { pattern = v }
       end
       if type(v) ~= "table" then
-        fail(("'%s' must be a port number, a text, or { port =, pattern =, lua_pattern =, " ..
-          "timeout = }"):format(key))
+        fail(("'%s' must be a port number, a text, or { port =, host =, pattern =, " ..
+          "lua_pattern =, timeout = }"):format(key))
       end
-      check_table_keys(key, v, { port = true, pattern = true, lua_pattern = true,
+      check_table_keys(key, v, { port = true, host = true, pattern = true, lua_pattern = true,
         timeout = true })
       if v.port == nil and v.pattern == nil and v.lua_pattern == nil then
         fail(("'%s' needs a port, a pattern (plain text) or a lua_pattern"):format(key))
@@ -495,6 +495,11 @@ M.keys = {
       end
       if v.port ~= nil and (math.type(v.port) ~= "integer" or v.port < 1 or v.port > 65535) then
         fail(("'%s.port' must be a port number (1-65535), not %s"):format(key, quote(v.port)))
+      end
+      if v.host ~= nil and (v.port == nil or type(v.host) ~= "string" or
+          not require("reload.ports").address(v.host)) then
+        fail(("'%s.host' must be the IP address the service listens on, beside a port (" ..
+          "\"127.0.0.1\", \"::1\", \"0.0.0.0\"), not %s"):format(key, quote(v.host)))
       end
       local text, plain = v.pattern, true
       if v.lua_pattern ~= nil then
@@ -513,6 +518,7 @@ M.keys = {
       end
       return {
         port = v.port,
+        host = v.host,
         pattern = text,
         plain = plain,
         timeout = v.timeout ~= nil and number_key(key .. ".timeout", v.timeout, 0, DAY) or 30,

@@ -147,6 +147,37 @@ service "crash" {
     stop(proc, marker)
   end)
 
+  it("ready.host: a service that listens on ::1 alone is up once ::1 accepts", function()
+    local port = helpers.free_port()
+    local dir = helpers.project({
+      ["db.py"] = [[
+import socket, sys, time
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::1", int(sys.argv[1])))
+s.listen()
+print("db listening", flush=True)
+time.sleep(1000)
+]],
+      ["Reloadfile.lua"] = ([[
+service "db" {
+  run = { "python3", "db.py", "%d" },
+  ready = { port = %d, host = "::1" },
+}
+service "api" {
+  run = "echo api-start; sleep 1000",
+  after = { "db" },
+}
+]]):format(port, port),
+    })
+    local proc, marker = start(dir)
+    -- Probed on 127.0.0.1, db would never be up and api never start.
+    proc:wait_output("api%-start", 10000)
+    local text = proc:text()
+    assert.is_true(text:find("db listening", 1, true) < text:find("api-start", 1, true), text)
+    stop(proc, marker)
+  end)
+
   it("starts a service `after` another only once that one is ready on its port", function()
     local port = helpers.free_port()
     local dir = helpers.project({
