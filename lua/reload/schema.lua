@@ -193,6 +193,26 @@ end
 
 local DAY = 86400
 
+--- A key whose value is true or false, default false.
+---@param name string
+---@param doc string
+---@return reload.SchemaKey
+local function flag_key(name, doc)
+  return {
+    name = name, type = "boolean",
+    merge = "replace",
+    doc = doc,
+    default_doc = "false",
+    default = function() return false end,
+    check = function(key, v)
+      if type(v) ~= "boolean" then
+        fail(("'%s' must be true or false"):format(key))
+      end
+      return v
+    end,
+  }
+end
+
 local function check_table_keys(key, v, allowed)
   for k in pairs(v) do
     if not allowed[k] then
@@ -557,32 +577,8 @@ M.keys = {
       return number_key(key, v, 0, DAY * 1000)
     end,
   },
-  {
-    name = "task", type = "boolean",
-    merge = "replace",
-    doc = "one-shot: up once it exited 0",
-    default_doc = "false",
-    default = function() return false end,
-    check = function(key, v)
-      if type(v) ~= "boolean" then
-        fail(("'%s' must be true or false"):format(key))
-      end
-      return v
-    end,
-  },
-  {
-    name = "stdin", type = "boolean",
-    merge = "replace",
-    doc = "the service reads the terminal (turns the keys off)",
-    default_doc = "false",
-    default = function() return false end,
-    check = function(key, v)
-      if type(v) ~= "boolean" then
-        fail(("'%s' must be true or false"):format(key))
-      end
-      return v
-    end,
-  },
+  flag_key("task", "one-shot: up once it exited 0"),
+  flag_key("stdin", "the service reads the terminal (turns the keys off)"),
   {
     name = "proxy", type = "table",
     merge = "replace",
