@@ -5,32 +5,12 @@ local tcpserve = helpers.fixture("tcpserve")
 
 --- Starts reload in dir with a unique marker in its environment (every process it starts
 --- inherits it), returns the process and the marker.
-local function start(dir, args, extra_env)
-  local marker = helpers.unique("RELOAD_E2E")
-  local env = { RELOAD_E2E = marker, NO_COLOR = "1" }
-  for k, v in pairs(extra_env or {}) do
-    env[k] = v
-  end
-  local proc = helpers.start_reload(args or {}, { cwd = dir, env = helpers.env_with(env) })
-  return proc, "RELOAD_E2E=" .. marker
-end
+local start = helpers.session
 
 --- Stops reload with a signal, expects exit 0 and no process of its left.
-local function stop(proc, marker, sig)
-  proc:signal(sig or "sigint")
-  local code = proc:wait(15000)
-  assert.are.equal(0, code, proc:text())
-  local left = helpers.tagged(marker)
-  helpers.kill_all(left)
-  assert.are.same({}, left, "processes left: " .. helpers.describe(left))
-end
+local stop = helpers.end_session
 
-local function answers(port, expected)
-  helpers.retry(15000, function()
-    local body, err = helpers.http_get(port)
-    return body == expected, ("port %d answered %s"):format(port, tostring(body or err))
-  end)
-end
+local answers = helpers.answers
 
 local function server_project(port, message, extra)
   return helpers.project({
