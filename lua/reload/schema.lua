@@ -559,9 +559,24 @@ M.keys = {
   {
     name = "stdin", type = "boolean",
     merge = "replace",
-    doc = "the service reads the terminal (turns the keys off)",
+    doc = "the service reads reload's terminal, in its foreground, and writes to it unprefixed " ..
+      "(turns the keys off; one service at most)",
     default_doc = "false",
     default = function() return false end,
+    check = function(key, v)
+      if type(v) ~= "boolean" then
+        fail(("'%s' must be true or false"):format(key))
+      end
+      return v
+    end,
+  },
+  {
+    name = "tty", type = "boolean",
+    merge = "replace",
+    doc = "the command's output goes through a pseudo-terminal of its own (programs line-buffer " ..
+      "and keep their colours); false: pipes",
+    default_doc = "true",
+    default = function() return true end,
     check = function(key, v)
       if type(v) ~= "boolean" then
         fail(("'%s' must be true or false"):format(key))
