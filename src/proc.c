@@ -8,6 +8,9 @@
  * a watchdog at grace + 2 s, and a fallback sweep (kill(-pgid) plus a scan of every process's
  * environment for the run's RELOAD_RUN marker) when the keeper dies by a signal.
  *
+ * With spawn{pty}, the command's stdout and stderr are a pseudo-terminal (pty.c) whose master
+ * is read like an output pipe; the keeper makes it the command's controlling terminal.
+ *
  * Boundary: mechanism only. When to stop, restart or give up is the engine's business.
  *
  * Lifetime: the handle and its callbacks are held in the registry from spawn until the "exit"

@@ -155,6 +155,36 @@ time.sleep(1000)
     assert.are.equal(0, stop(proc, marker), proc:text())
   end)
 
+  it("core.spawn{pty}: the whole tree stops, and its output ends before its exit", function()
+    local core = require("reload.core")
+    local tag = helpers.unique("RELOAD_TERM")
+    local out, events = {}, {}
+    local p = assert(core.spawn({
+      cmd = "echo up; sleep 1000 & sleep 1000",
+      pty = { cols = 80, rows = 24 },
+      env = helpers.env_with({ RELOAD_TERM = tag }),
+      on_stdout = function(chunk) out[#out + 1] = chunk or "<eof>" end,
+      on_event = function(ev)
+        events[#events + 1] = ev.type
+        if ev.type == "exit" then out[#out + 1] = "<exit>" end
+      end,
+    }))
+    helpers.wait_until(10000, function() return table.concat(out):find("up\n", 1, true) end,
+      "up")
+    p:stop()
+    helpers.wait_until(15000, function() return events[#events] == "exit" end, "exit")
+    assert.matches("up\n<eof><exit>$", table.concat(out))
+    assert.are.same({}, helpers.tagged("RELOAD_TERM=" .. tag))
+    -- Misuse raises: the pty is stdout and stderr both, and the command's only terminal.
+    assert.has_error(function()
+      core.spawn({ cmd = "true", pty = { cols = 80, rows = 24 }, stdout = "pipe" })
+    end)
+    assert.has_error(function()
+      core.spawn({ cmd = "true", pty = { cols = 80, rows = 24 }, foreground = true })
+    end)
+    assert.has_error(function() core.spawn({ cmd = "true", pty = { cols = 0, rows = 24 } }) end)
+  end)
+
   it("a second service with stdin = true is refused, with its line", function()
     local dir = helpers.project({ ["Reloadfile.lua"] = [[
 service "a" { run = "cat", stdin = true }
