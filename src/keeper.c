@@ -51,6 +51,8 @@ extern char **environ;
 
 enum { RL_MAX_PIDS = 16384, RL_SEEN_SLOTS = 32768 };
 enum { RL_RUNNING, RL_POLITE, RL_FORCED };
+/* After the stop signal, how long the first polite sweep waits for a death in the tree. */
+#define RL_FIRST_SWEEP_NS 1000000
 
 typedef struct {
   /* options */
@@ -245,11 +247,20 @@ static void rl_begin_polite(rl_keeper_t *k, int sig, int grace_ms)
     return;
   }
   /* SIGCONT: a stopped process that handles the stop signal could not run its handler. */
-  kill(-k->pgid, sig);
+  int group_signalled = kill(-k->pgid, sig) == 0;
   kill(-k->pgid, SIGCONT);
   /* After the signal: the stop must not wait for reload's scheduling. */
   rl_send(k, RL_MSG_STOPPING, 0, 0);
   rl_seen_clear();
+  /* With the group signalled, the first sweep waits for the first death in the tree (rl_tick)
+   * or RL_FIRST_SWEEP_NS: swept at once, the /proc walk raced the dying group and delayed its
+   * reaping, and when the whole group dies at the signal, ECHILD comes first and no sweep is
+   * needed at all. An escapee (outside the group) is signalled once a death could have
+   * reparented it to us. With nobody left in the group, nothing will die first: sweep now. */
+  if (group_signalled) {
+    k->next_sweep_ns = rl_now_ns() + RL_FIRST_SWEEP_NS;
+    return;
+  }
   rl_polite_fixpoint(k);
   k->next_sweep_ns = rl_now_ns() + 10000000;
 }
