@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -485,7 +486,12 @@ typedef struct {
   int err;
 } rl_spawn_t;
 
-static char rl_child_stack[256 * 1024] __attribute__((aligned(64)));
+/* The child's stack: 1 MiB above a guard page made inaccessible at setup, so that an overflow
+ * kills the child rather than writes over the keeper's memory; untouched pages cost nothing.
+ * exec's script fallback (a file without "#!") copies argv onto it: a longer argv gets a
+ * mapping of its own (rl_start). */
+enum { RL_GUARD = 4096, RL_CHILD_STACK = 1 << 20 };
+static char rl_child_stack[RL_GUARD + RL_CHILD_STACK] __attribute__((aligned(RL_GUARD)));
 
 static int rl_child(void *arg)
 {
@@ -527,11 +533,26 @@ static int rl_start(rl_keeper_t *k, int *stage)
   /* Only 0, 1 and 2 may reach the command; the keeper never execs, so its own fds can be
    * marked here rather than in the child. */
   rl_cloexec_from(3);
+  size_t argc = 0;
+  while (k->argv[argc])
+    argc++;
+  char *stack = rl_child_stack + RL_GUARD, *map = NULL;
+  size_t size = RL_CHILD_STACK, need = (65536 + (argc + 3) * sizeof(char *) + 4095) & ~4095ul;
+  if (need > size) {
+    map = mmap(NULL, RL_GUARD + need, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (map == MAP_FAILED)
+      return errno;
+    mprotect(map, RL_GUARD, PROT_NONE);
+    stack = map + RL_GUARD, size = need;
+  }
   rl_spawn_t sp = {k, 0};
-  pid_t pid = clone(rl_child, rl_child_stack + sizeof rl_child_stack,
-                    CLONE_VM | CLONE_VFORK | SIGCHLD, &sp);
+  pid_t pid = clone(rl_child, stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, &sp);
+  int err = errno;
+  if (map)
+    munmap(map, RL_GUARD + need);
   if (pid < 0)
-    return errno;
+    return err;
   /* The child has exec'd or exited: its group is set (setpgid in the child, before the exec), so
    * a stop arriving from now on reaches it. */
   k->main_pid = pid;
@@ -777,6 +798,8 @@ int rl_keeper_main(int argc, char **argv)
   if (status)
     return status;
   rl_prepare_signals();
+  if (mprotect(rl_child_stack, RL_GUARD, PROT_NONE) < 0)
+    return rl_setup_failed(k, "mprotect (the command's stack guard)", errno);
   int err = k->hold ? rl_wait_go(k) : 0, stage = RL_STAGE_SETUP;
   if (err < 0) {
     rl_send(k, RL_MSG_CANCELLED, 0, 0);
