@@ -7,8 +7,12 @@
 --- (default and --debounce 0), change by change, and prints the ratios. Not part of the test
 --- suite; run by bench/run.
 ---
----   lua5.4 bench/compare.lua [--quick] [--changes N] [--rounds N] [--only TOOL]
+---   lua5.4 bench/compare.lua [--quick] [--changes N] [--rounds N] [--only TOOL] [--base DIR]
 ---                                                  (TOOL: a row's name; N rounds for 1b)
+---
+--- --base DIR: another build of reload (DIR/bin/reload, e.g. a build of main made with
+--- RELOAD_BUILD_DIR=DIR scripts/build) joins 1b as a fourth session at default settings, so
+--- that a change is measured before and after in the same run.
 ---
 --- Per tool and chain: start the tool, then N times write the watched file (recording
 --- uv.hrtime()) and read the server's stamps (CLOCK_MONOTONIC at main() and after listen()).
@@ -21,7 +25,7 @@ local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/?.lua;" .. package.path
 local lib = require("lib")
 
-local quick, changes, rounds, only = false, nil, nil, nil
+local quick, changes, rounds, only, base_dir = false, nil, nil, nil, nil
 do
   local i = 1
   while arg[i] do
@@ -29,8 +33,10 @@ do
     elseif arg[i] == "--changes" then i = i + 1; changes = tonumber(arg[i])
     elseif arg[i] == "--rounds" then i = i + 1; rounds = tonumber(arg[i])
     elseif arg[i] == "--only" then i = i + 1; only = arg[i]
+    elseif arg[i] == "--base" then i = i + 1; base_dir = arg[i]
     else
-      error("usage: lua5.4 bench/compare.lua [--quick] [--changes N] [--rounds N] [--only TOOL]")
+      error("usage: lua5.4 bench/compare.lua [--quick] [--changes N] [--rounds N] [--only TOOL] "
+        .. "[--base DIR]")
     end
     i = i + 1
   end
@@ -82,6 +88,7 @@ end
 ---@field argv fun(cmd: string[]): string[]
 ---@field floor boolean|nil  the minimal restarter: not a peer
 ---@field direct_only boolean|nil runs the server shape only (no process tree)
+---@field only_1b boolean|nil another build of reload (--base): section 1b only
 local tools = {
   { name = "minimal restarter (C)", needs = restarter, floor = true, direct_only = true,
     argv = function(cmd)
@@ -338,6 +345,18 @@ end
 --- interleaved: each round makes one change to each session, in turn (the order rotates from
 --- round to round), so that all three are measured under the same load of a shared machine.
 local floor_names = { "minimal restarter (C)", "reload", "reload --debounce 0" }
+if base_dir then
+  -- 1b only: not a peer of sections 1–2
+  local exe = base_dir .. "/bin/reload"
+  local row = { name = "reload at " .. base_dir, only_1b = true,
+    needs = uv.fs_access(exe, "X") and exe or nil,
+    argv = function(cmd)
+      return { exe, "run", "-w", "src/gen.txt", "--", table.unpack(cmd) }
+    end }
+  if not row.needs then error("--base: no executable " .. exe) end
+  tools[#tools + 1] = row
+  floor_names[#floor_names + 1] = row.name
+end
 local inter, inter_spin = {}, {}
 do
   local by_name = {}
@@ -414,7 +433,7 @@ for _, shape in ipairs(shapes) do
     lib.pct(f.answering, 90) and ("%.1f ms"):format(lib.pct(f.answering, 90)) or "-"))
 end
 for _, tool in ipairs(tools) do
-  for _, shape in ipairs(shapes) do
+  for _, shape in ipairs(tool.only_1b and {} or shapes) do
     local r = results[tool.name .. " " .. shape.key]
     if r.failed then
       print(("| %s | %s | %s | | | | | | | | |"):format(tool.name, shape.label, r.failed))
@@ -502,8 +521,9 @@ print(("\n## 1b. reload against the floor: the minimal restarter, interleaved (%
   .. "server shape)\n"):format(rounds))
 print("The floor is bench/fixture/restarter.c: inotify `IN_CLOSE_WRITE` on the watched file → "
   .. "`kill` → `waitpid` → `posix_spawn` of the same server with the same stamps; nothing a "
-  .. "restart can skip. Each round writes the watched file of each of the three sessions in "
-  .. "turn (the order rotates), so all three see the same load, and does so twice: once with "
+  .. "restart can skip. Each round writes the watched file of each session (three, four with "
+  .. "--base: another build of reload at default settings) in "
+  .. "turn (the order rotates), so that all see the same load, and does so twice: once with "
   .. "the bench asleep until the new stamp (first table, where the targets are judged: a save "
   .. "on an otherwise idle machine), once with the bench polling every millisecond, which "
   .. "keeps a CPU from idling (second table; earlier reports measured this way). Ratios are "

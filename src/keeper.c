@@ -30,8 +30,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -53,6 +55,8 @@ extern char **environ;
 
 enum { RL_MAX_PIDS = 16384, RL_SEEN_SLOTS = 32768 };
 enum { RL_RUNNING, RL_POLITE, RL_FORCED };
+/* After the stop signal, how long the first polite sweep waits for a death in the tree. */
+#define RL_FIRST_SWEEP_NS 1000000
 
 typedef struct {
   /* options */
@@ -247,11 +251,20 @@ static void rl_begin_polite(rl_keeper_t *k, int sig, int grace_ms)
     return;
   }
   /* SIGCONT: a stopped process that handles the stop signal could not run its handler. */
-  kill(-k->pgid, sig);
+  int group_signalled = kill(-k->pgid, sig) == 0;
   kill(-k->pgid, SIGCONT);
   /* After the signal: the stop must not wait for reload's scheduling. */
   rl_send(k, RL_MSG_STOPPING, 0, 0);
   rl_seen_clear();
+  /* With the group signalled, the first sweep waits for the first death in the tree (rl_tick)
+   * or RL_FIRST_SWEEP_NS: swept at once, the /proc walk raced the dying group and delayed its
+   * reaping, and when the whole group dies at the signal, ECHILD comes first and no sweep is
+   * needed at all. An escapee (outside the group) is signalled once a death could have
+   * reparented it to us. With nobody left in the group, nothing will die first: sweep now. */
+  if (group_signalled) {
+    k->next_sweep_ns = rl_now_ns() + RL_FIRST_SWEEP_NS;
+    return;
+  }
   rl_polite_fixpoint(k);
   k->next_sweep_ns = rl_now_ns() + 10000000;
 }
@@ -422,17 +435,20 @@ static void rl_cloexec_from(int lowfd)
   closedir(d);
 }
 
-static void rl_reset_signals(void)
+/* The signals whose disposition the command must not inherit: every one the keeper does not
+ * leave at SIG_DFL (SIGPIPE, and whatever reload's own parent ignored). Read once at setup, off
+ * the restart's path: dispositions do not change after it. */
+static int rl_reset_list[NSIG], rl_reset_count;
+
+static void rl_prepare_signals(void)
 {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; sig++)
-    if (sig != SIGKILL && sig != SIGSTOP)
-      sigaction(sig, &sa, NULL); /* glibc-reserved RT signals answer EINVAL: fine */
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
+  rl_reset_count = 0;
+  for (int sig = 1; sig < NSIG; sig++) {
+    struct sigaction sa;
+    if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &sa) == 0 &&
+        sa.sa_handler != SIG_DFL) /* glibc-reserved RT signals answer EINVAL: skipped */
+      rl_reset_list[rl_reset_count++] = sig;
+  }
 }
 
 /* exec, retried on ETXTBSY: a binary rebuilt a moment ago can still be open for writing by the
@@ -462,10 +478,27 @@ static void rl_drop_hooks(char **env)
   *out = NULL;
 }
 
-static void rl_child(const rl_keeper_t *k, int errfd) __attribute__((noreturn));
+/* The command's child runs in the keeper's memory (clone with CLONE_VM | CLONE_VFORK, as
+ * posix_spawn does, on a stack of its own) until it execs: no copy of the keeper's pages, and the
+ * keeper resumes once the exec is done. So everything that allocates or takes a lock is prepared
+ * before (rl_start: the environment, close-on-exec; setup: the signal list), and the child makes
+ * system calls only; what it writes here (err) is what the keeper reads when it resumes. */
+typedef struct {
+  const rl_keeper_t *k;
+  int err;
+} rl_spawn_t;
 
-static void rl_child(const rl_keeper_t *k, int errfd)
+/* The child's stack: 1 MiB above a guard page made inaccessible at setup, so that an overflow
+ * kills the child rather than writes over the keeper's memory; untouched pages cost nothing.
+ * exec's script fallback (a file without "#!") copies argv onto it: a longer argv gets a
+ * mapping of its own (rl_start). */
+enum { RL_GUARD = 4096, RL_CHILD_STACK = 1 << 20 };
+static char rl_child_stack[RL_GUARD + RL_CHILD_STACK] __attribute__((aligned(RL_GUARD)));
+
+static int rl_child(void *arg)
 {
+  rl_spawn_t *sp = arg;
+  const rl_keeper_t *k = sp->k;
   if (k->use_setsid)
     setsid();
   else
@@ -476,7 +509,7 @@ static void rl_child(const rl_keeper_t *k, int errfd)
     ioctl(1, TIOCSCTTY, 0);
   /* The command reads reload's terminal: its group must be the foreground one, or its first read
    * stops it with SIGTTIN. tcsetpgrp from a background group raises SIGTTOU unless it is blocked;
-   * rl_reset_signals below unblocks it. reload takes the terminal back when the tree is gone. */
+   * the empty mask set below unblocks it. reload takes the terminal back when the tree is gone. */
   if (k->foreground) {
     sigset_t ttou;
     sigemptyset(&ttou);
@@ -488,53 +521,60 @@ static void rl_child(const rl_keeper_t *k, int errfd)
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != k->self)
     _exit(127);
-  rl_drop_hooks(environ);
-  if (k->run_id)
-    setenv("RELOAD_RUN", k->run_id, 1);
-  rl_cloexec_from(3);
   /* Signals last: dispositions inherited as SIG_IGN (a shell started in the background ignores
-   * SIGINT) would make the polite signal a no-op; the keeper's blocked mask must not leak. */
-  rl_reset_signals();
+   * SIGINT) would make the polite signal a no-op; the keeper's blocked mask must not leak. No
+   * handler is ever installed in the keeper, so none can run on this shared memory. */
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int i = 0; i < rl_reset_count; i++)
+    sigaction(rl_reset_list[i], &dfl, NULL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
   rl_exec(k->argv);
-  int err = errno;
-  while (write(errfd, &err, sizeof err) < 0 && errno == EINTR) {
-  }
-  _exit(err == ENOENT ? 127 : 126);
+  sp->err = errno;
+  _exit(sp->err == ENOENT ? 127 : 126);
 }
 
-/* Forks the command. Returns 0 when it started, else the errno with *stage the step that
+/* Starts the command. Returns 0 when it started, else the errno with *stage the step that
  * failed (fork: no command ran; exec: the child reported it). The child's fate is reaped like
  * any other. */
 static int rl_start(rl_keeper_t *k, int *stage)
 {
-  int pipefd[2];
   *stage = RL_STAGE_FORK;
-  if (pipe2(pipefd, O_CLOEXEC) < 0)
+  rl_drop_hooks(environ);
+  if (k->run_id && setenv("RELOAD_RUN", k->run_id, 1) < 0)
     return errno;
-  pid_t pid = fork();
-  if (pid < 0) {
-    int err = errno;
-    close(pipefd[0]);
-    close(pipefd[1]);
+  /* Only 0, 1 and 2 may reach the command; the keeper never execs, so its own fds can be
+   * marked here rather than in the child. */
+  rl_cloexec_from(3);
+  size_t argc = 0;
+  while (k->argv[argc])
+    argc++;
+  char *stack = rl_child_stack + RL_GUARD, *map = NULL;
+  size_t size = RL_CHILD_STACK, need = (65536 + (argc + 3) * sizeof(char *) + 4095) & ~4095ul;
+  if (need > size) {
+    map = mmap(NULL, RL_GUARD + need, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (map == MAP_FAILED)
+      return errno;
+    mprotect(map, RL_GUARD, PROT_NONE);
+    stack = map + RL_GUARD, size = need;
+  }
+  rl_spawn_t sp = {k, 0};
+  pid_t pid = clone(rl_child, stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, &sp);
+  int err = errno;
+  if (map)
+    munmap(map, RL_GUARD + need);
+  if (pid < 0)
     return err;
-  }
-  if (pid == 0) {
-    close(pipefd[0]);
-    rl_child(k, pipefd[1]);
-  }
-  close(pipefd[1]);
+  /* The child has exec'd or exited: its group is set (setpgid in the child, before the exec), so
+   * a stop arriving from now on reaches it. */
   k->main_pid = pid;
   k->pgid = pid;
-  /* Both sides set the group, so that a stop arriving before the child ran cannot miss it. */
-  if (!k->use_setsid)
-    setpgid(pid, pid);
-  int err = 0;
-  ssize_t r;
-  while ((r = read(pipefd[0], &err, sizeof err)) < 0 && errno == EINTR) {
-  }
-  close(pipefd[0]);
   *stage = RL_STAGE_EXEC;
-  return r == (ssize_t)sizeof err ? err : 0;
+  return sp.err;
 }
 
 /* ---- setup ----------------------------------------------------------------------------------- */
@@ -778,6 +818,9 @@ int rl_keeper_main(int argc, char **argv)
     status = rl_setup_signals(k);
   if (status)
     return status;
+  rl_prepare_signals();
+  if (mprotect(rl_child_stack, RL_GUARD, PROT_NONE) < 0)
+    return rl_setup_failed(k, "mprotect (the command's stack guard)", errno);
   int err = k->hold ? rl_wait_go(k) : 0, stage = RL_STAGE_SETUP;
   if (err < 0) {
     rl_send(k, RL_MSG_CANCELLED, 0, 0);

@@ -1126,7 +1126,7 @@ function M:environment(changed, cfg)
     self.env_cfg, self.env_base = cfg, list
   end
   local extra = {}
-  self:write_changed(changed or {}):export(extra)
+  self:write_changed(changed or {}, cfg):export(extra)
   local list = table.move(self.env_base, 1, #self.env_base, 1, {})
   list[#list + 1] = "RELOAD_CHANGED=" .. extra.RELOAD_CHANGED
   if extra.RELOAD_CHANGED_FILE then
@@ -1135,15 +1135,38 @@ function M:environment(changed, cfg)
   return list
 end
 
---- The change set of `changed` (changes.lua): the last one if it is of the same list, else a
---- new one, which the service holds instead of the last. A generation holds the set it started
---- with until its handles are closed, so its file stays while it may read it.
-function M:write_changed(changed)
-  if not self.changeset or self.changeset.paths ~= changed then
-    if self.changeset then
-      self.changeset:release()
+--- Are two lists of paths the same, in the same order?
+local function same_paths(a, b)
+  if a == b then
+    return true
+  end
+  if #a ~= #b then
+    return false
+  end
+  for i = 1, #a do
+    if a[i] ~= b[i] then
+      return false
+    end
+  end
+  return true
+end
+
+--- The change set of `changed` (changes.lua) for definition cfg: the last one if it lists the
+--- same paths under the same definition (the same file saved again: no file to write on the
+--- restart's path), else a new one, which the service holds instead of the last. A generation
+--- holds the set it started with until its handles are closed, so its file stays while it may
+--- read it; a set's file never changes, so generations may share it.
+---@param changed string[]
+---@param cfg? reload.ServiceConfig
+function M:write_changed(changed, cfg)
+  cfg = cfg or self.cfg
+  local last = self.changeset
+  if not last or self.changeset_cfg ~= cfg or not same_paths(last.paths, changed) then
+    if last then
+      last:release()
     end
     self.changeset = changesets.default():write(self.name, changed)
+    self.changeset_cfg = cfg
   end
   return self.changeset
 end

@@ -194,6 +194,64 @@ describe("RELOAD_CHANGED_FILE across a Reloadfile reload (engine, fake core)", f
   end)
 end)
 
+describe("RELOAD_CHANGED_FILE when the same files are saved again (engine, fake core)", function()
+  local engine = require("reload.engine")
+  local dsl = require("reload.dsl")
+  local log = require("reload.log")
+  local fake = require("spec.support.fake")
+
+  local function env_value(list, name)
+    for _, kv in ipairs(list) do
+      local k, v = kv:match("^([^=]*)=(.*)$")
+      if k == name then
+        return v
+      end
+    end
+  end
+
+  it("is one file that generations share, kept while any of them lives", function()
+    local saved = log.out
+    log.out = { write = function() end, flush = function() end }
+    local ok, err = pcall(function()
+      local core, clock = fake.core(), fake.clock()
+      local dir = helpers.tmpdir()
+      local file = dir .. "/Reloadfile.lua"
+      helpers.write_file(file, 'service "b" { run = "./b", watch = { "src/**" } }\n')
+      local e = engine.new({ config = assert(dsl.load(file)), core = core, clock = clock,
+        env = {}, loader = function() return dsl.load(file) end })
+      assert(e:start())
+      local procs = { core.last("./b") }
+      procs[1]:start()
+      local files = {}
+      -- src/a.c saved twice, then src/b.c: each restart's generation and its file
+      for i, path in ipairs({ "src/a.c", "src/a.c", "src/b.c" }) do
+        core.change(path)
+        clock.advance(100)
+        procs[i]:exit(143) -- the generation before is gone, and its handles closed
+        local p = core.last("./b")
+        assert.are_not.equal(procs[i], p)
+        p:start()
+        procs[i + 1] = p
+        files[i] = env_value(p.opts.env, "RELOAD_CHANGED_FILE")
+        assert.are.equal(path, env_value(p.opts.env, "RELOAD_CHANGED"))
+        assert.are.equal(path .. "\0", helpers.read_file(files[i]))
+      end
+      -- The same list: no new file. The generation given it first is gone, the one sharing it
+      -- lived on (the file stayed: read above), and it went with that one.
+      assert.are.equal(files[1], files[2])
+      assert.are_not.equal(files[2], files[3])
+      assert.is_nil(uv.fs_lstat(files[1]), "the shared file stayed after its last generation")
+      local done = false
+      e:quit(function() done = true end)
+      procs[4]:exit(143)
+      assert.is_true(done)
+      assert.is_nil(uv.fs_lstat(files[3]))
+    end)
+    log.out = saved
+    assert(ok, err)
+  end)
+end)
+
 describe("RELOAD_CHANGED_FILE (the reload binary)", function()
   -- Each generation records what it was given, then stays up (it holds its file).
   local RUN = [[n=$(cat gen 2>/dev/null || echo 0); n=$((n+1)); echo $n > gen; ]]
