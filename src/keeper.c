@@ -57,7 +57,7 @@ typedef struct {
   char **argv;
   const char *run_id;
   pid_t parent_pid;
-  int stop_signal, grace_ms, orphan_grace_ms, use_setsid, kill_tree;
+  int stop_signal, grace_ms, orphan_grace_ms, use_setsid, kill_tree, nlisten;
   /* hooks */
   int no_pdeathsig, no_eof, scan_only, delay_ms, hold;
   /* state */
@@ -460,6 +460,33 @@ static void rl_drop_hooks(char **env)
   *out = NULL;
 }
 
+/* The sockets at fds 4..3+N go to 3..2+N, with systemd's variables (sd_listen_fds(3)). In
+ * ascending order every source is above its target, so no dup2 overwrites a socket still to
+ * be moved; dup2 clears the CLOEXEC that rl_cloexec_from set, and the last source (3+N) keeps
+ * it. LISTEN_PID is this process: the one that execs the command. A wrapper that forks before
+ * the server (a shell running two commands, npm) must pass it on, or the server, if it checks
+ * LISTEN_PID as sd_listen_fds does, ignores the sockets (docs/sockets.md). Without sockets,
+ * variables reload itself may have inherited are dropped: they would describe fds this
+ * command does not have. */
+static int rl_pass_sockets(const rl_keeper_t *k)
+{
+  if (k->nlisten == 0) {
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDNAMES");
+    return 0;
+  }
+  for (int i = 0; i < k->nlisten; i++)
+    if (dup2(RL_KEEPER_LISTEN_FD + i, RL_LISTEN_FDS_START + i) < 0)
+      return -1;
+  char buf[24];
+  snprintf(buf, sizeof buf, "%d", k->nlisten);
+  setenv("LISTEN_FDS", buf, 1);
+  snprintf(buf, sizeof buf, "%d", (int)getpid());
+  setenv("LISTEN_PID", buf, 1);
+  return 0;
+}
+
 static void rl_child(const rl_keeper_t *k, int errfd) __attribute__((noreturn));
 
 static void rl_child(const rl_keeper_t *k, int errfd)
@@ -478,9 +505,11 @@ static void rl_child(const rl_keeper_t *k, int errfd)
   rl_cloexec_from(3);
   /* Signals last: dispositions inherited as SIG_IGN (a shell started in the background ignores
    * SIGINT) would make the polite signal a no-op; the keeper's blocked mask must not leak. */
-  rl_reset_signals();
-  rl_exec(k->argv);
-  int err = errno;
+  if (rl_pass_sockets(k) == 0) {
+    rl_reset_signals();
+    rl_exec(k->argv);
+  }
+  int err = errno; /* reported as an exec failure: the command could not be given its sockets */
   while (write(errfd, &err, sizeof err) < 0 && errno == EINTR) {
   }
   _exit(err == ENOENT ? 127 : 126);
@@ -547,6 +576,10 @@ static int rl_parse(rl_keeper_t *k, int argc, char **argv)
       k->grace_ms = atoi(v), i++;
     } else if (v && strcmp(a, RL_KOPT_ORPHAN_GRACE) == 0) {
       k->orphan_grace_ms = atoi(v), i++;
+    } else if (v && strcmp(a, RL_KOPT_LISTEN_FDS) == 0) {
+      k->nlisten = atoi(v), i++;
+      if (k->nlisten < 0 || k->nlisten > RL_MAX_LISTEN)
+        return -1;
     } else {
       fprintf(stderr, "reload keeper: bad option '%s'\n", a);
       return -1;
@@ -749,12 +782,16 @@ int rl_keeper_main(int argc, char **argv)
     fprintf(stderr, "usage: reload " RL_KEEPER_MODE " [OPTIONS] -- COMMAND [ARG...]\n");
     return 2;
   }
-  /* Fds reload leaked to us (a Lua io.open is not CLOEXEC) would be held until we exit. */
-  syscall(SYS_close_range, 4U, ~0U, 0U);
+  /* Fds reload leaked to us (a Lua io.open is not CLOEXEC) would be held until we exit. The
+   * listening sockets reload gave us come first, at 4..3+N. */
+  syscall(SYS_close_range, (unsigned)(RL_KEEPER_LISTEN_FD + k->nlisten), ~0U, 0U);
   rl_read_hooks(k);
   int status = rl_setup_parent(k);
   if (!status)
     status = rl_setup_signals(k);
+  for (int i = 0; i < k->nlisten && !status; i++)
+    if (fcntl(RL_KEEPER_LISTEN_FD + i, F_SETFD, FD_CLOEXEC) < 0)
+      status = rl_setup_failed(k, "a listening socket reload passed is not open", errno);
   if (status)
     return status;
   int err = k->hold ? rl_wait_go(k) : 0, stage = RL_STAGE_SETUP;

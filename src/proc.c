@@ -16,6 +16,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -644,13 +645,34 @@ typedef struct {
   int io[3];
   int stop_signal, grace_ms, kill_tree, use_setsid, hold;
   int on_event, on_stdout, on_stderr; /* stack indices, 0 = none */
+  int listen_fds[RL_MAX_LISTEN];      /* sockets for the command (fds 3, 4, ...) */
+  int nlisten;
 } rl_spawn_opts_t;
 
 static const char *const rl_spawn_keys[] = {
-    "cmd",          "cwd",       "env",       "stdin",       "stdout",
-    "stderr",       "on_stdout", "on_stderr", "stop_signal", "grace_ms",
-    "on_main_exit", "setsid",    "on_event",  "hold",        NULL,
+    "cmd",       "cwd",       "env",         "stdin",    "stdout",       "stderr",
+    "on_stdout", "on_stderr", "stop_signal", "grace_ms", "on_main_exit", "setsid",
+    "on_event",  "hold",      "listen",      NULL,
 };
+
+/* listen = { fd, ... }: open descriptors (core.listen's Socket:fd()), at most RL_MAX_LISTEN. */
+static void rl_parse_listen(lua_State *L, rl_spawn_opts_t *o)
+{
+  int idx = rl_opt(L, 1, "listen", LUA_TTABLE);
+  if (!idx)
+    return;
+  lua_Integer n = luaL_len(L, idx);
+  if (n > RL_MAX_LISTEN)
+    luaL_error(L, "option 'listen': at most %d sockets", RL_MAX_LISTEN);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, idx, i);
+    lua_Integer fd = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
+    if (fd < 0 || fd > INT_MAX || fcntl((int)fd, F_GETFD) < 0)
+      luaL_error(L, "option 'listen': entry %d is not an open file descriptor", (int)i);
+    o->listen_fds[o->nlisten++] = (int)fd;
+    lua_pop(L, 1);
+  }
+}
 
 /* A grace period in ms (value on top of the stack): an integer >= 0. */
 static int rl_check_grace(lua_State *L, const char *key)
@@ -698,6 +720,7 @@ static void rl_parse_spawn(lua_State *L, rl_spawn_opts_t *o)
   o->kill_tree = rl_opt_choice(L, 1, "on_main_exit", policies, 0) == 1;
   if (rl_opt(L, 1, "setsid", LUA_TBOOLEAN))
     o->use_setsid = lua_toboolean(L, -1);
+  rl_parse_listen(L, o);
 }
 
 /* The keeper's argv (a userdata-backed array, freed with the stack). */
@@ -726,6 +749,10 @@ static char **rl_keeper_argv(lua_State *L, const rl_spawn_opts_t *o, rl_proc_t *
     argv[n++] = RL_KOPT_KILL_TREE;
   if (o->hold)
     argv[n++] = RL_KOPT_HOLD;
+  if (o->nlisten) {
+    argv[n++] = RL_KOPT_LISTEN_FDS;
+    argv[n++] = (char *)lua_pushfstring(L, "%d", o->nlisten);
+  }
   argv[n++] = "--";
   if (o->shell_cmd) {
     argv[n++] = "/bin/sh";
@@ -767,7 +794,7 @@ static char **rl_keeper_env(lua_State *L, const rl_spawn_opts_t *o)
 }
 
 static int rl_init_handles(lua_State *L, rl_proc_t *p, const rl_spawn_opts_t *o,
-                           uv_stdio_container_t stdio[4])
+                           uv_stdio_container_t stdio[RL_KEEPER_LISTEN_FD + RL_MAX_LISTEN])
 {
   uv_loop_t *loop = rl_loop(L);
   uv_pipe_init(loop, &p->ctl, 0);
@@ -793,6 +820,11 @@ static int rl_init_handles(lua_State *L, rl_proc_t *p, const rl_spawn_opts_t *o,
   }
   stdio[3].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
   stdio[3].data.stream = (uv_stream_t *)&p->ctl;
+  /* libuv dup2()s each into place in the keeper, which clears the CLOEXEC they have here. */
+  for (int i = 0; i < o->nlisten; i++) {
+    stdio[RL_KEEPER_LISTEN_FD + i].flags = UV_INHERIT_FD;
+    stdio[RL_KEEPER_LISTEN_FD + i].data.fd = o->listen_fds[i];
+  }
   return 0;
 }
 
@@ -822,7 +854,7 @@ static int rl_proc_spawn(lua_State *L)
   snprintf(p->run_id, sizeof p->run_id, "%d.%u.%llu", (int)getpid(), ++rl_run_seq,
            (unsigned long long)(uv_hrtime() % 1000000007));
 
-  uv_stdio_container_t stdio[4];
+  uv_stdio_container_t stdio[RL_KEEPER_LISTEN_FD + RL_MAX_LISTEN];
   rl_init_handles(L, p, &o, stdio);
   uv_process_options_t opts;
   memset(&opts, 0, sizeof opts);
@@ -831,7 +863,7 @@ static int rl_proc_spawn(lua_State *L)
   opts.env = rl_keeper_env(L, &o);
   opts.cwd = o.cwd;
   opts.stdio = stdio;
-  opts.stdio_count = 4;
+  opts.stdio_count = RL_KEEPER_LISTEN_FD + o.nlisten;
   opts.exit_cb = rl_keeper_exited;
   int err = uv_spawn(rl_loop(L), &p->keeper, &opts);
   if (err) {

@@ -203,7 +203,7 @@ end
 function M.load(port, opts)
   local self = { ok = 0, bad = 0, refused = 0, failed = 0, statuses = {}, samples = {},
     running = true, conns = {}, errors = {} }
-  local request = M.get(opts.path)
+  local request = M.get(opts.path, opts.headers) -- "Connection: close": one per request
   local function note(err)
     if #self.errors < 20 then
       self.errors[#self.errors + 1] = tostring(err)
