@@ -3,6 +3,7 @@
 -- a restart wait in the kernel's backlog. Real loopback ports, real Node and Python servers.
 local helpers = require("spec.helpers")
 local httpc = require("spec.support.httpc")
+local ex = require("spec.support.examples")
 
 local server_js = helpers.spec_fixtures .. "/handoff.js"
 
@@ -113,7 +114,7 @@ while True:
     local reloadfile = ([[
 service "api" {
   watch = { "server.py" },
-  run = "exec python3 server.py",
+  run = "python3 server.py", -- a simple shell command runs with exec: LISTEN_PID is python's
   listen = { %d, { port = %d, name = "admin" } },
   ready = { port = %d },
 }
@@ -179,5 +180,69 @@ describe("reload run --listen", function()
     assert.are.equal(1, code, out .. err)
     assert.is_truthy(err:find("Reloadfile.lua:3:", 1, true) and
       err:find("'listen.host' must be a numeric address", 1, true), err)
+  end)
+end)
+
+describe("examples/sockets", function()
+  it("Go, Node, gunicorn and uvicorn each serve the kept socket: 3 edits under load, no " ..
+    "refused connection, no failed request", function()
+    for _, tool in ipairs({ "go", "node" }) do
+      if not ex.have(tool) then
+        pending(tool .. " is not installed")
+        return
+      end
+    end
+    if not ex.python_has("gunicorn", "uvicorn") then
+      pending("Debian's python3 has no gunicorn or uvicorn")
+      return
+    end
+    helpers.budget(300) -- a first Go build on a fresh machine
+    local dir = ex.copy("sockets")
+    local base = helpers.free_port()
+    while not (helpers.port_bindable(base + 1) and helpers.port_bindable(base + 2) and
+        helpers.port_bindable(base + 3) and helpers.port_bindable(base + 4)) do
+      base = helpers.free_port()
+    end
+    local proc, marker = ex.start(dir, { "-v" }, { BASE_PORT = tostring(base),
+      PATH = ex.debian_path(), GOCACHE = helpers.build_dir .. "/gocache",
+      GOPATH = helpers.build_dir .. "/gopath", GOFLAGS = "-mod=mod", GOPROXY = "off",
+      GOTOOLCHAIN = "local" })
+    helpers.retry(240000, function()
+      local _, n = proc:text():gsub("ready after", "")
+      return n == 4, proc:text()
+    end)
+    local loads = {}
+    for i = 1, 4 do
+      ex.answers(base + i, "hello through a kept socket", 20000, proc)
+      loads[i] = httpc.load(base + i, { connections = 2, path = "/",
+        headers = { "Connection: close" }, label = function(res) return res.body end })
+    end
+    for edit = 1, 3 do
+      helpers.write_file(dir .. "/message.txt", "edit " .. edit .. "\n")
+      for i = 1, 4 do
+        helpers.retry(60000, function()
+          local last = loads[i].samples[#loads[i].samples]
+          return last and last.label == "edit " .. edit .. "\n", ("port %d answered %s\n%s")
+            :format(base + i, tostring(last and last.label), proc:text():sub(-3000))
+        end)
+      end
+    end
+    for i = 1, 4 do
+      loads[i].stop()
+    end
+    helpers.pump(200)
+    for i, load in ipairs(loads) do
+      assert.are.same({ refused = 0, failed = 0, bad = 0 },
+        { refused = load.refused, failed = load.failed, bad = load.bad },
+        ("port %d: %s\n%s"):format(base + i, table.concat(load.errors, "\n"),
+          proc:text():sub(-3000)))
+      assert.is_true(load.ok > 10, ("port %d: %d answers"):format(base + i, load.ok))
+    end
+    assert.are.equal(12, ex.restarts(proc), proc:text())
+    for _, what in ipairs({ "go: serving the inherited socket", "node: serving the inherited" }) do
+      local _, n = proc:text():gsub(what, "")
+      assert.are.equal(4, n, proc:text())
+    end
+    ex.stop(proc, marker)
   end)
 end)
