@@ -77,7 +77,7 @@ Options:
       --restart POLICY  never | on-failure | always, when COMMAND exits on its own
                         (default $RESTART)
       --ready PORT      the command counts as up once it listens on PORT; before each start,
-                        wait until PORT is free
+                        wait until PORT is free (a --listen PORT: once it answers a request)
       --proxy LISTEN:TO a dev proxy on port LISTEN in front of COMMAND listening on port TO:
                         requests wait while it restarts, pages reload when it is back
                         (implies --ready TO)

@@ -217,6 +217,9 @@ function M.load(port, opts)
       end
       local t0 = now_ms()
       conn:request(request, function(res, err)
+        if not res and not self.running then
+          return -- cut by stop(): not part of the measurement
+        end
         if not res then
           self.failed = self.failed + 1
           note(err)
@@ -247,6 +250,9 @@ function M.load(port, opts)
       end)
     end
     self.conns[slot] = M.connect(port, function(conn, err)
+      if not conn and not self.running then
+        return -- cancelled by stop()
+      end
       if not conn then
         self.refused = self.refused + 1
         note(err)
