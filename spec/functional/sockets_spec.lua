@@ -219,8 +219,18 @@ describe("examples/sockets", function()
       loads[i] = httpc.load(base + i, { connections = 2, path = "/",
         headers = { "Connection: close" }, label = function(res) return res.body end })
     end
+    local function count(what)
+      local _, n = proc:text():gsub(what, "")
+      return n
+    end
     for edit = 1, 3 do
       helpers.write_file(dir .. "/message.txt", "edit " .. edit .. "\n")
+      -- Each restarted and is ready again (gunicorn's workers read the file as they boot: the
+      -- new text alone does not say that the restart is over).
+      helpers.retry(120000, function()
+        return ex.restarts(proc) == 4 * edit and count("ready after") == 4 * (edit + 1),
+          proc:text():sub(-3000)
+      end)
       for i = 1, 4 do
         helpers.retry(60000, function()
           local last = loads[i].samples[#loads[i].samples]
