@@ -214,11 +214,12 @@ function M:watch_readiness()
     return
   end
   if ready.port then
-    local handed = require("reload.schema").handed_off(self.ctx.cfg.listen, ready.port)
+    local handed = require("reload.schema").handed_off(self.ctx.cfg.listen, ready.port,
+      ready.host)
     if handed then
       self:probe_request(handed)
     else
-      self:probe_port(ready.port)
+      self:probe_port(ready.port, ready.host)
     end
   end
   self:after(ready.timeout * 1000, function()
@@ -229,7 +230,7 @@ function M:watch_readiness()
   end)
 end
 
-function M:probe_port(port)
+function M:probe_port(port, host)
   local function poll()
     if self.is_ready or self.is_gone or self.stopping then
       return
@@ -243,7 +244,7 @@ function M:probe_port(port)
       else
         self:after(20, poll)
       end
-    end)
+    end, host)
   end
   poll()
 end

@@ -193,6 +193,26 @@ end
 
 local DAY = 86400
 
+--- A key whose value is true or false, default false.
+---@param name string
+---@param doc string
+---@return reload.SchemaKey
+local function flag_key(name, doc)
+  return {
+    name = name, type = "boolean",
+    merge = "replace",
+    doc = doc,
+    default_doc = "false",
+    default = function() return false end,
+    check = function(key, v)
+      if type(v) ~= "boolean" then
+        fail(("'%s' must be true or false"):format(key))
+      end
+      return v
+    end,
+  }
+end
+
 local function check_table_keys(key, v, allowed)
   for k in pairs(v) do
     if not allowed[k] then
@@ -205,23 +225,6 @@ local function check_table_keys(key, v, allowed)
         table.concat(names, ", ")))
     end
   end
-end
-
---- A numeric IPv4 or IPv6 address (what core.listen accepts; a name would need a resolver).
-local function numeric_host(h)
-  if h:find(":", 1, true) then
-    return h:match("^[%x:.]+$") ~= nil
-  end
-  local parts = { h:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$") }
-  if #parts ~= 4 then
-    return false
-  end
-  for _, p in ipairs(parts) do
-    if tonumber(p) > 255 then
-      return false
-    end
-  end
-  return true
 end
 
 --- `listen`: a port, { port =, host =, name = }, or a list of those; normalized to a list of
@@ -257,7 +260,7 @@ function M.listen_list(key, v)
       fail(("'%s.port' must be a port number (1-65535), not %s"):format(at, quote(e.port)))
     end
     local host = e.host == nil and "127.0.0.1" or e.host
-    if type(host) ~= "string" or not numeric_host(host) then
+    if type(host) ~= "string" or not require("reload.ports").address(host) then
       fail(("'%s.host' must be a numeric address (\"127.0.0.1\", \"0.0.0.0\", \"::1\"), " ..
         "not %s"):format(at, quote(e.host)))
     end
@@ -276,14 +279,19 @@ function M.listen_list(key, v)
   return out
 end
 
---- The entry of `listen` that a connection to 127.0.0.1:port reaches, if any: reload holds
---- that socket, so the port is never free and accepts (into the backlog) while no run does.
+local WILDCARD = { ["0.0.0.0"] = true, ["::"] = true }
+
+--- The entry of `listen` that a connection to host:port reaches (host: `ready.host`, default
+--- 127.0.0.1), if any: reload holds that socket, so the port is never free and accepts (into
+--- the backlog) while no run does.
 ---@param listen table|nil normalized `listen`
 ---@param port integer
+---@param host? string
 ---@return table|nil
-function M.handed_off(listen, port)
+function M.handed_off(listen, port, host)
+  host = host or "127.0.0.1"
   for _, e in ipairs(listen or {}) do
-    if e.port == port and (e.host == "127.0.0.1" or e.host == "0.0.0.0" or e.host == "::") then
+    if e.port == port and (e.host == host or WILDCARD[e.host] or WILDCARD[host]) then
       return e
     end
   end
@@ -554,8 +562,8 @@ M.keys = {
   {
     name = "ready", type = "port, text or table",
     merge = "replace",
-    doc = "up once it listens on `port`, or prints `pattern` (plain text) or matches " ..
-      "`lua_pattern`; `timeout` (s) only warns",
+    doc = "up once it listens on `port` (on `host`, default 127.0.0.1), or prints `pattern` " ..
+      "(plain text) or matches `lua_pattern`; `timeout` (s) only warns",
     default_doc = "started = up",
     default = function() return nil end,
     check = function(key, v)
@@ -565,10 +573,10 @@ M.keys = {
         v = { pattern = v }
       end
       if type(v) ~= "table" then
-        fail(("'%s' must be a port number, a text, or { port =, pattern =, lua_pattern =, " ..
-          "timeout = }"):format(key))
+        fail(("'%s' must be a port number, a text, or { port =, host =, pattern =, " ..
+          "lua_pattern =, timeout = }"):format(key))
       end
-      check_table_keys(key, v, { port = true, pattern = true, lua_pattern = true,
+      check_table_keys(key, v, { port = true, host = true, pattern = true, lua_pattern = true,
         timeout = true })
       if v.port == nil and v.pattern == nil and v.lua_pattern == nil then
         fail(("'%s' needs a port, a pattern (plain text) or a lua_pattern"):format(key))
@@ -578,6 +586,11 @@ M.keys = {
       end
       if v.port ~= nil and (math.type(v.port) ~= "integer" or v.port < 1 or v.port > 65535) then
         fail(("'%s.port' must be a port number (1-65535), not %s"):format(key, quote(v.port)))
+      end
+      if v.host ~= nil and (v.port == nil or type(v.host) ~= "string" or
+          not require("reload.ports").address(v.host)) then
+        fail(("'%s.host' must be the IP address the service listens on, beside a port (" ..
+          "\"127.0.0.1\", \"::1\", \"0.0.0.0\"), not %s"):format(key, quote(v.host)))
       end
       local text, plain = v.pattern, true
       if v.lua_pattern ~= nil then
@@ -596,6 +609,7 @@ M.keys = {
       end
       return {
         port = v.port,
+        host = v.host,
         pattern = text,
         plain = plain,
         timeout = v.timeout ~= nil and number_key(key .. ".timeout", v.timeout, 0, DAY) or 30,
@@ -634,32 +648,8 @@ M.keys = {
       return number_key(key, v, 0, DAY * 1000)
     end,
   },
-  {
-    name = "task", type = "boolean",
-    merge = "replace",
-    doc = "one-shot: up once it exited 0",
-    default_doc = "false",
-    default = function() return false end,
-    check = function(key, v)
-      if type(v) ~= "boolean" then
-        fail(("'%s' must be true or false"):format(key))
-      end
-      return v
-    end,
-  },
-  {
-    name = "stdin", type = "boolean",
-    merge = "replace",
-    doc = "the service reads the terminal (turns the keys off)",
-    default_doc = "false",
-    default = function() return false end,
-    check = function(key, v)
-      if type(v) ~= "boolean" then
-        fail(("'%s' must be true or false"):format(key))
-      end
-      return v
-    end,
-  },
+  flag_key("task", "one-shot: up once it exited 0"),
+  flag_key("stdin", "the service reads the terminal (turns the keys off)"),
   {
     name = "listen", type = "port, table or list of them",
     merge = "replace",

@@ -740,7 +740,9 @@ function M:launch(plan)
   end
   local port = self.cfg.ready and self.cfg.ready.port
   -- A port reload passes on is held by reload itself: never free, and never needs to be.
-  if port and not schema.handed_off(self.cfg.listen, port) and not ports.bindable(port) then
+  local host = self.cfg.ready and self.cfg.ready.host
+  if port and not schema.handed_off(self.cfg.listen, port, host) and
+    not ports.bindable(port, host) then
     return self:wait_port(plan, port)
   end
   return self:spawn(plan)
@@ -767,7 +769,7 @@ function M:wait_port(plan, port)
     if self.state ~= st then
       return
     end
-    if ports.bindable(port) then
+    if ports.bindable(port, self.cfg.ready.host) then
       self:dispatch({ type = "port_free" })
     elseif self.clock.now() > deadline then
       log.error("%s: port %d is still in use; starting anyway", self.name, port)
