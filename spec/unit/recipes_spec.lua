@@ -211,6 +211,9 @@ describe("recipes", function()
           "2", "web:app" }, svc.run)
         assert.are.same({ { port = 8000, host = "127.0.0.1" } }, svc.listen)
         assert.is_nil(python.gunicorn({}).listen)
+        assert.are.same({ { port = 3001, host = "127.0.0.1" } },
+          node.express({ port = 3001, handoff = true }).listen)
+        assert.is_nil(node.express({}).listen)
       end)
 
     it("debugger: a wrapper that says how to attach", function()
