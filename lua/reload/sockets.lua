@@ -38,8 +38,9 @@ function M.fds(core, service, listen)
       local sock, err, code = core.listen({ host = e.host, port = e.port })
       if not sock then
         local holder = code == "EADDRINUSE" and ports.holder(e.port)
-        return nil, ("cannot listen on %s:%d: %s%s"):format(e.host, e.port, tostring(err),
-          holder and (" (pid %d, %s, holds it)"):format(holder.pid, holder.comm) or "")
+        -- err names the address: "EADDRINUSE: address already in use (127.0.0.1:8080)"
+        return nil, ("cannot listen: %s%s"):format(tostring(err),
+          holder and (", held by pid %d (%s)"):format(holder.pid, holder.comm) or "")
       end
       h = { socket = sock, owner = service }
       held[id(e)] = h

@@ -156,8 +156,8 @@ service "api" {
     assert(holder:listen(8, function() end))
     local _, proc, marker = start({}, { "run", "--listen", tostring(port), "-w", "*.txt", "--",
       "sh", "-c", "echo up; sleep 60" })
-    proc:wait_output("cannot listen on 127.0.0.1:" .. port, 20000, true)
-    assert.is_truthy(proc:text():find("EADDRINUSE", 1, true), proc:text())
+    proc:wait_output(("main: cannot start: cannot listen: EADDRINUSE: address already in use " ..
+      "(127.0.0.1:%d), held by pid %d"):format(port, helpers.pid), 20000, true)
     holder:close()
     stop(proc, marker)
   end)
