@@ -476,9 +476,17 @@ static int rl_pass_sockets(const rl_keeper_t *k)
     unsetenv("LISTEN_FDNAMES");
     return 0;
   }
-  for (int i = 0; i < k->nlisten; i++)
-    if (dup2(RL_KEEPER_LISTEN_FD + i, RL_LISTEN_FDS_START + i) < 0)
+  for (int i = 0; i < k->nlisten; i++) {
+    int fd = RL_LISTEN_FDS_START + i;
+    if (dup2(RL_KEEPER_LISTEN_FD + i, fd) < 0)
       return -1;
+    /* Blocking, as systemd passes them: O_NONBLOCK belongs to the socket's open file
+     * description, which every run shares, and the previous run (Go, Node, gunicorn set it)
+     * must not decide it for this one (a plain accept() would fail with EAGAIN). */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+      return -1;
+  }
   char buf[24];
   snprintf(buf, sizeof buf, "%d", k->nlisten);
   setenv("LISTEN_FDS", buf, 1);
