@@ -36,6 +36,8 @@
 #define RL_KOPT_SETSID "--setsid"             /* a new session instead of a new group */
 #define RL_KOPT_KILL_TREE "--kill-tree"       /* the main command's exit tears the tree down */
 #define RL_KOPT_HOLD "--hold"                 /* wait for go before starting the command */
+#define RL_KOPT_TTY "--tty"                   /* fd 1 is a pty: the command's controlling tty */
+#define RL_KOPT_FOREGROUND "--foreground"     /* the command's group takes the terminal on fd 0 */
 #define RL_KOPT_LISTEN_FDS "--listen-fds"     /* N: sockets at fds 4.., see below */
 
 /* --listen-fds N: fds 4..3+N of the keeper are listening sockets, which the command gets as fds
