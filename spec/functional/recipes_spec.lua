@@ -113,6 +113,7 @@ describe("examples", function()
     -- minute on a fresh machine.
     helpers.budget(300)
     local dir = example("go-dlv")
+    require("spec.support.examples").delve_any_user(dir)
     local port, dlv_port = helpers.free_port(), helpers.free_port()
     local cache = helpers.build_dir .. "/gocache"
     local proc, marker = start(dir, { "--debug" }, {

@@ -303,6 +303,7 @@ describe("go recipes", function()
       local dlv = helpers.free_port()
       local proc = through_edits("go-run", {
         args = { "--debug" }, env = env({ DLV_LISTEN = "127.0.0.1:" .. dlv }),
+        setup = ex.delve_any_user,
         first = "hello from go run", first_ms = 600000, file = "message.go",
         from = "hello from go run", comms = { dlv = 1, __debug_bin = 1 },
         after_start = function(p)
@@ -329,6 +330,7 @@ describe("go recipes", function()
       local dlv = helpers.free_port()
       through_edits("go-dlv", {
         args = { "--debug" }, env = env({ DLV_LISTEN = "127.0.0.1:" .. dlv }),
+        setup = ex.delve_any_user,
         first = "hello from go", first_ms = 600000, file = "cmd/api/message.go",
         from = "hello from go", comms = { dlv = 1, api = 1 },
         after_each = function()

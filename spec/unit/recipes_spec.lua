@@ -26,6 +26,9 @@ describe("recipes", function()
         go.dlv({ "tmp/api", "-port", "80" }, { listen = "127.0.0.1:4000" }))
       assert.are.same({ "dlv", "exec", "--headless", "--continue", "--accept-multiclient",
         "--listen", "127.0.0.1:2345", "--api-version", "2", "tmp/api" }, go.dlv("tmp/api"))
+      assert.are.same({ "dlv", "exec", "--headless", "--continue", "--accept-multiclient",
+        "--listen", "127.0.0.1:2345", "--api-version", "2", "--only-same-user=false", "tmp/api" },
+        go.dlv("tmp/api", { only_same_user = false }))
     end)
 
     it("builds into tmp/NAME and ignores tests unless asked", function()

@@ -19,6 +19,8 @@ M.ignore = { "tmp/", "vendor/", "*_test.go" }
 ---@class reload.recipes.go.DlvOptions
 ---@field listen? string Delve's address (default 127.0.0.1:2345)
 ---@field continue? boolean start the program at once (default true)
+---@field only_same_user? boolean Delve's own check that a client is your user (default true;
+--- false works around its self-refusal on a busy machine: docs/recipes.md)
 
 --- The Delve command for a command: `dlv exec --headless --continue --accept-multiclient
 --- --listen ADDR --api-version 2 BIN -- ARGS` for a binary, and for `go run [FLAGS] PKG ARGS`
@@ -38,6 +40,9 @@ function M.dlv(cmd, opts)
   for _, a in ipairs({ "--accept-multiclient", "--listen", opts.listen or "127.0.0.1:2345",
     "--api-version", "2" }) do
     out[#out + 1] = a
+  end
+  if opts.only_same_user == false then
+    out[#out + 1] = "--only-same-user=false"
   end
   local first = 2
   if debug then
