@@ -1,5 +1,6 @@
 --- Zero-downtime benchmark: a steady load from this process against a server that reload
---- restarts N times, with and without the dev proxy in front of it, in the same run.
+--- restarts N times, with and without the dev proxy in front of it, and with and without socket
+--- handoff (`listen`), in the same run.
 ---
 ---   lua5.4 bench/proxy.lua [--restarts N] [--connections C]     (after scripts/build)
 ---
@@ -8,7 +9,11 @@
 --- as soon as its previous answer came (spec/support/httpc.lua); a refused connection is counted
 --- and tried again 5 ms later. Each restart is an edit of msg.txt; its restart time runs from the
 --- edit to the first answer that shows the new text, and the requests started in that window
---- are "during restarts". Prints a markdown table. bench/run can call it as
+--- are "during restarts". The handoff rows use spec/fixtures/handoff.js, which serves fd 3
+--- when reload passes it and stops gracefully on SIGTERM (a server that dies at once cuts the
+--- requests it accepted, handoff or not: docs/sockets.md), under a load of one request per
+--- connection, and the same load without handoff beside it; then keep-alive connections with
+--- handoff. Prints markdown tables. bench/run can call it as
 --- `lua5.4 bench/proxy.lua` and append the table to its report.
 local uv = require("luv")
 
@@ -38,6 +43,7 @@ end
 
 local reload_bin = build_dir .. "/bin/reload"
 local server_js = root .. "/spec/fixtures/httpserve.js"
+local handoff_js = root .. "/spec/fixtures/handoff.js"
 
 local function write(path, s)
   local tmp = path .. ".tmp"
@@ -80,13 +86,17 @@ local function start_reload(dir, reloadfile)
   return self
 end
 
-local function one_mode(name, proxied)
+--- opts: proxied, handoff (listen = the port), js (the server), headers (of each request)
+local function one_mode(name, opts)
   local dir = assert(uv.fs_mkdtemp((os.getenv("TMPDIR") or "/tmp") .. "/reload-bench-XXXXXX"))
   local to, listen = lib.free_port(), nil
-  local proxy_line = ""
-  if proxied then
+  local extra = ""
+  if opts.proxied then
     listen = lib.free_port()
-    proxy_line = ("  proxy = { listen = %d, to = %d },\n"):format(listen, to)
+    extra = ("  proxy = { listen = %d, to = %d },\n"):format(listen, to)
+  end
+  if opts.handoff then
+    extra = extra .. ("  listen = %d,\n"):format(to)
   end
   local r = start_reload(dir, ([[
 service "web" {
@@ -94,14 +104,14 @@ service "web" {
   run = { "sh", "-c", "exec node %s %d \"$(cat msg.txt)\"" },
   ready = { port = %d },
 %s}
-]]):format(server_js, to, to, proxy_line))
+]]):format(opts.js or server_js, to, to, extra))
   local port = listen or to
   -- Up before the load starts (the first start is not what is measured).
   assert(lib.wait(20000, function() return r.text():find("ready after", 1, true) ~= nil end),
     "reload did not start:\n" .. r.text())
   lib.wait(300)
   local load = httpc.load(port, { connections = connections, path = "/text",
-    label = function(res) return res.body end })
+    headers = opts.headers, label = function(res) return res.body end })
   lib.wait(1000) -- steady state first
   local windows = {}
   for i = 1, restarts do
@@ -163,24 +173,40 @@ local function ms(x)
   return x and ("%.1f ms"):format(x) or "-"
 end
 
+local function table_of(rows)
+  print("| mode | restarts | requests | refused connections | failed requests | non-200 |" ..
+    " restart time median (max) | p99 during restarts | p99 steady |")
+  print("|---|---|---|---|---|---|---|---|---|")
+  for _, r in ipairs(rows) do
+    print(("| %s | %d | %d | %d | %d | %d | %s (%s) | %s (%d req) | %s |"):format(r.name,
+      r.restarts, r.requests, r.refused, r.failed, r.bad, ms(lib.pct(r.restart, 50)),
+      ms(lib.pct(r.restart, 100)), ms(lib.pct(r.during, 99)), #r.during,
+      ms(lib.pct(r.steady, 99))))
+  end
+  print()
+end
+
+local close = { "Connection: close" }
 local rows = {
-  one_mode("no proxy (what users see today)", false),
-  one_mode("dev proxy", true),
+  one_mode("no proxy (what users see today)", {}),
+  one_mode("dev proxy", { proxied = true }),
+}
+local handoff_rows = {
+  one_mode("no handoff, graceful server", { js = handoff_js, headers = close }),
+  one_mode("socket handoff (`listen`)", { js = handoff_js, handoff = true, headers = close }),
+  one_mode("socket handoff, keep-alive load", { js = handoff_js, handoff = true }),
 }
 print(("### Zero-downtime: %d restarts under a steady load (%d keep-alive connections, GET)")
   :format(restarts, connections))
 print()
-print("| mode | restarts | requests | refused connections | failed requests | non-200 |" ..
-  " restart time median (max) | p99 during restarts | p99 steady |")
-print("|---|---|---|---|---|---|---|---|---|")
-for _, r in ipairs(rows) do
-  print(("| %s | %d | %d | %d | %d | %d | %s (%s) | %s (%d req) | %s |"):format(r.name,
-    r.restarts, r.requests, r.refused, r.failed, r.bad, ms(lib.pct(r.restart, 50)),
-    ms(lib.pct(r.restart, 100)), ms(lib.pct(r.during, 99)), #r.during,
-    ms(lib.pct(r.steady, 99))))
-end
-print("| socket handoff (LISTEN_FDS) | - | - | - | - | - | not built yet (issue item 1) | - | - |")
+table_of(rows)
+print(("### Socket handoff: %d restarts, %d clients each sending one request per connection " ..
+  "(Connection: close), a server that stops gracefully"):format(restarts, connections))
 print()
+table_of(handoff_rows)
+for _, r in ipairs(handoff_rows) do
+  rows[#rows + 1] = r
+end
 print("Restart time: from the edit to the first answer showing the new text (Node's start-up" ..
   " included). A refused connection is retried 5 ms later, and counted each time.")
 for _, r in ipairs(rows) do

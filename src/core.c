@@ -1,7 +1,7 @@
 /*
  * core.c: the reload.core module table: each primitive's registration (proc.c, glob.c, watch.c,
- * file.c), the version, and two entries for tests (_stats, _timer_probe). This file knows only
- * that the primitives exist.
+ * file.c, socket.c), the version, and two entries for tests (_stats, _timer_probe). This file
+ * knows only that the primitives exist.
  */
 #include "core.h"
 
@@ -89,5 +89,6 @@ int luaopen_reload_core(lua_State *L)
   rl_http_open(L);
   rl_file_open(L);
   rl_pty_open(L);
+  rl_socket_open(L);
   return 1;
 }

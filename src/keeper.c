@@ -63,7 +63,7 @@ typedef struct {
   char **argv;
   const char *run_id;
   pid_t parent_pid;
-  int stop_signal, grace_ms, orphan_grace_ms, use_setsid, kill_tree;
+  int stop_signal, grace_ms, orphan_grace_ms, use_setsid, kill_tree, nlisten;
   /* hooks */
   int no_pdeathsig, no_eof, scan_only, delay_ms, hold, tty, foreground;
   /* state */
@@ -481,12 +481,68 @@ static void rl_drop_hooks(char **env)
 /* The command's child runs in the keeper's memory (clone with CLONE_VM | CLONE_VFORK, as
  * posix_spawn does, on a stack of its own) until it execs: no copy of the keeper's pages, and the
  * keeper resumes once the exec is done. So everything that allocates or takes a lock is prepared
- * before (rl_start: the environment, close-on-exec; setup: the signal list), and the child makes
- * system calls only; what it writes here (err) is what the keeper reads when it resumes. */
+ * before (rl_start: the environment, close-on-exec, the sockets' flags; setup: the signal list),
+ * and the child makes system calls only; what it writes here (err, the digits of LISTEN_PID) is
+ * what the keeper reads, or overwrites, once it resumes. */
 typedef struct {
   const rl_keeper_t *k;
+  char *listen_pid; /* the value of LISTEN_PID in environ, reserved wide enough for any pid */
   int err;
 } rl_spawn_t;
+
+/* Prepares the sockets at fds 4..3+N for the command (systemd's protocol, sd_listen_fds(3)):
+ * LISTEN_FDS, and LISTEN_PID reserved for the child to fill in with its own pid (the process
+ * that execs the command). A wrapper that forks before the server (a shell running two
+ * commands, npm) must pass it on, or the server, if it checks LISTEN_PID as sd_listen_fds does,
+ * ignores the sockets (docs/sockets.md). Blocking, as systemd passes them: O_NONBLOCK belongs to
+ * the socket's open file description, which every run shares, and the previous run (Go, Node,
+ * gunicorn set it) must not decide it for this one (a plain accept() would fail with EAGAIN).
+ * Without sockets, variables reload itself may have inherited are dropped: they would describe
+ * fds this command does not have. Returns 0 or an errno. */
+static int rl_prepare_sockets(const rl_keeper_t *k, rl_spawn_t *sp)
+{
+  sp->listen_pid = NULL;
+  if (k->nlisten == 0) {
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDNAMES");
+    return 0;
+  }
+  for (int i = 0; i < k->nlisten; i++) {
+    int fl = fcntl(RL_KEEPER_LISTEN_FD + i, F_GETFL);
+    if (fl < 0 || fcntl(RL_KEEPER_LISTEN_FD + i, F_SETFL, fl & ~O_NONBLOCK) < 0)
+      return errno;
+  }
+  char buf[24];
+  snprintf(buf, sizeof buf, "%d", k->nlisten);
+  if (setenv("LISTEN_FDS", buf, 1) < 0 || setenv("LISTEN_PID", "0000000000", 1) < 0)
+    return errno;
+  sp->listen_pid = getenv("LISTEN_PID");
+  return 0;
+}
+
+/* In the child: the sockets at fds 4..3+N go to 3..2+N. In ascending order every source is
+ * above its target, so no dup2 overwrites a socket still to be moved; dup2 clears the CLOEXEC
+ * that rl_cloexec_from set, and the last source (3+N) keeps it. Then this process's pid into the
+ * reserved LISTEN_PID. System calls only (see rl_spawn_t). */
+static int rl_pass_sockets(const rl_spawn_t *sp)
+{
+  const rl_keeper_t *k = sp->k;
+  for (int i = 0; i < k->nlisten; i++)
+    if (dup2(RL_KEEPER_LISTEN_FD + i, RL_LISTEN_FDS_START + i) < 0)
+      return -1;
+  if (sp->listen_pid) {
+    char digits[12];
+    int n = 0;
+    for (long pid = (long)getpid(); pid > 0 && n < (int)sizeof digits; pid /= 10)
+      digits[n++] = (char)('0' + pid % 10);
+    int at = 0;
+    while (n > 0)
+      sp->listen_pid[at++] = digits[--n];
+    sp->listen_pid[at] = '\0';
+  }
+  return 0;
+}
 
 /* The child's stack: 1 MiB above a guard page made inaccessible at setup, so that an overflow
  * kills the child rather than writes over the keeper's memory; untouched pages cost nothing.
@@ -524,15 +580,18 @@ static int rl_child(void *arg)
   /* Signals last: dispositions inherited as SIG_IGN (a shell started in the background ignores
    * SIGINT) would make the polite signal a no-op; the keeper's blocked mask must not leak. No
    * handler is ever installed in the keeper, so none can run on this shared memory. */
-  struct sigaction dfl;
-  memset(&dfl, 0, sizeof dfl);
-  dfl.sa_handler = SIG_DFL;
-  for (int i = 0; i < rl_reset_count; i++)
-    sigaction(rl_reset_list[i], &dfl, NULL);
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
-  rl_exec(k->argv);
+  if (rl_pass_sockets(sp) == 0) {
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int i = 0; i < rl_reset_count; i++)
+      sigaction(rl_reset_list[i], &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    rl_exec(k->argv);
+  }
+  /* An exec failure, or the command could not be given its sockets. */
   sp->err = errno;
   _exit(sp->err == ENOENT ? 127 : 126);
 }
@@ -562,7 +621,13 @@ static int rl_start(rl_keeper_t *k, int *stage)
     mprotect(map, RL_GUARD, PROT_NONE);
     stack = map + RL_GUARD, size = need;
   }
-  rl_spawn_t sp = {k, 0};
+  rl_spawn_t sp = {k, NULL, 0};
+  int serr = rl_prepare_sockets(k, &sp);
+  if (serr) {
+    if (map)
+      munmap(map, RL_GUARD + need);
+    return serr;
+  }
   pid_t pid = clone(rl_child, stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, &sp);
   int err = errno;
   if (map)
@@ -608,6 +673,10 @@ static int rl_parse(rl_keeper_t *k, int argc, char **argv)
       k->grace_ms = atoi(v), i++;
     } else if (v && strcmp(a, RL_KOPT_ORPHAN_GRACE) == 0) {
       k->orphan_grace_ms = atoi(v), i++;
+    } else if (v && strcmp(a, RL_KOPT_LISTEN_FDS) == 0) {
+      k->nlisten = atoi(v), i++;
+      if (k->nlisten < 0 || k->nlisten > RL_MAX_LISTEN)
+        return -1;
     } else {
       fprintf(stderr, "reload keeper: bad option '%s'\n", a);
       return -1;
@@ -810,12 +879,16 @@ int rl_keeper_main(int argc, char **argv)
     fprintf(stderr, "usage: reload " RL_KEEPER_MODE " [OPTIONS] -- COMMAND [ARG...]\n");
     return 2;
   }
-  /* Fds reload leaked to us (a Lua io.open is not CLOEXEC) would be held until we exit. */
-  syscall(SYS_close_range, 4U, ~0U, 0U);
+  /* Fds reload leaked to us (a Lua io.open is not CLOEXEC) would be held until we exit. The
+   * listening sockets reload gave us come first, at 4..3+N. */
+  syscall(SYS_close_range, (unsigned)(RL_KEEPER_LISTEN_FD + k->nlisten), ~0U, 0U);
   rl_read_hooks(k);
   int status = rl_setup_parent(k);
   if (!status)
     status = rl_setup_signals(k);
+  for (int i = 0; i < k->nlisten && !status; i++)
+    if (fcntl(RL_KEEPER_LISTEN_FD + i, F_SETFD, FD_CLOEXEC) < 0)
+      status = rl_setup_failed(k, "a listening socket reload passed is not open", errno);
   if (status)
     return status;
   rl_prepare_signals();

@@ -38,6 +38,14 @@
 #define RL_KOPT_HOLD "--hold"                 /* wait for go before starting the command */
 #define RL_KOPT_TTY "--tty"                   /* fd 1 is a pty: the command's controlling tty */
 #define RL_KOPT_FOREGROUND "--foreground"     /* the command's group takes the terminal on fd 0 */
+#define RL_KOPT_LISTEN_FDS "--listen-fds"     /* N: sockets at fds 4.., see below */
+
+/* --listen-fds N: fds 4..3+N of the keeper are listening sockets, which the command gets as fds
+ * 3..2+N with LISTEN_FDS=N and LISTEN_PID=its pid (systemd's protocol, sd_listen_fds(3)). The
+ * first fd of them in the keeper (after the control socket), in the command, and how many. */
+#define RL_KEEPER_LISTEN_FD 4
+#define RL_LISTEN_FDS_START 3
+#define RL_MAX_LISTEN 64
 
 /* Environment switches for tests, read by the keeper and never passed to a command. */
 #define RL_KEEPER_HOOK_PREFIX "RELOAD_KEEPER_"

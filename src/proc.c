@@ -19,6 +19,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -654,13 +655,34 @@ typedef struct {
   int stop_signal, grace_ms, kill_tree, use_setsid, hold;
   int pty, cols, rows, foreground;
   int on_event, on_stdout, on_stderr; /* stack indices, 0 = none */
+  int listen_fds[RL_MAX_LISTEN];      /* sockets for the command (fds 3, 4, ...) */
+  int nlisten;
 } rl_spawn_opts_t;
 
 static const char *const rl_spawn_keys[] = {
     "cmd",       "cwd",       "env",         "stdin",      "stdout",       "stderr",
     "on_stdout", "on_stderr", "stop_signal", "grace_ms",   "on_main_exit", "setsid",
-    "on_event",  "hold",      "pty",         "foreground", NULL,
+    "on_event",  "hold",      "pty",         "foreground", "listen",       NULL,
 };
+
+/* listen = { fd, ... }: open descriptors (core.listen's Socket:fd()), at most RL_MAX_LISTEN. */
+static void rl_parse_listen(lua_State *L, rl_spawn_opts_t *o)
+{
+  int idx = rl_opt(L, 1, "listen", LUA_TTABLE);
+  if (!idx)
+    return;
+  lua_Integer n = luaL_len(L, idx);
+  if (n > RL_MAX_LISTEN)
+    luaL_error(L, "option 'listen': at most %d sockets", RL_MAX_LISTEN);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, idx, i);
+    lua_Integer fd = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
+    if (fd < 0 || fd > INT_MAX || fcntl((int)fd, F_GETFD) < 0)
+      luaL_error(L, "option 'listen': entry %d is not an open file descriptor", (int)i);
+    o->listen_fds[o->nlisten++] = (int)fd;
+    lua_pop(L, 1);
+  }
+}
 
 /* pty.cols or pty.rows: an integer from 1 to 65535. */
 static int rl_check_size(lua_State *L, int idx, const char *key)
@@ -734,6 +756,7 @@ static void rl_parse_spawn(lua_State *L, rl_spawn_opts_t *o)
     o->io[1] = RL_IO_PIPE;
     o->io[2] = RL_IO_NULL;
   }
+  rl_parse_listen(L, o);
 }
 
 /* The keeper's argv (a userdata-backed array, freed with the stack). */
@@ -741,7 +764,7 @@ static char **rl_keeper_argv(lua_State *L, const rl_spawn_opts_t *o, rl_proc_t *
                              const char *keeper)
 {
   lua_Integer ncmd = o->shell_cmd ? 3 : o->cmd_idx ? luaL_len(L, o->cmd_idx) : 0;
-  char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(ncmd + 20), 0);
+  char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(ncmd + 24), 0);
   int n = 0;
   argv[n++] = (char *)keeper;
   argv[n++] = RL_KEEPER_MODE;
@@ -762,6 +785,10 @@ static char **rl_keeper_argv(lua_State *L, const rl_spawn_opts_t *o, rl_proc_t *
     argv[n++] = RL_KOPT_KILL_TREE;
   if (o->hold)
     argv[n++] = RL_KOPT_HOLD;
+  if (o->nlisten) {
+    argv[n++] = RL_KOPT_LISTEN_FDS;
+    argv[n++] = (char *)lua_pushfstring(L, "%d", o->nlisten);
+  }
   if (o->pty)
     argv[n++] = RL_KOPT_TTY;
   if (o->foreground)
@@ -809,7 +836,8 @@ static char **rl_keeper_env(lua_State *L, const rl_spawn_opts_t *o)
 /* With a pty, the keeper's stdout and stderr are the slave (slave >= 0), and io[1] reads the
  * master: EOF comes as EIO once the last process holding the slave is gone. */
 static int rl_init_handles(lua_State *L, rl_proc_t *p, const rl_spawn_opts_t *o,
-                           uv_stdio_container_t stdio[4], int master, int slave)
+                           uv_stdio_container_t stdio[RL_KEEPER_LISTEN_FD + RL_MAX_LISTEN],
+                           int master, int slave)
 {
   uv_loop_t *loop = rl_loop(L);
   uv_pipe_init(loop, &p->ctl, 0);
@@ -843,6 +871,11 @@ static int rl_init_handles(lua_State *L, rl_proc_t *p, const rl_spawn_opts_t *o,
   }
   stdio[3].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
   stdio[3].data.stream = (uv_stream_t *)&p->ctl;
+  /* libuv dup2()s each into place in the keeper, which clears the CLOEXEC they have here. */
+  for (int i = 0; i < o->nlisten; i++) {
+    stdio[RL_KEEPER_LISTEN_FD + i].flags = UV_INHERIT_FD;
+    stdio[RL_KEEPER_LISTEN_FD + i].data.fd = o->listen_fds[i];
+  }
   return 0;
 }
 
@@ -881,7 +914,7 @@ static int rl_proc_spawn(lua_State *L)
       return rl_push_error_what(L, err, "a pseudo-terminal");
     }
   }
-  uv_stdio_container_t stdio[4];
+  uv_stdio_container_t stdio[RL_KEEPER_LISTEN_FD + RL_MAX_LISTEN];
   int io_err = rl_init_handles(L, p, &o, stdio, master, slave);
   if (io_err) {
     close(slave);
@@ -899,7 +932,7 @@ static int rl_proc_spawn(lua_State *L)
   opts.env = rl_keeper_env(L, &o);
   opts.cwd = o.cwd;
   opts.stdio = stdio;
-  opts.stdio_count = 4;
+  opts.stdio_count = RL_KEEPER_LISTEN_FD + o.nlisten;
   opts.exit_cb = rl_keeper_exited;
   int err = uv_spawn(rl_loop(L), &p->keeper, &opts);
   if (slave >= 0)

@@ -77,10 +77,15 @@ Options:
       --restart POLICY  never | on-failure | always, when COMMAND exits on its own
                         (default $RESTART)
       --ready PORT      the command counts as up once it listens on PORT; before each start,
-                        wait until PORT is free
+                        wait until PORT is free (a --listen PORT: once it answers a request)
       --proxy LISTEN:TO a dev proxy on port LISTEN in front of COMMAND listening on port TO:
                         requests wait while it restarts, pages reload when it is back
                         (implies --ready TO)
+      --listen [HOST:]PORT  reload binds PORT (on 127.0.0.1 unless HOST is given) once and
+                        passes it to every run as fd 3 (the next --listen as fd 4, ...) with
+                        LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES (systemd's protocol):
+                        connections made during a restart wait instead of being refused
+                        (repeatable; docs/sockets.md)
       --shell           run COMMAND through /bin/sh -c (joined with spaces)
   plus the global options of reload --help (-v, -q, --no-color, --clear, --notify, --json),
   before or after the word run.
@@ -200,6 +205,7 @@ local RUN = {
   ["--restart"] = { key = "restart", arg = true },
   ["--ready"] = { key = "ready", arg = true },
   ["--proxy"] = { key = "proxy", arg = true },
+  ["--listen"] = { key = "listen", arg = true, list = true },
   ["--shell"] = { key = "shell" },
 }
 for k, v in pairs(GLOBAL) do
@@ -443,7 +449,7 @@ end
 --- rest, or nil and the exit status when the command is already done (a usage error, --help,
 --- --version).
 local function begin(argv, at, spec, usage, command)
-  local opts, rest = { defines = {}, watch = {}, ignore = {} }, {}
+  local opts, rest = { defines = {}, watch = {}, ignore = {}, listen = {} }, {}
   local ok, err
   if at then
     -- Before the command word: global options only; the command's own say where they go.
@@ -571,6 +577,21 @@ local function cmd_run(argv, at)
     svc.proxy = { listen = math.tointeger(tonumber(listen)) or listen,
       to = math.tointeger(tonumber(to)) }
   end
+  if #opts.listen > 0 then
+    svc.listen = {}
+    for _, a in ipairs(opts.listen) do
+      local host, port = a:match("^%[(.+)%]:(%d+)$")
+      if not host then
+        host, port = a:match("^([^:]+):(%d+)$")
+      end
+      port = math.tointeger(tonumber(port or a))
+      if not port then
+        return usage_error(("--listen needs a port or HOST:PORT (e.g. 8080, 0.0.0.0:8080), " ..
+          "not '%s'"):format(a), M.run_usage)
+      end
+      svc.listen[#svc.listen + 1] = { port = port, host = host }
+    end
+  end
   local config
   config, err = dsl.from_table(uv.cwd(), svc, opts.ignore)
   if not config then
@@ -579,6 +600,7 @@ local function cmd_run(argv, at)
       :gsub("^'ignore'%[%d+%]", "-i")
       :gsub("^'stop%.grace'", "--grace"):gsub("^'debounce'", "--debounce")
       :gsub("^'restart'", "--restart"):gsub("^'ready'", "--ready")
+      :gsub("^'listen'%[?%d*%]?%.?%a*", "--listen")
     return usage_error(err, M.run_usage)
   end
   -- The service's own ignore list is already pruned by the watcher.

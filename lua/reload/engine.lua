@@ -461,10 +461,19 @@ function M.plan(config)
         p.to.host, p.to.port, p.live and ", live reload" or "",
         #p.css > 0 and (", css " .. table.concat(p.css, " ")) or "")
     end
+    if svc.listen then
+      local socks = {}
+      for i, e in ipairs(svc.listen) do
+        socks[i] = ("%s:%d as fd %d (%s)"):format(e.host, e.port, i + 2, e.name)
+      end
+      lines[#lines + 1] = ("  listen   %s"):format(table.concat(socks, ", "))
+    end
     if svc.ready then
       local r = svc.ready
       local how = {}
-      if r.port then
+      if r.port and require("reload.schema").handed_off(svc.listen, r.port) then
+        how[#how + 1] = "an answer on port " .. r.port -- reload holds it: it always accepts
+      elseif r.port then
         how[#how + 1] = "port " .. r.port
       end
       if r.pattern then

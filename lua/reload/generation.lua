@@ -217,7 +217,13 @@ function M:watch_readiness()
     return
   end
   if ready.port then
-    self:probe_port(ready.port, ready.host)
+    local handed = require("reload.schema").handed_off(self.ctx.cfg.listen, ready.port,
+      ready.host)
+    if handed then
+      self:probe_request(handed)
+    else
+      self:probe_port(ready.port, ready.host)
+    end
   end
   self:after(ready.timeout * 1000, function()
     if not self.is_ready and not self.is_gone then
@@ -244,6 +250,18 @@ function M:probe_port(port, host)
     end, host)
   end
   poll()
+end
+
+--- Readiness of a port reload holds (`listen`): the connection waits in the backlog until this
+--- generation accepts it, so ready means it answered a request (ports.answers). One probe: it
+--- waits for as long as the generation runs, and the timeout only warns, as for a port.
+function M:probe_request(entry)
+  local probe
+  probe = ports.answers(entry.host, entry.port, function()
+    self.timers[probe] = nil
+    self:became_ready()
+  end)
+  self.timers[probe] = true -- stopped with the timers: when ready, stopping or gone
 end
 
 function M:became_ready()

@@ -26,6 +26,28 @@ local function to_argv(cmd)
 end
 M.to_argv = to_argv
 
+local SHELL_WORDS = { ["if"] = true, ["for"] = true, ["while"] = true, ["until"] = true,
+  ["case"] = true, ["exec"] = true, ["{"] = true, ["!"] = true }
+
+--- A shell command string as `exec STRING` when it is one simple command, else nil. Debian's
+--- /bin/sh (dash 0.5.12) forks even the only command of `sh -c`, so the program would not be
+--- the process the keeper set LISTEN_PID to, and a consumer that checks it (sd_listen_fds, Go's
+--- activation, gunicorn, Rust's listenfd) would ignore the sockets. Conservative: any ';',
+--- '&' (but in >&), '|' or newline (a list, a pipeline, a job, even quoted), a leading
+--- assignment, subshell or keyword leaves the string as it is.
+---@param cmd string
+---@return string|nil
+function M.exec_form(cmd)
+  if cmd:gsub("[<>]&", ""):find("[;&|\n]") then -- 2>&1 is a redirection, not a job
+    return nil
+  end
+  local first = cmd:match("^%s*(%S+)")
+  if not first or SHELL_WORDS[first] or first:find("[=(]") then
+    return nil
+  end
+  return "exec " .. cmd
+end
+
 --- Runs fn(...) under xpcall; returns true and its results, or false and the error with its
 --- traceback.
 local function protect(fn, ...)
@@ -54,6 +76,9 @@ function M.command(cfg, ctx)
       return nil, ("the run function (%s) %s"):format(step.label, why)
     end
     cmd = argv
+  end
+  if cfg.listen and type(cmd) == "string" then
+    cmd = M.exec_form(cmd) or cmd -- LISTEN_PID must name the program itself
   end
   cmd = to_argv(cmd)
   for i, wrap in ipairs(cfg.wrap) do

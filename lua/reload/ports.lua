@@ -46,6 +46,44 @@ function M.connectable(port, fn, host)
   end)
 end
 
+--- A request probe for a port whose listening socket reload holds (`listen`): there a
+--- connection always succeeds, into the kernel's backlog, whether or not a server accepts, so
+--- "it accepts" says nothing. The probe connects, sends `HEAD / HTTP/1.0` and calls fn() once
+--- anything comes back (bytes, an end of stream or a reset): a process accepted the connection
+--- and acted on it. Returns an object whose stop() abandons the probe.
+---@param host string the socket's address (0.0.0.0 and :: are probed on loopback)
+---@param port integer
+---@param fn fun()
+---@return { stop: fun(self) }
+function M.answers(host, port, fn)
+  local tcp = uv.new_tcp()
+  local probe = {}
+  function probe.stop()
+    if not tcp:is_closing() then
+      tcp:close()
+    end
+  end
+  local function done()
+    if not tcp:is_closing() then
+      tcp:close()
+      fn()
+    end
+  end
+  local target = host == "0.0.0.0" and "127.0.0.1" or host == "::" and "::1" or host
+  tcp:connect(target, port, function(err)
+    if err then
+      done() -- not ours to judge: the socket is reload's, a refusal means it was closed
+      return
+    end
+    tcp:write("HEAD / HTTP/1.0\r\nHost: " .. (target:find(":") and "[" .. target .. "]" or
+      target) .. ":" .. port .. "\r\nUser-Agent: reload-ready-probe\r\n\r\n")
+    tcp:read_start(function()
+      done()
+    end)
+  end)
+  return probe
+end
+
 local function listening_inodes(port)
   local inodes = {}
   for _, file in ipairs({ "/proc/net/tcp", "/proc/net/tcp6" }) do

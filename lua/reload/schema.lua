@@ -228,6 +228,77 @@ local function check_table_keys(key, v, allowed)
   end
 end
 
+--- `listen`: a port, { port =, host =, name = }, or a list of those; normalized to a list of
+--- { port, host, name } (name nil until M.finish gives the service's). systemd's rules for a
+--- name: at most 255 printable ASCII characters, no ':' (LISTEN_FDNAMES separates with it).
+---@param key string
+---@param v any
+---@return { port: integer, host: string, name: string|nil }[]
+function M.listen_list(key, v)
+  if math.type(v) == "integer" or type(v) == "table" and v.port ~= nil then
+    v = { v }
+  end
+  if type(v) ~= "table" or next(v) == nil then
+    fail(("'%s' must be a port, { port =, host =, name = }, or a list of them"):format(key))
+  end
+  local out, seen = {}, {}
+  for k in pairs(v) do
+    if math.type(k) ~= "integer" then
+      fail(("'%s' has an unknown key '%s' (known: port, host, name)"):format(key, tostring(k)))
+    end
+  end
+  for i, e in ipairs(v) do
+    local at = #v > 1 and ("%s[%d]"):format(key, i) or key
+    if math.type(e) == "integer" then
+      e = { port = e }
+    end
+    if type(e) ~= "table" then
+      fail(("'%s' must be a port number or { port =, host =, name = }, not %s"):format(at,
+        quote(e)))
+    end
+    check_table_keys(at, e, { port = true, host = true, name = true })
+    if math.type(e.port) ~= "integer" or e.port < 1 or e.port > 65535 then
+      fail(("'%s.port' must be a port number (1-65535), not %s"):format(at, quote(e.port)))
+    end
+    local host = e.host == nil and "127.0.0.1" or e.host
+    if type(host) ~= "string" or not require("reload.ports").address(host) then
+      fail(("'%s.host' must be a numeric address (\"127.0.0.1\", \"0.0.0.0\", \"::1\"), " ..
+        "not %s"):format(at, quote(e.host)))
+    end
+    if e.name ~= nil and (type(e.name) ~= "string" or e.name == "" or #e.name > 255 or
+        e.name:find("[^\32-\126]") or e.name:find(":", 1, true)) then
+      fail(("'%s.name' must be 1 to 255 printable ASCII characters without ':', not %s")
+        :format(at, quote(e.name)))
+    end
+    local id = host .. " " .. e.port
+    if seen[id] then
+      fail(("'%s': %s port %d is listed twice"):format(at, host, e.port))
+    end
+    seen[id] = true
+    out[#out + 1] = { port = e.port, host = host, name = e.name }
+  end
+  return out
+end
+
+local WILDCARD = { ["0.0.0.0"] = true, ["::"] = true }
+
+--- The entry of `listen` that a connection to host:port reaches (host: `ready.host`, default
+--- 127.0.0.1), if any: reload holds that socket, so the port is never free and accepts (into
+--- the backlog) while no run does.
+---@param listen table|nil normalized `listen`
+---@param port integer
+---@param host? string
+---@return table|nil
+function M.handed_off(listen, port, host)
+  host = host or "127.0.0.1"
+  for _, e in ipairs(listen or {}) do
+    if e.port == port and (e.host == host or WILDCARD[e.host] or WILDCARD[host]) then
+      return e
+    end
+  end
+  return nil
+end
+
 --- Checks a Lua pattern the way string.find reads it (lstrlib.c's classEnd, do_match and the
 --- capture checks), so that a pattern that passes cannot raise whatever text it meets. Returns
 --- nil, or the message string.find would raise.
@@ -584,6 +655,18 @@ M.keys = {
   flag_key("tty", "the command's output goes through a pseudo-terminal of its own (programs " ..
     "line-buffer and keep their colours); false: pipes", true),
   {
+    name = "listen", type = "port, table or list of them",
+    merge = "replace",
+    doc = "sockets reload binds once and passes to every run as fds 3, 4, ... (`LISTEN_FDS`, " ..
+      "systemd's protocol): connections made during a restart wait for the next run; " ..
+      "`{ port =, host =, name = }` (docs/sockets.md)",
+    default_doc = "none",
+    default = function() return nil end,
+    check = function(key, v)
+      return M.listen_list(key, v)
+    end,
+  },
+  {
     name = "proxy", type = "table",
     merge = "replace",
     doc = "`{ listen =, to =, css =, hold =, queue =, live = }`: a dev proxy on `listen` in " ..
@@ -631,6 +714,14 @@ end
 function M.finish(svc)
   if svc.proxy and not svc.ready then
     svc.ready = require("reload.proxy").implied_ready(svc.proxy)
+  end
+  for _, e in ipairs(svc.listen or {}) do
+    e.name = e.name or svc.name -- systemd names a unit's sockets after the unit
+  end
+  if svc.proxy and svc.proxy.listen and M.handed_off(svc.listen, svc.proxy.listen.port or -1)
+  then
+    fail(("service \"%s\": port %d is both the proxy's 'listen' and in 'listen'; hand the " ..
+      "server the proxy's 'to' port instead"):format(svc.name, svc.proxy.listen.port))
   end
   if not svc.run and #svc.build == 0 then
     fail(("service \"%s\" has neither 'run' nor 'build': nothing to do"):format(svc.name))

@@ -40,6 +40,8 @@ local log = require("reload.log")
 local loopguard = require("reload.loopguard")
 local pipeline = require("reload.pipeline")
 local ports = require("reload.ports")
+local schema = require("reload.schema")
+local sockets = require("reload.sockets")
 local vcs = require("reload.vcs")
 
 M.backoff_base_ms = 250
@@ -737,7 +739,10 @@ function M:launch(plan)
     return { name = "waiting", plan = plan }
   end
   local port = self.cfg.ready and self.cfg.ready.port
-  if port and not ports.bindable(port, self.cfg.ready.host) then
+  -- A port reload passes on is held by reload itself: never free, and never needs to be.
+  local host = self.cfg.ready and self.cfg.ready.host
+  if port and not schema.handed_off(self.cfg.listen, port, host) and
+    not ports.bindable(port, host) then
     return self:wait_port(plan, port)
   end
   return self:spawn(plan)
@@ -799,10 +804,23 @@ function M:spawn(plan)
     self:drop_spare()
     return { name = "failed", why = "cwd" }
   end
+  local fds, lerr
+  if self.cfg.listen then
+    fds, lerr = sockets.fds(self.core, self.name, self.cfg.listen)
+    if not fds then
+      log.error("%s: cannot start: %s; waiting for a change", self.name, lerr)
+      self:drop_spare()
+      return { name = "failed", why = "listen" }
+    end
+  end
   self.generations = self.generations + 1
   local n = self.generations
   local spare = self.spare
   self.spare = nil
+  if spare and spare.listen_key ~= sockets.key(self.cfg.listen) then
+    self:drop_one(spare) -- its keeper holds other sockets than this definition's
+    spare = nil
+  end
   if spare and not generation.usable(spare, cwd) then
     self:drop_one(spare) -- started in a directory that is gone
     spare = nil
@@ -888,6 +906,8 @@ function M:gen_ctx()
       stop_signal = cfg.stop.signal,
       grace_ms = math.floor(cfg.stop.grace * 1000 + 0.5),
       on_event = function(ev) holder.on_event(ev) end,
+      -- Bound by spawn() before any keeper that gets them is spawned: this only looks them up.
+      listen = cfg.listen and sockets.fds(self.core, self.name, cfg.listen) or nil,
     }
     local write = out -- nil: reload's stdout as it is
     local shown, plain -- colour filters: of what is shown (nil: kept), of what `ready` reads
@@ -1065,8 +1085,12 @@ function M:arm_spare(delay_ms)
     end)
     return
   end
-  if not self.spare and self.state.name ~= "stopped" and not self.on_stopped and self.cfg.run then
+  if not self.spare and self.state.name ~= "stopped" and not self.on_stopped and self.cfg.run and
+    (not self.cfg.listen or sockets.held_all(self.name, self.cfg.listen)) then
     self.spare = generation.spare(self:gen_ctx())
+    if self.spare then
+      self.spare.listen_key = sockets.key(self.cfg.listen)
+    end
   end
 end
 
@@ -1118,6 +1142,9 @@ function M:environment(changed, cfg)
     end
     env.RELOAD_SERVICE = self.name
     env.RELOAD_CHANGED, env.RELOAD_CHANGED_FILE = nil, nil
+    -- LISTEN_FDS and LISTEN_PID are the keeper's: only it knows the command's pid.
+    env.LISTEN_FDS, env.LISTEN_PID = nil, nil
+    env.LISTEN_FDNAMES = cfg.listen and sockets.names(cfg.listen) or nil
     local list = {}
     for k, v in pairs(env) do
       list[#list + 1] = k .. "=" .. v

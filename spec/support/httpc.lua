@@ -203,7 +203,7 @@ end
 function M.load(port, opts)
   local self = { ok = 0, bad = 0, refused = 0, failed = 0, statuses = {}, samples = {},
     running = true, conns = {}, errors = {} }
-  local request = M.get(opts.path)
+  local request = M.get(opts.path, opts.headers) -- "Connection: close": one per request
   local function note(err)
     if #self.errors < 20 then
       self.errors[#self.errors + 1] = tostring(err)
@@ -217,6 +217,9 @@ function M.load(port, opts)
       end
       local t0 = now_ms()
       conn:request(request, function(res, err)
+        if not res and not self.running then
+          return -- cut by stop(): not part of the measurement
+        end
         if not res then
           self.failed = self.failed + 1
           note(err)
@@ -247,6 +250,9 @@ function M.load(port, opts)
       end)
     end
     self.conns[slot] = M.connect(port, function(conn, err)
+      if not conn and not self.running then
+        return -- cancelled by stop()
+      end
       if not conn then
         self.refused = self.refused + 1
         note(err)

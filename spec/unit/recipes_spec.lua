@@ -203,6 +203,22 @@ describe("recipes", function()
         assert.has_error(function() python.gunicorn({ debugpy = true }) end)
       end)
 
+    it("handoff: uvicorn --fd 3, gunicorn without --bind (it reads LISTEN_FDS), and listen",
+      function()
+        local svc = python.fastapi({ app = "main:api", port = 8001, handoff = true })
+        assert.are.same({ "python3", "-m", "uvicorn", "main:api", "--fd", "3" }, svc.run)
+        assert.are.same({ { port = 8001, host = "127.0.0.1" } }, svc.listen)
+        assert.are.same({ port = 8001 }, svc.ready)
+        svc = python.gunicorn({ app = "web:app", handoff = true })
+        assert.are.same({ "python3", "-m", "gunicorn", "--workers", "2", "--graceful-timeout",
+          "2", "web:app" }, svc.run)
+        assert.are.same({ { port = 8000, host = "127.0.0.1" } }, svc.listen)
+        assert.is_nil(python.gunicorn({}).listen)
+        assert.are.same({ { port = 3001, host = "127.0.0.1" } },
+          node.express({ port = 3001, handoff = true }).listen)
+        assert.is_nil(node.express({}).listen)
+      end)
+
     it("debugger: a wrapper that says how to attach", function()
       local wrap = python.debugger({ listen = "127.0.0.1:5999", wait = true })
       assert.are.same({ "python3", "-m", "debugpy", "--listen", "127.0.0.1:5999",

@@ -22,6 +22,35 @@ describe("reload.schema", function()
       "README.md must contain, as is:\n" .. schema.markdown_table())
   end)
 
+  it("listen: ports and tables, normalized to a list; bad entries named", function()
+    local function err(v)
+      local ok, e = pcall(schema.check, "listen", v)
+      assert.is_false(ok)
+      return e.dsl
+    end
+    assert.are.same({ { port = 8080, host = "127.0.0.1" } }, schema.check("listen", 8080))
+    assert.are.same({ { port = 1, host = "::1", name = "web" },
+      { port = 2, host = "0.0.0.0" } }, schema.check("listen", { { port = 1, host = "::1",
+      name = "web" }, { port = 2, host = "0.0.0.0" } }))
+    assert.are.same({ { port = 9, host = "127.0.0.1" } }, schema.check("listen", { port = 9 }))
+    assert.matches("'listen.port' must be a port number", err(0))
+    assert.matches("'listen%[2%]%.port' must be a port number", err({ 1, 70000 }))
+    assert.matches("'listen.host' must be a numeric address", err({ port = 1, host = "x.org" }))
+    assert.matches("'listen.host' must be a numeric address", err({ port = 1, host = "1.2.3.256" }))
+    assert.matches("'listen.name' must be 1 to 255", err({ port = 1, name = "a:b" }))
+    assert.matches("'listen%[2%]': 127.0.0.1 port 1 is listed twice", err({ 1, 1 }))
+    assert.matches("unknown key 'bind'", err({ port = 1, bind = 2 }))
+    assert.matches("must be a port", err({}))
+    -- Names default to the service's (systemd: the unit's); ready on a held port is a probe.
+    local svc = schema.defaults("api")
+    svc.run = { kind = "argv", cmd = { "x" } }
+    svc.listen = schema.check("listen", { 8080, { port = 8081, name = "admin" } })
+    schema.finish(svc)
+    assert.are.same({ "api", "admin" }, { svc.listen[1].name, svc.listen[2].name })
+    assert.are.equal(svc.listen[1], schema.handed_off(svc.listen, 8080))
+    assert.is_nil(schema.handed_off(svc.listen, 9999))
+  end)
+
   it("compiles globs with the core: a bad one names its entry, '!' needs an inclusion", function()
     local function err(key, v)
       local ok, e = pcall(schema.check, key, v)

@@ -59,6 +59,8 @@ function core._timer_probe(ms, fn) end
 --- fd 0 (stdin = "inherit": it reads the terminal without SIGTTIN); core.tty_reclaim takes
 --- it back. Not with pty.
 ---@field on_event? fun(ev: reload.ProcessEvent)
+---@field listen? integer[] open listening sockets (Socket:fd()): the command gets them as fds 3,
+--- 4, ... with LISTEN_FDS and LISTEN_PID = its own pid (set by the keeper after fork); at most 64
 
 ---@class reload.ProcessEvent
 ---@field type "held"|"started"|"main-exit"|"stopping"|"forcing"|"tree-empty"|"exit"
@@ -165,6 +167,35 @@ function core.tty_foreground() end
 --- meanwhile); true at once when stdin is no terminal or reload has the foreground already.
 ---@return true|nil ok, string? err, string? code
 function core.tty_reclaim() end
+---@class reload.Socket
+local Socket = {}
+
+--- The descriptor (CLOEXEC in reload: a command gets it only through spawn's `listen`).
+---@return integer
+function Socket:fd() end
+
+--- The port it is bound to (the kernel's choice when asked for port 0).
+---@return integer
+function Socket:port() end
+
+---@return string
+function Socket:host() end
+
+--- Closes it (idempotent); connections still waiting in its backlog are reset.
+---@return true
+function Socket:close() end
+
+---@class reload.ListenOptions
+---@field host? string a numeric IPv4 or IPv6 address; default "127.0.0.1"
+---@field port integer 0 for any free port
+---@field backlog? integer default SOMAXCONN (the kernel caps it at net.core.somaxconn)
+
+--- A listening TCP socket (socket, SO_REUSEADDR, bind, listen) that nothing accepts on in
+--- reload: luv's listen would accept on reload's loop; connections wait in the backlog for the
+--- command the socket is passed to.
+---@param opts reload.ListenOptions
+---@return reload.Socket|nil socket, string? err, string? code
+function core.listen(opts) end
 
 ---@class reload.Glob
 local Glob = {}

@@ -104,6 +104,9 @@ end
 
 ---@class reload.recipes.node.Express: reload.recipes.node.Options
 ---@field port? integer PORT for the server (default 3000); up once it listens there
+---@field handoff? boolean reload binds 127.0.0.1:PORT once and passes it as fd 3 (`listen`,
+--- docs/sockets.md); the app serves it with `app.listen({ fd: 3 })` when LISTEN_FDS is set.
+--- Through npm, fd 3 reaches node but LISTEN_PID names npm: the app must not check it
 
 --- An Express (or any node HTTP) server: `npm run SCRIPT` (default "start", as
 --- express-generator writes it) or `node MAIN`, with PORT set and up once it listens on it.
@@ -117,9 +120,10 @@ function M.express(opts)
   local port = port_of(name, opts, 3000)
   local run = opts.main and { "node", opts.main } or { "npm", "run", opts.script or "start" }
   local defaults = with_inspect({ watch = M.watch, ignore = M.ignore, run = run,
-    env = { PORT = tostring(port) }, ready = { port = port } }, opts)
+    env = { PORT = tostring(port) }, ready = { port = port },
+    listen = opts.handoff and { { port = port, host = "127.0.0.1" } } or nil }, opts)
   return recipe.merge(name, defaults, opts, { main = true, script = true, inspect = true,
-    port = true })
+    port = true, handoff = true })
 end
 
 ---@class reload.recipes.node.Vite

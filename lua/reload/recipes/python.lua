@@ -118,6 +118,10 @@ end
 ---@field python? string interpreter (default "python3")
 ---@field debugpy? string|boolean run under debugpy (address, or true for 127.0.0.1:5678)
 
+---@class reload.recipes.python.Handoff: reload.recipes.python.Server
+---@field handoff? boolean reload binds host:port once and passes it as fd 3 (`listen`,
+--- docs/sockets.md): connections made during a restart wait instead of being refused
+
 ---@class reload.recipes.python.Django: reload.recipes.python.Server
 ---@field manage? string default "manage.py"
 ---@field settings? string DJANGO_SETTINGS_MODULE
@@ -125,7 +129,7 @@ end
 ---@class reload.recipes.python.Flask: reload.recipes.python.Server
 ---@field debug? boolean Flask's interactive debugger (FLASK_DEBUG=1), never its reloader
 
----@class reload.recipes.python.Gunicorn: reload.recipes.python.Server
+---@class reload.recipes.python.Gunicorn: reload.recipes.python.Handoff
 ---@field workers? integer default 2
 ---@field worker_class? string gunicorn --worker-class
 ---@field graceful? number gunicorn --graceful-timeout, seconds (default 2)
@@ -188,17 +192,19 @@ end
 
 --- An ASGI app (FastAPI, Starlette, …) under uvicorn: `python3 -m uvicorn APP --host H --port
 --- P`. uvicorn's reloader (--reload) is not asked for: reload restarts it. TERM is uvicorn's
---- graceful stop (requests in flight finish, lifespan shutdown runs).
----@param opts? reload.recipes.python.Server|table
+--- graceful stop (requests in flight finish, lifespan shutdown runs). With handoff = true,
+--- `uvicorn APP --fd 3` serves the socket reload holds (uvicorn does not read LISTEN_PID).
+---@param opts? reload.recipes.python.Handoff|table
 ---@return table service definition
 function M.fastapi(opts)
   opts = opts or {}
   local name = "recipes.python.fastapi"
   local host, port = address(name, opts, 8000)
-  local run = { opts.python or "python3", "-m", "uvicorn", opts.app or "main:app", "--host",
-    host, "--port", tostring(port) }
-  return service(name, opts, { run = append(run, opts.args), ready = { port = port } },
-    own({ app = true, port = true, host = true }))
+  local run = { opts.python or "python3", "-m", "uvicorn", opts.app or "main:app" }
+  append(run, opts.handoff and { "--fd", "3" } or { "--host", host, "--port", tostring(port) })
+  return service(name, opts, { run = append(run, opts.args), ready = { port = port },
+    listen = opts.handoff and { { port = port, host = host } } or nil },
+    own({ app = true, port = true, host = true, handoff = true }))
 end
 M.uvicorn = M.fastapi
 
@@ -208,7 +214,10 @@ M.uvicorn = M.fastapi
 --- request, for up to G seconds (default 2), and reload's grace is G + 2 s, so gunicorn ends its
 --- own shutdown. A TERM to each worker as well would have the master fork new ones first (and
 --- wait its whole graceful timeout for those still booting). Never USR2: that is gunicorn's
---- binary upgrade, a second master beside the first.
+--- binary upgrade, a second master beside the first. With handoff = true there is no --bind:
+--- gunicorn serves the sockets of LISTEN_FDS itself when LISTEN_PID is its pid, which it is (the
+--- master is the command). `--bind fd://3` as well would open fd 3 twice (gunicorn 20.1 then
+--- fails with EBADF).
 ---@param opts? reload.recipes.python.Gunicorn|table
 ---@return table service definition
 function M.gunicorn(opts)
@@ -220,8 +229,12 @@ function M.gunicorn(opts)
   end
   local host, port = address(name, opts, 8000)
   local graceful = opts.graceful or 2
-  local run = { opts.python or "python3", "-m", "gunicorn", "--bind", ("%s:%d"):format(host, port),
-    "--workers", tostring(opts.workers or 2), "--graceful-timeout", tostring(graceful) }
+  local run = { opts.python or "python3", "-m", "gunicorn" }
+  if not opts.handoff then
+    append(run, { "--bind", ("%s:%d"):format(host, port) })
+  end
+  append(run, { "--workers", tostring(opts.workers or 2), "--graceful-timeout",
+    tostring(graceful) })
   if opts.worker_class then
     append(run, { "--worker-class", opts.worker_class })
   end
@@ -231,9 +244,10 @@ function M.gunicorn(opts)
     run = run,
     watch = join(M.watch, M.templates),
     ready = { port = port },
+    listen = opts.handoff and { { port = port, host = host } } or nil,
     stop = { signal = "TERM", grace = graceful + 2, to = "main" },
   }, own({ app = true, port = true, host = true, workers = true, worker_class = true,
-    graceful = true }))
+    graceful = true, handoff = true }))
 end
 
 --- The Reloadfile `reload init python` writes, for the project reload.detect found: Django,

@@ -1,0 +1,3 @@
+module example.com/sockets
+
+go 1.19
