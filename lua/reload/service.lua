@@ -139,7 +139,27 @@ function M:compile(cfg)
     ignore = self.core.ignore({ root = self.root, patterns = patterns, defaults = false,
       gitignore = false })
   end
-  self.watch, self.ignore = watch, ignore
+  self.watch, self.ignore, self.watch_globs = watch, ignore, cfg.watch
+end
+
+--- Could a watch glob match a path below dir? A glob without a slash (but a trailing one)
+--- matches at any depth; one with a slash is anchored at the root, so its literal leading
+--- directories must agree with dir's ("src/**" never matches below "run/").
+---@param glob string
+---@param dir string relative to the root, no trailing slash
+---@return boolean
+local function may_match_below(glob, dir)
+  if glob:sub(1, 1) == "!" then
+    return false
+  end
+  local body = glob:gsub("^/", "")
+  if not body:sub(1, -2):find("/", 1, true) then
+    return true
+  end
+  local literal = body:match("^[^*?%[{\\]*")
+  local prefix = literal:match("^(.*/)") or ""
+  local below = dir .. "/"
+  return below:sub(1, #prefix) == prefix or prefix:sub(1, #below) == below
 end
 
 --- Does a changed file concern this service?
@@ -156,7 +176,15 @@ end
 ---@param path string
 ---@return boolean
 function M:concerns_dir(path)
-  return not (self.ignore and self.ignore:ignored(path, true))
+  if self.ignore and self.ignore:ignored(path, true) then
+    return false
+  end
+  for _, glob in ipairs(self.watch_globs or { "**" }) do
+    if may_match_below(glob, path) then
+      return true
+    end
+  end
+  return false
 end
 
 -- Inputs -------------------------------------------------------------------------------------

@@ -287,6 +287,24 @@ service "b" { run = "./b" }
     assert.matches("pkg/util/ changed", text())
   end)
 
+  it("a removed directory concerns only services whose globs could match below it", function()
+    start('service "api" { watch = { "src/**", "!src/gen/**" }, build = "make", ' ..
+      'run = "./api" }\nservice "docs" { watch = "*.md", run = "./docs" }')
+    core.last("make"):exit(0)
+    core.last("./api"):start()
+    local docs = core.last("./docs")
+    docs:start()
+    -- Anchored globs: "src/**" never matches below run/ (reload's own private directory, a
+    -- build's temporary one); "*.md" matches at any depth.
+    core.watcher.opts.on_events({ { path = "run/reload-1", kind = "remove", dir = true } })
+    clock.advance(debounce.removal_grace_ms)
+    assert.are.equal(1, core.count("make"))
+    assert.are.equal(1, docs.stops)
+    core.watcher.opts.on_events({ { path = "src", kind = "remove", dir = true } })
+    clock.advance(debounce.removal_grace_ms)
+    assert.are.equal(2, core.count("make"))
+  end)
+
   it("starts one new process when changes arrive while the old tree is stopping", function()
     start('service "api" { run = "./api", debounce = 0 }')
     local old = core.last("./api")
