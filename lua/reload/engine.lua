@@ -425,6 +425,27 @@ function M:quit(fn, force)
   one()
 end
 
+--- The processes that reload could not stop (service.lua `left_running`) and that still run.
+---@return reload.Survivor[]
+function M:survivors()
+  local out = {}
+  for _, svc in ipairs(self.services) do
+    for _, sv in ipairs(svc.survivors or {}) do
+      -- Alive: in /proc and not a zombie (init may not have reaped one that was killed since).
+      local f = io.open(("/proc/%d/stat"):format(sv.pid), "r")
+      local stat = f and f:read("a") or ""
+      if f then
+        f:close()
+      end
+      local comm, state = stat:match("^%d+ %((.*)%) (%a)")
+      if state and state ~= "Z" and state ~= "X" and (not sv.comm or comm == sv.comm) then
+        out[#out + 1] = sv
+      end
+    end
+  end
+  return out
+end
+
 --- The plan, for `reload check`: one line per fact.
 ---@param config reload.Config
 ---@return string[]
