@@ -185,10 +185,22 @@ function M:changes(events, overflow)
   self.debouncer:push(events, overflow)
 end
 
+--- The project root is gone: the changes collected so far went with it, and no restart may
+--- start a command there (the engine holds the next batches until it is back).
+function M:hold()
+  self.debouncer:cancel()
+  if self.loop_timer then
+    self.loop_timer:stop()
+    self.loop_timer = nil
+  end
+end
+
 --- A burst of changes is over: restart, unless the loop guard holds it back (its own start
---- keeps writing a watched file: see loopguard.lua).
+--- keeps writing a watched file: see loopguard.lua). overflow: anything may have changed (true,
+--- events were lost; or a string saying why).
 function M:burst(paths, overflow, t0)
-  local cause = overflow and "events were lost" or (log.paths(paths) .. " changed")
+  local cause = type(overflow) == "string" and overflow or overflow and "events were lost" or
+    (log.paths(paths) .. " changed")
   if self.loop_timer then
     self.loop_timer:stop()
     self.loop_timer = nil

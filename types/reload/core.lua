@@ -202,8 +202,10 @@ function Ignore:forget(dir) end
 function core.ignore(opts) end
 
 ---@class reload.WatchEvent
----@field path string relative to the root
----@field kind "create"|"modify"|"remove"|"rename"|"overflow"
+---@field path? string relative to the root (none for "overflow", "root-gone", "root-back")
+---@field kind "create"|"modify"|"remove"|"rename"|"close"|"overflow"|"root-gone"|"root-back"
+--- "root-gone": the root itself went (nothing is watched); "root-back": a directory is at its
+--- path again, watched anew (an "overflow" comes with it)
 ---@field dir? boolean the path is a directory (stands for its whole subtree)
 ---@field from? string "rename": the old path
 
