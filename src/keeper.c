@@ -828,6 +828,11 @@ int rl_keeper_main(int argc, char **argv)
     fprintf(stderr, "usage: reload " RL_KEEPER_MODE " [OPTIONS] -- COMMAND [ARG...]\n");
     return 2;
   }
+  /* Out of reload's process group: a signal to that group (a terminal's Ctrl-C, a CI job's
+   * `kill -KILL -PGID`) reaches reload, which stops the trees in order, and not the keepers
+   * too. Above all a group SIGKILL: keepers killed with reload could tear nothing down, and
+   * whatever left the command's group (setsid) would survive. reload's death is their stop. */
+  setpgid(0, 0);
   /* Fds reload leaked to us (a Lua io.open is not CLOEXEC) would be held until we exit. */
   syscall(SYS_close_range, 4U, ~0U, 0U);
   rl_read_hooks(k);
