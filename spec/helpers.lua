@@ -647,6 +647,53 @@ function M.start_reload(args, opts)
   return M.start(argv, opts)
 end
 
+--- A session of the real reload in dir: `reload ARGS...` with NO_COLOR and a unique marker in
+--- its environment, which every process it starts inherits. Returns the process and the marker
+--- ("RELOAD_SPEC=<unique>") that M.end_session and M.tagged look for.
+---@param dir string
+---@param args? string[]
+---@param env? table<string, string|false> more variables (false removes one)
+---@return table proc, string marker
+function M.session(dir, args, env)
+  local value = M.unique("RELOAD_SPEC")
+  local vars = { RELOAD_SPEC = value, NO_COLOR = "1" }
+  for k, v in pairs(env or {}) do
+    vars[k] = v
+  end
+  local proc = M.start_reload(args or {}, { cwd = dir, env = M.env_with(vars) })
+  return proc, "RELOAD_SPEC=" .. value
+end
+
+--- Ends a session: sends sig (default SIGINT), expects reload to exit 0, and fails naming every
+--- process of the session still alive (after killing them).
+---@param proc table
+---@param marker string
+---@param sig? string
+function M.end_session(proc, marker, sig)
+  local luassert = require("luassert")
+  proc:signal(sig or "sigint")
+  luassert.are.equal(0, proc:wait(20000), proc:text())
+  local left = M.tagged(marker)
+  M.kill_all(left)
+  luassert.are.same({}, left, "processes left: " .. M.describe(left))
+end
+
+--- Waits until 127.0.0.1:port answers a GET / with expected: the whole body, or (plain = true)
+--- text found in it. Fails with what the port last answered, and the end of what reload said.
+---@param port integer
+---@param expected string
+---@param opts? { plain: boolean, max_ms: integer, proc: table }
+function M.answers(port, expected, opts)
+  opts = opts or {}
+  return M.retry(opts.max_ms or 20000, function()
+    local body, err = M.http_get(port)
+    local ok = body ~= nil and (opts.plain and body:find(expected, 1, true) ~= nil or
+      body == expected)
+    return ok, ("port %d answered %s\nreload said:\n%s"):format(port, tostring(body or err),
+      opts.proc and opts.proc:text():sub(-2000) or "")
+  end)
+end
+
 --- This process's environment as a "K=V" list, with extra variables set (or removed: false).
 ---@param extra? table<string, string|false>
 ---@return string[]

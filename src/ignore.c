@@ -334,13 +334,18 @@ struct rl_ignore {
 };
 
 /* Built-in defaults. Version control metadata and dependency trees are never sources a rebuild
- * waits for; the rest are files that editors and tools write next to the one being saved, or
- * only look at: vim's swap files (.x.swp ... .x.swx, .x.swpx, which vim also creates and
- * removes to probe a directory on open) and backups (x~), its "4913" write probe, Emacs locks
- * (.#x) and autosaves (#x#), JetBrains safe-write temporaries, Kate swap files, the GIO
- * temporaries of gedit and GNOME editors, `sed -i` temporaries (sed + 6 letters or digits), and
- * macOS folder metadata. docs/watching.md lists them; spec/functional/ignore_spec.lua proves
- * each. */
+ * waits for; then files that editors and tools write next to the one being saved, or only look
+ * at: vim's swap files (.x.swp ... .x.swx, .x.swpx, which vim also creates and removes to probe
+ * a directory on open) and backups (x~), its "4913" write probe, Emacs locks (.#x) and
+ * autosaves (#x#), JetBrains safe-write temporaries, Kate swap files, the GIO temporaries of
+ * gedit and GNOME editors, `sed -i` temporaries (sed + 6 letters or digits), and macOS folder
+ * metadata. Last, what toolchains write into the tree while a program starts or builds, which
+ * would restart it (a loop, when the start writes it): Python's bytecode, Vite 4-5's bundled
+ * config (x.config.js.timestamp-<ms>-<hash>.mjs, written beside the config and removed at each
+ * start), SvelteKit's generated .svelte-kit/, go build's umask probe (<output>-go-tmp-umask)
+ * and Delve's debug binary (__debug_bin, __debug_bin<n> since 1.21). Only names no one gives a
+ * source file: Cargo's target/ is a default only where a Cargo.toml says so (reload.detect).
+ * docs/watching.md lists them; spec/functional/ignore_spec.lua proves each. */
 #define RL_ALNUM "[a-zA-Z0-9]"
 static const char *const rl_default_patterns[] = {
     ".git",
@@ -359,6 +364,12 @@ static const char *const rl_default_patterns[] = {
     ".goutputstream-*",
     "sed" RL_ALNUM RL_ALNUM RL_ALNUM RL_ALNUM RL_ALNUM RL_ALNUM,
     ".DS_Store",
+    "__pycache__/",
+    "*.pyc",
+    "*.timestamp-*.mjs",
+    ".svelte-kit/",
+    "*-go-tmp-umask",
+    "__debug_bin*",
     NULL,
 };
 

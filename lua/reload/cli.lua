@@ -36,7 +36,8 @@ Commands:
   script FILE [ARG...]  run a Lua file inside reload's runtime (luv and reload.core loaded),
                         then run the event loop until nothing is left on it
 
-Options:
+Options (before or after the command; a command's own options after it, and after -- every
+word belongs to the command that run starts):
   -f, --file FILE       the Reloadfile to use
   -D, --define KEY[=VALUE]
                         set a flag the Reloadfile reads with flag("KEY") (VALUE defaults to true)
@@ -81,7 +82,8 @@ Options:
                         requests wait while it restarts, pages reload when it is back
                         (implies --ready TO)
       --shell           run COMMAND through /bin/sh -c (joined with spaces)
-  plus the global options of reload --help (-v, -q, --no-color, --clear, --notify).
+  plus the global options of reload --help (-v, -q, --no-color, --clear, --notify, --json),
+  before or after the word run.
 ]==]
 do
   local d = schema.defaults("main")
@@ -123,16 +125,17 @@ end
 
 -- Options -----------------------------------------------------------------------------------
 
---- Parses options; returns opts, positional args, or nil, error message.
-local function parse(argv, first, spec)
-  local opts = { defines = {}, watch = {}, ignore = {} }
-  local rest = {}
+--- Parses the options of args[first..last] into opts and the other words into rest (both
+--- given, so that the words before a command and after it fill the same tables). After `--`
+--- every word is positional. Returns true, or nil and an error message; `elsewhere(name)` may
+--- say where an option unknown to spec belongs.
+local function parse(args, first, last, spec, opts, rest, elsewhere)
   local i = first
-  while i <= #argv do
-    local a = argv[i]
+  while i <= last do
+    local a = args[i]
     if a == "--" then
-      for j = i + 1, #argv do
-        rest[#rest + 1] = argv[j]
+      for j = i + 1, last do
+        rest[#rest + 1] = args[j]
       end
       opts.dashdash = true
       break
@@ -142,14 +145,14 @@ local function parse(argv, first, spec)
     local def = spec[name]
     if a:sub(1, 1) == "-" and a ~= "-" then
       if not def then
-        return nil, ("unknown option '%s'"):format(a)
+        return nil, elsewhere and elsewhere(name) or ("unknown option '%s'"):format(a)
       end
       local value = true
       if def.arg then
         value = inline
-        if value == nil then
+        if value == nil and i < last then
           i = i + 1
-          value = argv[i]
+          value = args[i]
         end
         if value == nil then
           return nil, ("option '%s' needs a value"):format(a)
@@ -167,7 +170,7 @@ local function parse(argv, first, spec)
     end
     i = i + 1
   end
-  return opts, rest
+  return true
 end
 
 local GLOBAL = {
@@ -433,15 +436,41 @@ local function run_engine(config, opts, only, loader)
   return 0
 end
 
---- Parses a command's options; returns opts, rest, or nil and the exit status when the
---- command is already done (a usage error, or --help).
-local function begin(argv, first, spec, usage)
-  local opts, rest = parse(argv, first, spec)
-  if not opts then
-    return nil, usage_error(rest, usage)
+--- Parses a command's options: global ones anywhere, the command's own after its word (`at` is
+--- the index of the word in argv; nil for the default command, which has none). Returns opts,
+--- rest, or nil and the exit status when the command is already done (a usage error, --help,
+--- --version).
+local function begin(argv, at, spec, usage, command)
+  local opts, rest = { defines = {}, watch = {}, ignore = {} }, {}
+  local ok, err
+  if at then
+    -- Before the command word: global options only; the command's own say where they go.
+    ok, err = parse(argv, 1, at - 1, GLOBAL, opts, rest, function(name)
+      if spec[name] then
+        return ("option '%s' is an option of 'reload %s': write it after '%s'"):format(name,
+          command, command)
+      end
+    end)
+    if ok then
+      ok, err = parse(argv, at + 1, #argv, spec, opts, rest)
+    end
+  else
+    ok, err = parse(argv, 1, #argv, spec, opts, rest, function(name)
+      if RUN[name] then
+        return ("unknown option '%s' (an option of 'reload run': reload run %s ... -- " ..
+          "COMMAND)"):format(name, name)
+      end
+    end)
+  end
+  if not ok then
+    return nil, usage_error(err, usage)
   end
   if opts.help then
     write(M.stdout, usage)
+    return nil, 0
+  end
+  if opts.version then
+    write(M.stdout, "reload " .. core.version .. "\n")
     return nil, 0
   end
   setup_log(opts)
@@ -449,7 +478,7 @@ local function begin(argv, first, spec, usage)
 end
 
 local function cmd_default(argv)
-  local opts, rest = begin(argv, 1, GLOBAL, M.usage)
+  local opts, rest = begin(argv, nil, GLOBAL, M.usage)
   if not opts then
     return rest
   end
@@ -476,8 +505,8 @@ local function cmd_default(argv)
   end)
 end
 
-local function cmd_run(argv)
-  local opts, rest = begin(argv, 2, RUN, M.run_usage)
+local function cmd_run(argv, at)
+  local opts, rest = begin(argv, at, RUN, M.run_usage, "run")
   if not opts then
     return rest
   end
@@ -485,7 +514,8 @@ local function cmd_run(argv)
     return usage_error("run: missing COMMAND (reload run [OPTIONS] -- COMMAND [ARG...])",
       M.run_usage)
   end
-  local svc = { watch = opts.watch, ignore = opts.ignore, stop = {} }
+  -- No -w: the schema's default, every file that is not ignored.
+  local svc = { watch = #opts.watch > 0 and opts.watch or nil, ignore = opts.ignore, stop = {} }
   if opts.shell then
     svc.run = table.concat(rest, " ")
   else
@@ -569,8 +599,8 @@ local function count_dirs(config)
   return dirs
 end
 
-local function cmd_check(argv)
-  local opts, rest = begin(argv, 2, GLOBAL, M.check_usage)
+local function cmd_check(argv, at)
+  local opts, rest = begin(argv, at, GLOBAL, M.check_usage, "check")
   if not opts then
     return rest
   end
@@ -635,8 +665,8 @@ end
 
 local BUILTIN = { go = true, node = true, python = true, rust = true, c = true }
 
-local function cmd_init(argv)
-  local opts, rest = begin(argv, 2, GLOBAL, M.init_usage)
+local function cmd_init(argv, at)
+  local opts, rest = begin(argv, at, GLOBAL, M.init_usage, "init")
   if not opts then
     return rest
   end
@@ -697,12 +727,18 @@ local function cmd_init(argv)
   return 0
 end
 
---- `reload script FILE [ARG...]`
-local function cmd_script(argv)
-  local file = argv[2]
+--- `reload script FILE [ARG...]`: global options before FILE; every word after it is the
+--- script's.
+local function cmd_script(argv, at)
+  local file = argv[at + 1]
   if not file or file == "--help" or file == "-h" then
     write(file and M.stdout or M.stderr, "Usage: reload script FILE [ARG...]\n")
     return file and 0 or 2
+  end
+  local opts, code = begin({ table.unpack(argv, 1, at) }, at, GLOBAL,
+    "Usage: reload script FILE [ARG...]\n", "script")
+  if not opts then
+    return code
   end
   local chunk, err = loadfile(file)
   if not chunk then
@@ -710,7 +746,7 @@ local function cmd_script(argv)
     return 1
   end
   local args = { [0] = file }
-  for i = 3, #argv do
+  for i = at + 2, #argv do
     args[#args + 1] = argv[i]
   end
   _G.arg = args
@@ -725,18 +761,44 @@ end
 
 local COMMANDS = { run = cmd_run, check = cmd_check, init = cmd_init, script = cmd_script }
 
---- Entry point of the executable.
+--- The command word in argv and its index: the first word before `--` that is neither an
+--- option nor an option's value. Options of every command are skipped with their values, so
+--- that `reload -f FILE check` and `reload --no-color run` find the command, and a word that
+--- is no command (a service name) means the default command.
+---@param argv string[]
+---@return string|nil command, integer|nil index
+function M.find_command(argv)
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--" then
+      return nil
+    end
+    if a:sub(1, 1) == "-" and a ~= "-" then
+      local name, inline = a:match("^(%-%-[%w-]+)=(.*)$")
+      local def = RUN[name or a]
+      if def and def.arg and inline == nil then
+        i = i + 1
+      end
+    elseif COMMANDS[a] then
+      return a, i
+    else
+      return nil
+    end
+    i = i + 1
+  end
+  return nil
+end
+
+--- Entry point of the executable. Global options (reload --help) may come before or after the
+--- command word; a command's own options after it; after `--`, every word is the command's
+--- (run) or a service name (the default command).
 ---@param argv table the script arguments (argv[1..n]; argv[0] is the program)
 ---@return integer exit status
 function M.main(argv)
-  local first = argv[1]
-  if first == "-V" or first == "--version" then
-    write(M.stdout, "reload " .. core.version .. "\n")
-    return 0
-  end
-  local command = COMMANDS[first]
-  if command then
-    return command(argv)
+  local name, at = M.find_command(argv)
+  if name then
+    return COMMANDS[name](argv, at)
   end
   return cmd_default(argv)
 end

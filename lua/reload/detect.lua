@@ -123,6 +123,16 @@ function M.node(dir)
     p.main, why = "index.js", "no entry point found; index.js"
   end
   p.why = why
+  -- Vite's dev server (node.vite) when the script runs vite; an Express server (node.express)
+  -- when the package depends on express.
+  local deps = type(pkg.dependencies) == "table" and pkg.dependencies or {}
+  if p.script and scripts[p.script]:find("%f[%w]vite%f[%W]") then
+    p.kind = "vite"
+    return p, ("a Vite app (%s)"):format(why)
+  elseif deps.express then
+    p.kind = "express"
+    return p, ("an Express server (%s)"):format(why)
+  end
   return p, ("a Node.js package (%s)"):format(why)
 end
 
@@ -351,6 +361,25 @@ function M.stack(dir)
     end
   end
   return nil
+end
+
+--- Cargo makes its target directory as target<6 letters or digits>/ (a temporary directory,
+--- renamed into place once it holds CACHEDIR.TAG) when a build finds none.
+M.cargo_target_tmp = "target" .. ("[a-zA-Z0-9]"):rep(6) .. "/"
+
+--- What the project's toolchain writes into its tree while it builds, where the name alone
+--- cannot say so and the built-in defaults (reload.core) therefore leave it: Cargo's target/,
+--- and the temporary directory that becomes it, beside a Cargo.toml (a directory named target
+--- elsewhere may hold sources). Ignored like the Reloadfile's `ignore` patterns, before them.
+---@param dir string the project root
+---@return string[]
+function M.ignores(dir)
+  local out = {}
+  if exists(dir .. "/Cargo.toml", "file") then
+    out[#out + 1] = "/target/"
+    out[#out + 1] = "/" .. M.cargo_target_tmp
+  end
+  return out
 end
 
 --- What the stack's recipe needs to know of the project in dir, and a sentence saying what was

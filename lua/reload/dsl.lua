@@ -262,7 +262,9 @@ function M.load(file, flags)
     root = root,
     services = {},
     by_name = {},
-    ignore = {},
+    -- What the project's toolchain writes while it builds (Cargo's target/), first: the
+    -- Reloadfile's ignore { "!target/" } comes later and wins.
+    ignore = require("reload.detect").ignores(root),
     modules = {},
     flags = flags,
   }
@@ -569,9 +571,13 @@ end
 ---@return reload.Config|nil, string|nil
 function M.from_table(root, svc, ignore)
   local ok, res = pcall(normalize_service, svc, "main", 0, {}, { root = root })
-  local list_ok, list = pcall(schema.ignore_list, "ignore", ignore or {})
+  local list = require("reload.detect").ignores(root)
+  local list_ok, given = pcall(schema.ignore_list, "ignore", ignore or {})
+  if list_ok then
+    table.move(given, 1, #given, #list + 1, list)
+  end
   if not ok or not list_ok then
-    local e = ok and list or res
+    local e = ok and given or res
     return nil, type(e) == "table" and e.dsl or tostring(e)
   end
   return {

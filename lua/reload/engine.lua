@@ -513,8 +513,8 @@ function M.plan(config)
       table.sort(env)
       lines[#lines + 1] = ("  env      %s"):format(table.concat(env, " "))
     end
-    lines[#lines + 1] = ("  stop     SIG%s, grace %s s"):format(svc.stop.signal,
-      tostring(svc.stop.grace))
+    lines[#lines + 1] = ("  stop     SIG%s%s, grace %s s"):format(svc.stop.signal,
+      svc.stop.to == "main" and " to the main process" or "", tostring(svc.stop.grace))
     if svc.proxy then
       local p = svc.proxy
       lines[#lines + 1] = ("  proxy    %s:%d -> %s:%d%s%s"):format(p.listen.host, p.listen.port,

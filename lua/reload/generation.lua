@@ -145,6 +145,9 @@ function M:on_core_event(ev)
     self:watch_readiness()
   elseif ev.type == "main-exit" then
     self.main_exit = ev
+    if self.mixed and not self.is_gone then
+      self:stop_rest()
+    end
     if not self.is_gone then
       self.on.main_exit(self, ev)
     end
@@ -217,7 +220,7 @@ function M:watch_readiness()
     return
   end
   if ready.port then
-    self:probe_port(ready.port)
+    self:probe_port(ready.port, ready.host)
   end
   self:after(ready.timeout * 1000, function()
     if not self.is_ready and not self.is_gone then
@@ -227,7 +230,7 @@ function M:watch_readiness()
   end)
 end
 
-function M:probe_port(port)
+function M:probe_port(port, host)
   local function poll()
     if self.is_ready or self.is_gone or self.stopping then
       return
@@ -241,7 +244,7 @@ function M:probe_port(port)
       else
         self:after(20, poll)
       end
-    end)
+    end, host)
   end
   poll()
 end
@@ -259,6 +262,10 @@ end
 -- Control -----------------------------------------------------------------------------------
 
 --- Stops the whole tree: the configured signal, then SIGKILL after the grace (force: at once).
+--- With `stop.to = "main"` the signal goes to the main process alone (systemd's KillMode=mixed):
+--- a pre-forking master such as gunicorn's stops its own workers gracefully, where a signal to
+--- each of them would have it fork new ones first. Once it exits, what is left of the tree gets
+--- the usual teardown in the grace that remains; at the grace's end, SIGKILL for all.
 ---@param force? boolean
 function M:stop(force)
   if self.closed then
@@ -272,8 +279,28 @@ function M:stop(force)
   if force then
     self.proc:kill()
   elseif not self.is_gone then
-    self.proc:stop()
+    local stop = self.ctx.cfg.stop
+    if stop.to == "main" and self.pid and not self.main_exit and not self.mixed then
+      self.mixed = true
+      self.proc:signal(stop.signal, "main")
+      self:after(stop.grace * 1000, function()
+        if not self.is_gone then
+          self.proc:kill()
+        end
+      end)
+    elseif not self.mixed then
+      self.proc:stop()
+    end
   end
+end
+
+--- The main command of a tree stopped with `stop.to = "main"` exited: the rest of the tree (if
+--- any is left) gets the configured signal, then SIGKILL once the grace is over.
+function M:stop_rest()
+  local stop = self.ctx.cfg.stop
+  local left = stop.grace * 1000 - (self.ctx.clock.now() - self.t_stop)
+  self:cancel_timers()
+  self.proc:stop({ signal = stop.signal, grace_ms = math.max(0, math.floor(left)) })
 end
 
 --- True while any process of this generation may still be alive.

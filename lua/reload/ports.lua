@@ -20,12 +20,27 @@ function M.bindable(port, host)
   return bound and bound.port == port or false
 end
 
---- Calls fn(true) once 127.0.0.1:port accepts a connection, fn(false) if it refuses.
+--- The family of an IP address literal ("inet" or "inet6"), or nil when text is not one.
+---@param text string
+---@return string|nil
+function M.address(text)
+  local found = uv.getaddrinfo(text, nil, { numerichost = true, socktype = "stream" })
+  return found and found[1] and found[1].family or nil
+end
+
+--- Where to connect to reach a service listening on host: the wildcard addresses answer on
+--- their family's loopback.
+local connect_to = { ["0.0.0.0"] = "127.0.0.1", ["::"] = "::1" }
+
+--- Calls fn(true) once host:port (default 127.0.0.1) accepts a connection, fn(false) if it
+--- refuses.
 ---@param port integer
 ---@param fn fun(ok: boolean)
-function M.connectable(port, fn)
+---@param host? string
+function M.connectable(port, fn, host)
   local tcp = uv.new_tcp()
-  tcp:connect("127.0.0.1", port, function(err)
+  host = host or "127.0.0.1"
+  tcp:connect(connect_to[host] or host, port, function(err)
     tcp:close()
     fn(err == nil)
   end)

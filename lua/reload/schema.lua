@@ -193,6 +193,26 @@ end
 
 local DAY = 86400
 
+--- A key whose value is true or false, default false.
+---@param name string
+---@param doc string
+---@return reload.SchemaKey
+local function flag_key(name, doc)
+  return {
+    name = name, type = "boolean",
+    merge = "replace",
+    doc = doc,
+    default_doc = "false",
+    default = function() return false end,
+    check = function(key, v)
+      if type(v) ~= "boolean" then
+        fail(("'%s' must be true or false"):format(key))
+      end
+      return v
+    end,
+  }
+end
+
 local function check_table_keys(key, v, allowed)
   for k in pairs(v) do
     if not allowed[k] then
@@ -431,10 +451,11 @@ M.keys = {
     end,
   },
   {
-    name = "stop", type = "signal or `{ signal, grace }`",
+    name = "stop", type = "signal or `{ signal, grace, to }`",
     merge = "replace",
     doc = "polite signal (any name of `kill -l`), then SIGKILL of every descendant after " ..
-      "`grace` seconds",
+      "`grace` seconds; `to = \"main\"` sends the signal to the main process alone (a " ..
+      "master that stops its own workers, as gunicorn's), the rest once it exits",
     default_doc = "TERM, 3 s",
     default = function() return { signal = "TERM", grace = 3 } end,
     check = function(key, v)
@@ -444,7 +465,7 @@ M.keys = {
       if type(v) ~= "table" then
         fail(("'%s' must be a table { signal = \"TERM\", grace = seconds }"):format(key))
       end
-      check_table_keys(key, v, { signal = true, grace = true })
+      check_table_keys(key, v, { signal = true, grace = true, to = true })
       local out = M.by_name.stop.default()
       if v.signal ~= nil then
         local name = signals.normalize(v.signal)
@@ -457,14 +478,21 @@ M.keys = {
       if v.grace ~= nil then
         out.grace = number_key(key .. ".grace", v.grace, 0, DAY)
       end
+      if v.to ~= nil and v.to ~= "tree" then
+        if v.to ~= "main" then
+          fail(("'%s.to' must be \"tree\" (every process, the default) or \"main\" (the main " ..
+            "process, then what is left once it exits), not %s"):format(key, quote(v.to)))
+        end
+        out.to = "main"
+      end
       return out
     end,
   },
   {
     name = "ready", type = "port, text or table",
     merge = "replace",
-    doc = "up once it listens on `port`, or prints `pattern` (plain text) or matches " ..
-      "`lua_pattern`; `timeout` (s) only warns",
+    doc = "up once it listens on `port` (on `host`, default 127.0.0.1), or prints `pattern` " ..
+      "(plain text) or matches `lua_pattern`; `timeout` (s) only warns",
     default_doc = "started = up",
     default = function() return nil end,
     check = function(key, v)
@@ -474,10 +502,10 @@ M.keys = {
         v = { pattern = v }
       end
       if type(v) ~= "table" then
-        fail(("'%s' must be a port number, a text, or { port =, pattern =, lua_pattern =, " ..
-          "timeout = }"):format(key))
+        fail(("'%s' must be a port number, a text, or { port =, host =, pattern =, " ..
+          "lua_pattern =, timeout = }"):format(key))
       end
-      check_table_keys(key, v, { port = true, pattern = true, lua_pattern = true,
+      check_table_keys(key, v, { port = true, host = true, pattern = true, lua_pattern = true,
         timeout = true })
       if v.port == nil and v.pattern == nil and v.lua_pattern == nil then
         fail(("'%s' needs a port, a pattern (plain text) or a lua_pattern"):format(key))
@@ -487,6 +515,11 @@ M.keys = {
       end
       if v.port ~= nil and (math.type(v.port) ~= "integer" or v.port < 1 or v.port > 65535) then
         fail(("'%s.port' must be a port number (1-65535), not %s"):format(key, quote(v.port)))
+      end
+      if v.host ~= nil and (v.port == nil or type(v.host) ~= "string" or
+          not require("reload.ports").address(v.host)) then
+        fail(("'%s.host' must be the IP address the service listens on, beside a port (" ..
+          "\"127.0.0.1\", \"::1\", \"0.0.0.0\"), not %s"):format(key, quote(v.host)))
       end
       local text, plain = v.pattern, true
       if v.lua_pattern ~= nil then
@@ -505,6 +538,7 @@ M.keys = {
       end
       return {
         port = v.port,
+        host = v.host,
         pattern = text,
         plain = plain,
         timeout = v.timeout ~= nil and number_key(key .. ".timeout", v.timeout, 0, DAY) or 30,
@@ -543,32 +577,8 @@ M.keys = {
       return number_key(key, v, 0, DAY * 1000)
     end,
   },
-  {
-    name = "task", type = "boolean",
-    merge = "replace",
-    doc = "one-shot: up once it exited 0",
-    default_doc = "false",
-    default = function() return false end,
-    check = function(key, v)
-      if type(v) ~= "boolean" then
-        fail(("'%s' must be true or false"):format(key))
-      end
-      return v
-    end,
-  },
-  {
-    name = "stdin", type = "boolean",
-    merge = "replace",
-    doc = "the service reads the terminal (turns the keys off)",
-    default_doc = "false",
-    default = function() return false end,
-    check = function(key, v)
-      if type(v) ~= "boolean" then
-        fail(("'%s' must be true or false"):format(key))
-      end
-      return v
-    end,
-  },
+  flag_key("task", "one-shot: up once it exited 0"),
+  flag_key("stdin", "the service reads the terminal (turns the keys off)"),
   {
     name = "proxy", type = "table",
     merge = "replace",

@@ -757,7 +757,7 @@ function M:launch(plan)
     return { name = "waiting", plan = plan }
   end
   local port = self.cfg.ready and self.cfg.ready.port
-  if port and not ports.bindable(port) then
+  if port and not ports.bindable(port, self.cfg.ready.host) then
     return self:wait_port(plan, port)
   end
   return self:spawn(plan)
@@ -784,7 +784,7 @@ function M:wait_port(plan, port)
     if self.state ~= st then
       return
     end
-    if ports.bindable(port) then
+    if ports.bindable(port, self.cfg.ready.host) then
       self:dispatch({ type = "port_free" })
     elseif self.clock.now() > deadline then
       log.error("%s: port %d is still in use; starting anyway", self.name, port)

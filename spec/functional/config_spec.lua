@@ -3,24 +3,9 @@
 -- traceback; every good one that check accepts runs.
 local helpers = require("spec.helpers")
 
-local function start(dir, args, extra_env)
-  local marker = helpers.unique("RELOAD_CFG")
-  local env = { RELOAD_CFG = marker, NO_COLOR = "1" }
-  for k, v in pairs(extra_env or {}) do
-    env[k] = v
-  end
-  local proc = helpers.start_reload(args or {}, { cwd = dir, env = helpers.env_with(env) })
-  return proc, "RELOAD_CFG=" .. marker
-end
+local start = helpers.session
 
-local function stop(proc, marker, sig)
-  proc:signal(sig or "sigint")
-  local code = proc:wait(15000)
-  assert.are.equal(0, code, proc:text())
-  local left = helpers.tagged(marker)
-  helpers.kill_all(left)
-  assert.are.same({}, left, "processes left: " .. helpers.describe(left))
-end
+local stop = helpers.end_session
 
 local function esc(s)
   return (s:gsub("%p", "%%%0"))

@@ -5,32 +5,12 @@ local tcpserve = helpers.fixture("tcpserve")
 
 --- Starts reload in dir with a unique marker in its environment (every process it starts
 --- inherits it), returns the process and the marker.
-local function start(dir, args, extra_env)
-  local marker = helpers.unique("RELOAD_E2E")
-  local env = { RELOAD_E2E = marker, NO_COLOR = "1" }
-  for k, v in pairs(extra_env or {}) do
-    env[k] = v
-  end
-  local proc = helpers.start_reload(args or {}, { cwd = dir, env = helpers.env_with(env) })
-  return proc, "RELOAD_E2E=" .. marker
-end
+local start = helpers.session
 
 --- Stops reload with a signal, expects exit 0 and no process of its left.
-local function stop(proc, marker, sig)
-  proc:signal(sig or "sigint")
-  local code = proc:wait(15000)
-  assert.are.equal(0, code, proc:text())
-  local left = helpers.tagged(marker)
-  helpers.kill_all(left)
-  assert.are.same({}, left, "processes left: " .. helpers.describe(left))
-end
+local stop = helpers.end_session
 
-local function answers(port, expected)
-  helpers.retry(15000, function()
-    local body, err = helpers.http_get(port)
-    return body == expected, ("port %d answered %s"):format(port, tostring(body or err))
-  end)
-end
+local answers = helpers.answers
 
 local function server_project(port, message, extra)
   return helpers.project({
@@ -144,6 +124,37 @@ service "crash" {
     assert.is_true(gaps[1] >= 200, "first gap " .. gaps[1])
     assert.is_true(gaps[2] > gaps[1] and gaps[3] > gaps[2], table.concat(gaps, ", "))
     proc:wait_output("restarting in")
+    stop(proc, marker)
+  end)
+
+  it("ready.host: a service that listens on ::1 alone is up once ::1 accepts", function()
+    local port = helpers.free_port()
+    local dir = helpers.project({
+      ["db.py"] = [[
+import socket, sys, time
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::1", int(sys.argv[1])))
+s.listen()
+print("db listening", flush=True)
+time.sleep(1000)
+]],
+      ["Reloadfile.lua"] = ([[
+service "db" {
+  run = { "python3", "db.py", "%d" },
+  ready = { port = %d, host = "::1" },
+}
+service "api" {
+  run = "echo api-start; sleep 1000",
+  after = { "db" },
+}
+]]):format(port, port),
+    })
+    local proc, marker = start(dir)
+    -- Probed on 127.0.0.1, db would never be up and api never start.
+    proc:wait_output("api%-start", 10000)
+    local text = proc:text()
+    assert.is_true(text:find("db listening", 1, true) < text:find("api-start", 1, true), text)
     stop(proc, marker)
   end)
 
@@ -279,6 +290,28 @@ service "tree" {
     assert.matches("src/a%.c changed", proc:text())
     assert.is_nil(proc:text():find("doc.md", 1, true))
     assert.is_nil(proc:text():find("skip.c", 1, true))
+    stop(proc, marker)
+  end)
+
+  it("reload run with no -w: a change to any file that is not ignored restarts", function()
+    local dir = helpers.project({ ["src/a.c"] = "1", ["doc.md"] = "1", [".gitignore"] = "out/\n",
+      ["out/x"] = "1" })
+    local proc, marker = start(dir, { "run", "--", "sh", "-c", "echo run-$$; sleep 1000" })
+    proc:wait_output("run%-%d+")
+    local function runs()
+      local _, n = proc:text():gsub("run%-%d+", "")
+      return n
+    end
+    helpers.write_file(dir .. "/out/x", "2")
+    helpers.write_file(dir .. "/src/a.c", "2")
+    helpers.retry(5000, function()
+      return runs() == 2, "runs: " .. runs() .. "\n" .. proc:text()
+    end)
+    helpers.write_file(dir .. "/doc.md", "2")
+    helpers.retry(5000, function()
+      return runs() == 3, "runs: " .. runs() .. "\n" .. proc:text()
+    end)
+    assert.is_nil(proc:text():find("out/x", 1, true), proc:text())
     stop(proc, marker)
   end)
 

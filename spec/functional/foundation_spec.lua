@@ -24,6 +24,28 @@ describe("the reload executable", function()
     assert.matches("Usage:", err)
   end)
 
+  it("takes global options before the command as after it", function()
+    -- The issue's two commands: refused before ("no Reloadfile.lua", "unknown option").
+    local dir = helpers.tmpdir()
+    for _, args in ipairs({ { "-v", "run", "--", "true" },
+      { "--no-color", "run", "--ready", tostring(helpers.free_port()), "--", "true" } }) do
+      local proc = helpers.start_reload(args, { cwd = dir })
+      proc:wait_output("main: started in", 10000, true)
+      proc:signal("sigint")
+      assert.are.equal(0, proc:wait(10000), proc:text())
+      assert.truthy(proc:text():find("watching " .. dir, 1, true), proc:text())
+    end
+    helpers.write_file(dir .. "/Reloadfile.lua", 'service "a" { run = "true" }\n')
+    for _, args in ipairs({ { "-q", "check" }, { "check", "-q" }, { "-f", "Reloadfile.lua",
+      "check" }, { "check", "--file", "Reloadfile.lua" } }) do
+      local code, out, err = helpers.reload(args, { cwd = dir })
+      assert.are.equal(0, code, table.concat(args, " ") .. ": " .. out .. err)
+    end
+    local code, _, err = helpers.reload({ "--ready", "1234", "run", "--", "true" }, { cwd = dir })
+    assert.are.equal(2, code)
+    assert.matches("'%-%-ready' is an option of 'reload run': write it after 'run'", err)
+  end)
+
   it("reports an error raised in a luv callback with its traceback and keeps running", function()
     local dir = helpers.tmpdir()
     helpers.write_file(dir .. "/script.lua", [[

@@ -228,6 +228,18 @@ describe("core.ignore", function()
     { "sed -i temp", "src/sedr9u74u", "src/sed.c" },
     { "sed -i temp (not a longer word)", "src/sedXq3Zp1", "src/sedation.txt" },
     { "macOS folder metadata", "src/.DS_Store", "src/DS_Store" },
+    { "Python's bytecode cache", "app/__pycache__/views.cpython-311.pyc", "app/pycache.py" },
+    { "Python's bytecode cache, being written",
+      "app/__pycache__/views.cpython-311.pyc.140234", "app/__pycache__.py" },
+    { "Python 2's bytecode", "app/views.pyc", "app/views.py" },
+    { "Vite 5's bundled config", "vite.config.js.timestamp-1796058472322-03a9ff6c2d286.mjs",
+      "src/timestamp.mjs" },
+    { "Vite 4's bundled config", "web/vite.config.ts.timestamp-1679000000000.mjs",
+      "web/vite.config.ts" },
+    { "SvelteKit's generated files", ".svelte-kit/ambient.d.ts", "src/svelte-kit.d.ts" },
+    { "go build's umask probe", "tmp/api-go-tmp-umask", "tmp/go-tmp.go" },
+    { "Delve's debug binary", "__debug_bin", "debug_bin.go" },
+    { "Delve's debug binary (1.21+)", "cmd/api/__debug_bin3141592653", "cmd/api/debug.go" },
   }
   for _, row in ipairs(defaults) do
     it("ignores by default: " .. row[1], function()

@@ -215,7 +215,7 @@ urlpatterns = [path("", lambda request: HttpResponse("django v1"))]
 ]],
     })
     venv(dir)
-    init(dir, {}, { 'script  = "manage.py"', '"--noreload"', 'python  = ".venv/bin/python"' })
+    init(dir, {}, { "py.django", "runserver --noreload", 'python  = ".venv/bin/python"' })
     runs(dir, helpers.free_port(), "django v1", { "urls.py", "django v1", "django v2" })
   end)
 
@@ -235,7 +235,7 @@ def index():
 ]],
     })
     venv(dir)
-    init(dir, { "python" }, { 'module  = "flask"', '"app:server"' })
+    init(dir, { "python" }, { "py.flask", 'app     = "app:server"', "--no-reload" })
     runs(dir, helpers.free_port(), "flask v1", { "app.py", "flask v1", "flask v2" })
   end)
 
@@ -256,7 +256,7 @@ def index():
 ]],
     })
     venv(dir)
-    init(dir, {}, { 'module  = "uvicorn"', '"main:api"' })
+    init(dir, {}, { "py.fastapi", 'app     = "main:api"' })
     runs(dir, helpers.free_port(), "fastapi v1", { "main.py", "fastapi v1", "fastapi v2" })
   end)
 

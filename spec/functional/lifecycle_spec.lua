@@ -6,27 +6,12 @@ local helpers = require("spec.helpers")
 
 local tcpserve = helpers.fixture("tcpserve")
 
-local function start(dir, args)
-  local marker = helpers.unique("RELOAD_LC")
-  local proc = helpers.start_reload(args or {}, { cwd = dir,
-    env = helpers.env_with({ RELOAD_LC = marker, NO_COLOR = "1" }) })
-  return proc, "RELOAD_LC=" .. marker
-end
+local start = helpers.session
 
-local function stop(proc, marker)
-  proc:signal("sigint")
-  assert.are.equal(0, proc:wait(20000), proc:text())
-  local left = helpers.tagged(marker)
-  helpers.kill_all(left)
-  assert.are.same({}, left, "processes left: " .. helpers.describe(left))
-end
+local stop = helpers.end_session
 
 local function answers(port, expected, proc)
-  return helpers.retry(15000, function()
-    local body, err = helpers.http_get(port)
-    return body == expected, ("port %d answered %s\nreload said:\n%s"):format(port,
-      tostring(body or err), proc:text())
-  end)
+  return helpers.answers(port, expected, { proc = proc })
 end
 
 local function count(text, pattern)

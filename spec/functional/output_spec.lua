@@ -4,21 +4,9 @@
 -- event log, the progress line on a terminal only.
 local helpers = require("spec.helpers")
 
-local function start(dir, args, extra_env)
-  local marker = helpers.unique("RELOAD_OUT")
-  local env = { RELOAD_OUT = marker, NO_COLOR = "1" }
-  for k, v in pairs(extra_env or {}) do env[k] = v end
-  local proc = helpers.start_reload(args or {}, { cwd = dir, env = helpers.env_with(env) })
-  return proc, "RELOAD_OUT=" .. marker
-end
+local start = helpers.session
 
-local function stop(proc, marker)
-  proc:signal("sigint")
-  assert.are.equal(0, proc:wait(20000), proc:text())
-  local left = helpers.tagged(marker)
-  helpers.kill_all(left)
-  assert.are.same({}, left, "processes left: " .. helpers.describe(left))
-end
+local stop = helpers.end_session
 
 describe("builds you can see", function()
   it("a passing build's warnings are shown, each step timed", function()

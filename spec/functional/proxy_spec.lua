@@ -26,13 +26,7 @@ local function start(files, args)
   return dir, proc, "RELOAD_PX=" .. marker
 end
 
-local function stop(proc, marker)
-  proc:signal("sigint")
-  assert.are.equal(0, proc:wait(20000), proc:text())
-  local left = helpers.tagged(marker)
-  helpers.kill_all(left)
-  assert.are.same({}, left, "processes left: " .. helpers.describe(left))
-end
+local stop = helpers.end_session
 
 local function ports()
   return { listen = helpers.free_port(), to = helpers.free_port() }

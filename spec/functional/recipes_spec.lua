@@ -16,30 +16,12 @@ local function example(name)
   return dir
 end
 
-local function start(dir, args, env)
-  local marker = helpers.unique("RELOAD_EX")
-  env = env or {}
-  env.RELOAD_EX = marker
-  env.NO_COLOR = "1"
-  local proc = helpers.start_reload(args or {}, { cwd = dir, env = helpers.env_with(env) })
-  return proc, "RELOAD_EX=" .. marker
-end
+local start = helpers.session
 
-local function stop(proc, marker)
-  proc:signal("sigint")
-  assert.are.equal(0, proc:wait(20000), proc:text())
-  local left = helpers.tagged(marker)
-  helpers.kill_all(left)
-  assert.are.same({}, left, "left: " .. helpers.describe(left))
-end
+local stop = helpers.end_session
 
 local function answers(port, expected, max_ms, proc)
-  helpers.retry(max_ms or 20000, function()
-    local body, err = helpers.http_get(port)
-    return body and body:find(expected, 1, true) ~= nil,
-      ("port %d answered %s\nreload said:\n%s"):format(port, tostring(body or err),
-        proc and proc:text():sub(-2000) or "")
-  end)
+  return helpers.answers(port, expected, { plain = true, max_ms = max_ms, proc = proc })
 end
 
 --- Processes of this run whose command name is comm.

@@ -51,13 +51,7 @@ local function project(files, prepare)
   return proc, "RELOAD_SAVE=" .. marker, dir, starts
 end
 
-local function stop(proc, marker)
-  proc:signal("sigint")
-  assert.are.equal(0, proc:wait(20000), proc:text())
-  local left = helpers.tagged(marker)
-  helpers.kill_all(left)
-  assert.are.same({}, left, "processes left: " .. helpers.describe(left))
-end
+local stop = helpers.end_session
 
 --- After `save` (which writes `expected`, a space-separated list of paths, or nothing), the
 --- starts that follow are: one listing exactly `expected` (none if nil), then the sentinel's.

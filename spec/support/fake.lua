@@ -98,6 +98,12 @@ function Proc:descendants()
   return out
 end
 
+--- A signal to the main process, its group or the tree, with no teardown: recorded.
+function Proc:signal(sig, scope)
+  self.signals = self.signals or {}
+  self.signals[#self.signals + 1] = { sig = sig, scope = scope or "group" }
+end
+
 function Proc:kill()
   self.kills = self.kills + 1
   if self.state ~= "exited" then

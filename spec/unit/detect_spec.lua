@@ -20,6 +20,24 @@ local function detected(files, stack)
 end
 
 describe("reload.detect", function()
+  it("ignores Cargo's target/ beside a Cargo.toml only, before the Reloadfile's ignores", function()
+    local rust = helpers.project({ ["Cargo.toml"] = "[package]\nname = \"api\"\n",
+      ["Reloadfile.lua"] = 'ignore { "tmp/" }\nservice "a" { run = "true" }\n' })
+    local cargo = { "/target/", "/" .. detect.cargo_target_tmp }
+    assert.are.same(cargo, detect.ignores(rust))
+    assert.are.same({ cargo[1], cargo[2], "tmp/" }, dsl.load(rust .. "/Reloadfile.lua").ignore)
+    assert.are.same({ cargo[1], cargo[2], "x/" },
+      dsl.from_table(rust, { run = "true" }, { "x/" }).ignore)
+    local ig = require("reload.core").ignore({ root = rust, patterns = cargo, defaults = false,
+      gitignore = false })
+    assert.is_true(ig:ignored("targetuGKwkh", true))
+    assert.is_false(ig:ignored("targets", true))
+    assert.is_false(ig:ignored("src/target", true))
+    local go = helpers.project({ ["go.mod"] = "module x\n", ["target/main.go"] = "package main\n" })
+    assert.are.same({}, detect.ignores(go))
+    assert.are.same({}, dsl.from_table(go, { run = "true" }).ignore)
+  end)
+
   it("go: every main package, at the root and under cmd/", function()
     local stack, p, what = detected({
       ["go.mod"] = "module example.com/shop\n",
@@ -48,6 +66,24 @@ describe("reload.detect", function()
     assert.are.equal("srv/main.js", p.main)
     _, p = detected({ ["package.json"] = '{"main":"gone.js"}', ["server.js"] = "" })
     assert.are.equal("server.js", p.main)
+  end)
+
+  it("node: a Vite app (node.vite), an Express server (node.express)", function()
+    local dir = helpers.project({ ["package.json"] =
+      '{"scripts":{"dev":"vite","build":"vite build"},"devDependencies":{"vite":"^5.4.0"}}' })
+    local p, what = detect.project("node", dir)
+    assert.are.same({ "vite", "dev" }, { p.kind, p.script })
+    assert.matches("^a Vite app", what)
+    helpers.write_file(dir .. "/Reloadfile.lua", require("reload.recipes.node").template(p))
+    local config = assert(dsl.load(dir .. "/Reloadfile.lua"))
+    assert.are.same({ "npm", "run", "dev", "--", "--port", "5173", "--strictPort", "--host",
+      "127.0.0.1", "--clearScreen", "false" }, config.services[1].run.cmd)
+    local _
+    _, p = detected({ ["package.json"] =
+      '{"scripts":{"start":"node server.js"},"dependencies":{"express":"^4.21.2"}}' })
+    assert.are.same({ "express", "start" }, { p.kind, p.script })
+    _, p = detected({ ["package.json"] = '{"scripts":{"dev":"node scripts/invite.js"}}' })
+    assert.is_nil(p.kind)
   end)
 
   it("rust: [package].name with src/main.rs, else [[bin]], else src/bin", function()

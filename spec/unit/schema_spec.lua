@@ -47,8 +47,20 @@ describe("reload.schema", function()
     assert.has_error(function() schema.check("ready", { lua_pattern = "100%" }) end)
     assert.has_error(function() schema.check("ready", { pattern = "a", lua_pattern = "b" }) end)
     assert.has_error(function() schema.check("ready", { timeout = 3 }) end)
+    assert.are.same({ port = 80, host = "::1", plain = true, timeout = 30 },
+      schema.check("ready", { port = 80, host = "::1" }))
+    local ok, e = pcall(schema.check, "ready", { port = 80, host = "localhost" })
+    assert.is_false(ok)
+    assert.are.equal("'ready.host' must be the IP address the service listens on, beside a " ..
+      [[port ("127.0.0.1", "::1", "0.0.0.0"), not 'localhost']], e.dsl)
+    assert.has_error(function() schema.check("ready", { pattern = "up", host = "::1" }) end)
     -- Bounded where the core or a timer holds the value (the core's grace is an int of ms).
     assert.has_error(function() schema.check("stop", { grace = 1e9 }) end)
+    assert.are.same({ signal = "TERM", grace = 4, to = "main" },
+      schema.check("stop", { grace = 4, to = "main" }))
+    assert.are.same({ signal = "INT", grace = 3 }, schema.check("stop", { signal = "INT",
+      to = "tree" }))
+    assert.has_error(function() schema.check("stop", { to = "master" }) end)
     assert.has_error(function() schema.check("debounce", 0 / 0) end)
   end)
 

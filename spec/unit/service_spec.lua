@@ -225,6 +225,42 @@ service "api" {
       end)
   end)
 
+  describe("stop.to = \"main\"", function()
+    local cfg = 'service "web" { run = "gunicorn v1", stop = { signal = "TERM", grace = 4, ' ..
+      'to = "main" } }'
+
+    it("signals the main process alone, then stops what is left once it exits", function()
+      local e, edit = start(cfg)
+      local old = core.last("gunicorn v1")
+      old:start()
+      edit(cfg:gsub("v1", "v2"))
+      assert.are.same({ { sig = "TERM", scope = "main" } }, old.signals)
+      assert.are.equal(0, old.stops, "no signal to the workers: the master stops them")
+      clock.advance(1500)
+      old:main_exit(0)
+      assert.are.equal(1, old.stops)
+      assert.are.same({ signal = "TERM", grace_ms = 2500 }, old.stop_opts)
+      old:empty()
+      core.last("gunicorn v2"):start()
+      assert.are.equal("ready", e.by_name.web.state.name)
+      assert.are.equal(0, old.kills)
+    end)
+
+    it("kills the whole tree when the grace ends before the main process exits", function()
+      local _, edit = start(cfg)
+      local old = core.last("gunicorn v1")
+      old:start()
+      edit(cfg:gsub("v1", "v2"))
+      clock.advance(3999)
+      assert.are.equal(0, old.kills)
+      clock.advance(1)
+      assert.are.equal(1, old.kills)
+      assert.are.equal(0, old.stops)
+      old:empty(true)
+      assert.matches("stopped with SIGKILL after the 4%.00 s grace period", text())
+    end)
+  end)
+
   describe("after", function()
     it("a task that runs again restarts the services that come after it", function()
       start([[

@@ -39,11 +39,12 @@ end
 ---@field run string|string[] the program to run
 ---@field gdbserver? string|boolean run under gdbserver (address)
 
---- Build with make.
+--- Build with `make -s`: silent about the commands it runs, so a build that passes shows the
+--- compiler's warnings and nothing else.
 ---@param opts reload.recipes.c.Options|table
 ---@return table service definition
 function M.make(opts)
-  local build = { "make" }
+  local build = { "make", "-s" }
   if opts.jobs then
     build[#build + 1] = "-j" .. tostring(opts.jobs)
   end

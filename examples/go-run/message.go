@@ -1,0 +1,3 @@
+package main
+
+const message = "hello from go run"

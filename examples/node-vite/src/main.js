@@ -1,0 +1,3 @@
+import { message } from "./message.js";
+
+document.querySelector("#src").textContent = message;

@@ -1,0 +1,1 @@
+MESSAGE = "hello from flask"
