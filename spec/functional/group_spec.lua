@@ -14,13 +14,10 @@ service "s" {
   run = "setsid sleep 1000 & echo started; exec sleep 1000",
 }
 ]] })
-  local marker = helpers.unique("RELOAD_GRP")
-  local proc = helpers.start_reload({}, { cwd = dir,
-    env = helpers.env_with({ RELOAD_GRP = marker, NO_COLOR = "1" }) })
+  local proc, tagged = helpers.session(dir)
   proc:wait_output("started\n", 15000, true)
   -- helpers.start gives reload a session, hence a process group, of its own: its pid.
   assert.are.equal(proc.pid, helpers.proc_stat(proc.pid).pgid)
-  local tagged = "RELOAD_GRP=" .. marker
   helpers.wait_until(10000, function() return #helpers.tagged(tagged) >= 3 end,
     function() return "reload and its two sleeps; have " ..
       helpers.describe(helpers.tagged(tagged)) end)

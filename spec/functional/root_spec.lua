@@ -59,11 +59,9 @@ end
 --- edit.
 local function scenario(remove, before_edit)
   local base, root, reloadfile = project()
-  local marker = helpers.unique("RELOAD_ROOT")
   -- reload itself works in the root, as when a user starts it there: its working directory is
   -- then the deleted directory too.
-  local proc = helpers.start_reload({}, { cwd = root,
-    env = helpers.env_with({ RELOAD_ROOT = marker, NO_COLOR = "1" }) })
+  local proc, marker = helpers.session(root)
   wait_starts(base, proc, "1")
   local code, out, err = helpers.run({ "sh", "-c", remove }, { cwd = base })
   assert(code == 0, remove .. ": " .. out .. err)
@@ -88,11 +86,7 @@ local function scenario(remove, before_edit)
   local text = proc:text()
   assert.are.equal(1, count(text, "after the project root came back"), text)
   assert.matches("s: a%.txt changed\n", text)
-  proc:signal("sigint")
-  assert.are.equal(0, proc:wait(20000), proc:text())
-  local left = helpers.tagged("RELOAD_ROOT=" .. marker)
-  helpers.kill_all(left)
-  assert.are.same({}, left, "processes left: " .. helpers.describe(left))
+  helpers.end_session(proc, marker)
   return proc
 end
 
