@@ -38,11 +38,12 @@ service "srv" {
     answers(port, "v1", proc)
     helpers.write_file(dir .. "/Reloadfile.lua", reloadfile("v2"))
     answers(port, "v2", proc)
+    -- The new server can answer before reload has read the keeper's "started": wait for the line.
+    proc:wait_output("restarted in [%d.]+ m?s %(pid %d+%) after its definition changed")
     local text = proc:text()
     assert.is_nil(text:find("in use", 1, true), text)
     assert.are.equal(1, count(text, "draining 1000 ms"), text)
     assert.truthy(text:find("draining 1000 ms.*listening " .. port), text)
-    assert.matches("restarted in [%d.]+ m?s %(pid %d+%) after its definition changed", text)
     stop(proc, marker)
   end)
 
