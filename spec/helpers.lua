@@ -312,6 +312,39 @@ function M.describe(list)
   return #out == 0 and "(none)" or table.concat(out, "; ")
 end
 
+--- The other threads of a process, counted by state and kernel wait channel (" [threads: S
+--- futex_wait_queue x4]"), or "" for a single thread: where a multi-threaded program waits.
+---@param pid integer
+---@return string
+function M.threads_summary(pid)
+  local req = uv.fs_scandir("/proc/" .. pid .. "/task")
+  local counts, order, n = {}, {}, 0
+  while req do
+    local tid = uv.fs_scandir_next(req)
+    if not tid then
+      break
+    end
+    n = n + 1
+    if tonumber(tid) ~= pid then
+      local stat = M.read_file("/proc/" .. pid .. "/task/" .. tid .. "/stat") or ""
+      local state = stat:match("^%d+ %b() (%S)") or "?"
+      local wchan = M.read_file("/proc/" .. pid .. "/task/" .. tid .. "/wchan") or "?"
+      local key = state .. " " .. (wchan ~= "0" and wchan or "-")
+      if not counts[key] then
+        order[#order + 1] = key
+      end
+      counts[key] = (counts[key] or 0) + 1
+    end
+  end
+  if n <= 1 then
+    return ""
+  end
+  for i, key in ipairs(order) do
+    order[i] = counts[key] > 1 and ("%s x%d"):format(key, counts[key]) or key
+  end
+  return " [threads: " .. table.concat(order, ", ") .. "]"
+end
+
 --- The processes of this test run as an indented tree (every descendant of this process, and
 --- every process carrying the session marker wherever it moved): pid, state, what it waits in
 --- and its command line. For the watchdog's message.
@@ -333,8 +366,9 @@ function M.process_tree()
     shown[pid] = true
     local cmd = (M.read_file("/proc/" .. pid .. "/cmdline") or ""):gsub("\0$", ""):gsub("\0", " ")
     local wchan = M.read_file("/proc/" .. pid .. "/wchan") or "?"
-    lines[#lines + 1] = ("%s%d %s (%s) %s"):format(("  "):rep(depth), pid, st.state,
-      wchan ~= "0" and wchan or "-", cmd ~= "" and cmd:sub(1, 200) or "[" .. st.comm .. "]")
+    lines[#lines + 1] = ("%s%d %s (%s) %s%s"):format(("  "):rep(depth), pid, st.state,
+      wchan ~= "0" and wchan or "-", cmd ~= "" and cmd:sub(1, 200) or "[" .. st.comm .. "]",
+      M.threads_summary(pid))
     table.sort(kids[pid] or {})
     for _, kid in ipairs(kids[pid] or {}) do
       show(kid, depth + 1)

@@ -88,5 +88,6 @@ int luaopen_reload_core(lua_State *L)
   rl_watch_open(L);
   rl_http_open(L);
   rl_file_open(L);
+  rl_pty_open(L);
   return 1;
 }

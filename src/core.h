@@ -18,6 +18,7 @@ void rl_glob_open(lua_State *L);
 void rl_watch_open(lua_State *L);
 void rl_http_open(lua_State *L);
 void rl_file_open(lua_State *L);
+void rl_pty_open(lua_State *L);
 
 /* The module's entry point, the one symbol core.so exports. */
 __attribute__((visibility("default"))) int luaopen_reload_core(lua_State *L);

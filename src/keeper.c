@@ -38,11 +38,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,7 +74,7 @@ typedef struct {
   pid_t parent_pid;
   int stop_signal, grace_ms, orphan_grace_ms, use_setsid, kill_tree;
   /* hooks */
-  int no_pdeathsig, no_eof, scan_only, delay_ms, hold;
+  int no_pdeathsig, no_eof, scan_only, delay_ms, hold, tty, foreground;
   /* state */
   pid_t self, main_pid, pgid;
   int ctl, sfd, phase, main_done, main_status, forced, empty, reaped, go, cancelled;
@@ -538,6 +540,20 @@ static void rl_child(const rl_keeper_t *k, int errfd)
     setsid();
   else
     setpgid(0, 0);
+  /* The pty on fd 1 becomes the controlling terminal of the command's new session, and its
+   * group the terminal's foreground: programs see a terminal as they would under a shell. */
+  if (k->tty)
+    ioctl(1, TIOCSCTTY, 0);
+  /* The command reads reload's terminal: its group must be the foreground one, or its first read
+   * stops it with SIGTTIN. tcsetpgrp from a background group raises SIGTTOU unless it is blocked;
+   * rl_reset_signals below unblocks it. reload takes the terminal back when the tree is gone. */
+  if (k->foreground) {
+    sigset_t ttou;
+    sigemptyset(&ttou);
+    sigaddset(&ttou, SIGTTOU);
+    sigprocmask(SIG_BLOCK, &ttou, NULL);
+    tcsetpgrp(0, getpid());
+  }
   /* If the keeper is SIGKILLed, the main command at least dies with it. */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != k->self)
@@ -607,6 +623,11 @@ static int rl_parse(rl_keeper_t *k, int argc, char **argv)
       k->kill_tree = 1;
     } else if (strcmp(a, RL_KOPT_HOLD) == 0) {
       k->hold = 1;
+    } else if (strcmp(a, RL_KOPT_TTY) == 0) {
+      k->tty = 1;
+      k->use_setsid = 1; /* a controlling terminal needs a session leader */
+    } else if (strcmp(a, RL_KOPT_FOREGROUND) == 0) {
+      k->foreground = 1;
     } else if (v && strcmp(a, RL_KOPT_PARENT_PID) == 0) {
       k->parent_pid = (pid_t)atoi(v), i++;
     } else if (v && strcmp(a, RL_KOPT_RUN_ID) == 0) {

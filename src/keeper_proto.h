@@ -40,6 +40,8 @@
 #define RL_KOPT_SETSID "--setsid"             /* a new session instead of a new group */
 #define RL_KOPT_KILL_TREE "--kill-tree"       /* the main command's exit tears the tree down */
 #define RL_KOPT_HOLD "--hold"                 /* wait for go before starting the command */
+#define RL_KOPT_TTY "--tty"                   /* fd 1 is a pty: the command's controlling tty */
+#define RL_KOPT_FOREGROUND "--foreground"     /* the command's group takes the terminal on fd 0 */
 
 /* Environment switches for tests, read by the keeper and never passed to a command. */
 #define RL_KEEPER_HOOK_PREFIX "RELOAD_KEEPER_"

@@ -8,6 +8,9 @@
  * a watchdog at grace + 2 s, and a fallback sweep (kill(-pgid) plus a scan of every process's
  * environment for the run's RELOAD_RUN marker) when the keeper dies by a signal.
  *
+ * With spawn{pty}, the command's stdout and stderr are a pseudo-terminal (pty.c) whose master
+ * is read like an output pipe; the keeper makes it the command's controlling terminal.
+ *
  * Boundary: mechanism only. When to stop, restart or give up is the engine's business.
  *
  * Lifetime: the handle and its callbacks are held in the registry from spawn until the "exit"
@@ -26,6 +29,7 @@
 #include "core.h"
 #include "keeper_proto.h"
 #include "procfs.h"
+#include "pty.h"
 
 #define RL_PROCESS_MT "reload.Process"
 
@@ -57,6 +61,7 @@ struct rl_proc_s {
   uv_timer_t aux;      /* fallback sweep ticks, then the limit on draining pipes */
   int io_mode[3];
   int io_open[3]; /* pipe handle not yet closed */
+  int master;     /* the pty master (read through io[1]) while io[1] is open, else -1 */
   int open_handles;
   int self_ref, event_ref, out_ref, err_ref;
   int state;
@@ -381,7 +386,8 @@ static void rl_close_all(rl_proc_t *p)
 {
   p->finishing = 1;
   p->ctl_open = 0;
-  rl_close_handle(p, (uv_handle_t *)&p->keeper);
+  if (p->keeper.type == UV_PROCESS) /* not when the run failed before uv_spawn */
+    rl_close_handle(p, (uv_handle_t *)&p->keeper);
   rl_close_handle(p, (uv_handle_t *)&p->ctl);
   rl_close_handle(p, (uv_handle_t *)&p->watchdog);
   rl_close_handle(p, (uv_handle_t *)&p->aux);
@@ -390,6 +396,7 @@ static void rl_close_all(rl_proc_t *p)
       p->io_open[i] = 0;
       rl_close_handle(p, (uv_handle_t *)&p->io[i]);
     }
+  p->master = -1;
 }
 
 static int rl_outputs_open(const rl_proc_t *p)
@@ -422,6 +429,8 @@ static void rl_output_eof(rl_proc_t *p, int fd)
   if (!p->io_open[fd])
     return;
   p->io_open[fd] = 0;
+  if (fd == 1)
+    p->master = -1;
   uv_read_stop((uv_stream_t *)&p->io[fd]);
   rl_close_handle(p, (uv_handle_t *)&p->io[fd]);
   if (p->detached)
@@ -732,14 +741,26 @@ typedef struct {
   const char *cwd;
   int io[3];
   int stop_signal, grace_ms, kill_tree, use_setsid, hold;
+  int pty, cols, rows, foreground;
   int on_event, on_stdout, on_stderr; /* stack indices, 0 = none */
 } rl_spawn_opts_t;
 
 static const char *const rl_spawn_keys[] = {
-    "cmd",          "cwd",       "env",       "stdin",       "stdout",
-    "stderr",       "on_stdout", "on_stderr", "stop_signal", "grace_ms",
-    "on_main_exit", "setsid",    "on_event",  "hold",        NULL,
+    "cmd",       "cwd",       "env",         "stdin",      "stdout",       "stderr",
+    "on_stdout", "on_stderr", "stop_signal", "grace_ms",   "on_main_exit", "setsid",
+    "on_event",  "hold",      "pty",         "foreground", NULL,
 };
+
+/* pty.cols or pty.rows: an integer from 1 to 65535. */
+static int rl_check_size(lua_State *L, int idx, const char *key)
+{
+  lua_getfield(L, idx, key);
+  lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+  if (v < 1 || v > 65535)
+    luaL_error(L, "option 'pty.%s': an integer from 1 to 65535 expected", key);
+  lua_pop(L, 1);
+  return (int)v;
+}
 
 /* A grace period in ms (value on top of the stack): an integer >= 0. */
 static int rl_check_grace(lua_State *L, const char *key)
@@ -787,6 +808,21 @@ static void rl_parse_spawn(lua_State *L, rl_spawn_opts_t *o)
   o->kill_tree = rl_opt_choice(L, 1, "on_main_exit", policies, 0) == 1;
   if (rl_opt(L, 1, "setsid", LUA_TBOOLEAN))
     o->use_setsid = lua_toboolean(L, -1);
+  if (rl_opt(L, 1, "foreground", LUA_TBOOLEAN))
+    o->foreground = lua_toboolean(L, -1);
+  int pty = rl_opt(L, 1, "pty", LUA_TTABLE);
+  if (pty) {
+    if (lua_getfield(L, 1, "stdout") != LUA_TNIL || lua_getfield(L, 1, "stderr") != LUA_TNIL ||
+        o->on_stderr)
+      luaL_error(L, "option 'pty': stdout and stderr are the pty's, read with on_stdout");
+    if (o->foreground)
+      luaL_error(L, "option 'pty': the command's terminal is the pty, not reload's (foreground)");
+    o->pty = 1;
+    o->cols = rl_check_size(L, pty, "cols");
+    o->rows = rl_check_size(L, pty, "rows");
+    o->io[1] = RL_IO_PIPE;
+    o->io[2] = RL_IO_NULL;
+  }
 }
 
 /* The keeper's argv (a userdata-backed array, freed with the stack). */
@@ -815,6 +851,10 @@ static char **rl_keeper_argv(lua_State *L, const rl_spawn_opts_t *o, rl_proc_t *
     argv[n++] = RL_KOPT_KILL_TREE;
   if (o->hold)
     argv[n++] = RL_KOPT_HOLD;
+  if (o->pty)
+    argv[n++] = RL_KOPT_TTY;
+  if (o->foreground)
+    argv[n++] = RL_KOPT_FOREGROUND;
   argv[n++] = "--";
   if (o->shell_cmd) {
     argv[n++] = "/bin/sh";
@@ -855,8 +895,10 @@ static char **rl_keeper_env(lua_State *L, const rl_spawn_opts_t *o)
   return env;
 }
 
+/* With a pty, the keeper's stdout and stderr are the slave (slave >= 0), and io[1] reads the
+ * master: EOF comes as EIO once the last process holding the slave is gone. */
 static int rl_init_handles(lua_State *L, rl_proc_t *p, const rl_spawn_opts_t *o,
-                           uv_stdio_container_t stdio[4])
+                           uv_stdio_container_t stdio[4], int master, int slave)
 {
   uv_loop_t *loop = rl_loop(L);
   uv_pipe_init(loop, &p->ctl, 0);
@@ -879,6 +921,14 @@ static int rl_init_handles(lua_State *L, rl_proc_t *p, const rl_spawn_opts_t *o,
     } else {
       stdio[i].flags = UV_IGNORE; /* libuv gives fds 0-2 /dev/null */
     }
+  }
+  if (slave >= 0) {
+    stdio[1].flags = stdio[2].flags = UV_INHERIT_FD;
+    stdio[1].data.fd = stdio[2].data.fd = slave;
+    int err = uv_pipe_open(&p->io[1], master);
+    if (err)
+      return err;
+    p->master = master;
   }
   stdio[3].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
   stdio[3].data.stream = (uv_stream_t *)&p->ctl;
@@ -911,8 +961,26 @@ static int rl_proc_spawn(lua_State *L)
   snprintf(p->run_id, sizeof p->run_id, "%d.%u.%llu", (int)getpid(), ++rl_run_seq,
            (unsigned long long)(uv_hrtime() % 1000000007));
 
+  p->master = -1;
+  int master = -1, slave = -1;
+  if (o.pty) {
+    int err = rl_pty_pair(&master, &slave, o.cols, o.rows);
+    if (err) {
+      free(p);
+      return rl_push_error_what(L, err, "a pseudo-terminal");
+    }
+  }
   uv_stdio_container_t stdio[4];
-  rl_init_handles(L, p, &o, stdio);
+  int io_err = rl_init_handles(L, p, &o, stdio, master, slave);
+  if (io_err) {
+    close(slave);
+    close(master);
+    p->master = -1;
+    p->failed = 1;
+    p->open_handles--; /* the keeper's handle was never initialized */
+    rl_close_all(p);
+    return rl_push_error_what(L, io_err, "a pseudo-terminal");
+  }
   uv_process_options_t opts;
   memset(&opts, 0, sizeof opts);
   opts.file = keeper;
@@ -923,6 +991,8 @@ static int rl_proc_spawn(lua_State *L)
   opts.stdio_count = 4;
   opts.exit_cb = rl_keeper_exited;
   int err = uv_spawn(rl_loop(L), &p->keeper, &opts);
+  if (slave >= 0)
+    close(slave); /* the keeper's now: the master sees EIO when the tree has let go of it */
   if (err) {
     p->failed = 1;
     rl_close_all(p); /* frees p once libuv has let go of every handle */
@@ -1288,6 +1358,23 @@ static int rl_proc_tostring(lua_State *L)
   return 1;
 }
 
+/* p:resize(cols, rows) -> true | nil, err, code
+ * The size of the run's pty (spawned with pty); its foreground group gets SIGWINCH. */
+static int rl_proc_resize(lua_State *L)
+{
+  rl_proc_t *p = rl_check_process(L, 1);
+  lua_Integer cols = luaL_checkinteger(L, 2), rows = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, cols >= 1 && cols <= 65535, 2, "from 1 to 65535 expected");
+  luaL_argcheck(L, rows >= 1 && rows <= 65535, 3, "from 1 to 65535 expected");
+  if (p->master < 0)
+    return rl_push_error_what(L, UV_EBADF, "the run has no pty open");
+  int err = rl_pty_resize(p->master, (int)cols, (int)rows);
+  if (err)
+    return rl_push_error_what(L, err, "TIOCSWINSZ");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* clang-format off */
 static const luaL_Reg rl_proc_methods[] = {
   {"pid",          rl_proc_pid},
@@ -1301,6 +1388,7 @@ static const luaL_Reg rl_proc_methods[] = {
   {"descendants",  rl_proc_descendants},
   {"write",        rl_proc_write},
   {"close_stdin",  rl_proc_close_stdin},
+  {"resize",       rl_proc_resize},
   {"close",        rl_proc_close},
   {NULL, NULL},
 };

@@ -388,6 +388,9 @@ local function run_engine(config, opts, only, loader)
       if proxies then
         proxies.close()
       end
+      if require("reload.service").terminal_given then
+        core.tty_reclaim() -- normally done when its tree went; never leave the shell without it
+      end
       local left = engine:survivors()
       if #left == 0 then
         log.info("every process tree is gone; bye")
@@ -419,6 +422,15 @@ local function run_engine(config, opts, only, loader)
     end)
     handles[#handles + 1] = h
   end
+  -- The terminal was resized: each service's pty follows (its programs get SIGWINCH).
+  local winch = uv.new_signal()
+  winch:start("sigwinch", function()
+    local cols, rows = log.term_size(true)
+    for _, svc in ipairs(engine.services) do
+      svc:resize(cols, rows)
+    end
+  end)
+  handles[#handles + 1] = winch
   local ok, err = engine:start()
   if not ok then
     log.error("%s", err)

@@ -43,6 +43,7 @@ M.budget = 100000000
 ---@field debounce number milliseconds
 ---@field task boolean one-shot: up once it exited 0
 ---@field stdin boolean the service reads the terminal
+---@field tty boolean the command's output goes through a pty of its own (false: pipes)
 ---@field fingerprint string
 
 ---@class reload.Config
@@ -532,6 +533,18 @@ function M.load(file, flags)
         return nil, located(("service \"%s\": 'after' names an unknown service \"%s\"%s")
           :format(svc.name, dep, suggest(dep, names)), key_line(lines, svc.line, "after"))
       end
+    end
+  end
+  -- One terminal: one service at most reads it.
+  local reader
+  for _, svc in ipairs(config.services) do
+    if svc.stdin then
+      if reader then
+        return nil, located(("service \"%s\": 'stdin' is already given to service \"%s\"; " ..
+          "one service at most reads the terminal"):format(svc.name, reader.name),
+          key_line(lines, svc.line, "stdin"))
+      end
+      reader = svc
     end
   end
   local state = {}

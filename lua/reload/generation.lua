@@ -39,6 +39,7 @@ local uv = require("luv")
 ---@field is_gone boolean
 ---@field is_ready boolean
 ---@field stopping boolean
+---@field foreground boolean|nil its group was given reload's terminal (`stdin = true`)
 
 --- Spawns a held keeper without a command: the next generation's, ready before it is needed.
 ---@param ctx table name, core, spawn_opts(argv?, env?, holder) -> core options
@@ -109,6 +110,7 @@ function M.launch(ctx, n, argv, env, spare, on)
   self.t_spawn = ctx.clock.now()
   if spare and not spare.dead then
     spare.gen = self
+    self.foreground = spare.foreground
     self.proc = spare.proc
     self.proc:go({ cmd = argv, env = env })
     return self
@@ -122,6 +124,7 @@ function M.launch(ctx, n, argv, env, spare, on)
     return nil, tostring(err)
   end
   self.proc = proc
+  self.foreground = holder.foreground
   return self
 end
 

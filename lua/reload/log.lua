@@ -16,12 +16,15 @@ local CODES = {
 }
 local PALETTE = { "cyan", "magenta", "yellow", "blue", "green" }
 
+M.no_color = false -- NO_COLOR or --no-color: the services' colours are stripped too
+
 --- Decides whether to colour: a terminal on stderr, no NO_COLOR, and not disabled.
 ---@param disabled boolean
 function M.setup_color(disabled)
   local no_color = os.getenv("NO_COLOR")
   M.tty = uv.guess_handle(2) == "tty"
-  M.color = not disabled and (no_color == nil or no_color == "") and M.tty
+  M.no_color = disabled or (no_color ~= nil and no_color ~= "")
+  M.color = not M.no_color and M.tty
   if M.tty then
     local tty = uv.new_tty(2, false)
     if tty then
@@ -29,6 +32,69 @@ function M.setup_color(disabled)
       M.width = w
       tty:close()
     end
+  end
+end
+
+--- Whether the services' own colours reach the output: it is a terminal, and neither NO_COLOR
+--- nor --no-color asks for plain text.
+---@return boolean
+function M.service_colors()
+  if M.no_color then
+    return false
+  end
+  return uv.guess_handle(M.services_out == io.stderr and 2 or 1) == "tty"
+end
+
+local size -- { cols, rows } once read
+
+--- The size a service's pty gets: reload's own terminal's (stdout, else stderr, else stdin),
+--- 80x24 when it has none. Read once; `again` reads it anew (on SIGWINCH).
+---@param again? boolean
+---@return integer cols, integer rows
+function M.term_size(again)
+  if size and not again then
+    return size[1], size[2]
+  end
+  size = { 80, 24 }
+  for _, fd in ipairs({ 1, 2, 0 }) do
+    if uv.guess_handle(fd) == "tty" then
+      local tty = uv.new_tty(fd, false)
+      if tty then
+        local cols, rows = tty:get_winsize()
+        tty:close()
+        if cols and cols > 0 and rows and rows > 0 then
+          size = { cols, rows }
+          break
+        end
+      end
+    end
+  end
+  if M.tty then
+    M.width = size[1]
+  end
+  return size[1], size[2]
+end
+
+--- A filter that removes colour (SGR, `ESC [ ... m`) from a stream of chunks; a sequence cut
+--- between two chunks is held until its end arrives. nil flushes what is held.
+---@return fun(chunk: string|nil): string
+function M.sgr_stripper()
+  local held = ""
+  return function(chunk)
+    if chunk == nil then
+      local rest = held
+      held = ""
+      return rest
+    end
+    local text = (held .. chunk):gsub("\27%[[%d;:]*m", "")
+    local cut = text:find("\27%[?[%d;:]*$")
+    if cut then
+      held = text:sub(cut)
+      text = text:sub(1, cut - 1)
+    else
+      held = ""
+    end
+    return text
   end
 end
 
@@ -158,6 +224,29 @@ end
 function M.verbose(fmt, ...)
   if M.level >= 2 then
     line("dim", fmt, ...)
+  end
+end
+
+--- A writer for the output of a service shown without a prefix: chunks go out as they come
+--- (a prompt or a progress bar needs no newline), and at the end (nil) a missing last newline is
+--- added so that reload's next line starts on a line of its own.
+---@param stream? table where to write (default: M.services_out, read at each write)
+---@return fun(chunk: string|nil)
+function M.passthrough(stream)
+  local at_line_start = true
+  return function(chunk)
+    local out = stream or M.services_out
+    if chunk == nil then
+      if not at_line_start then
+        emit(out, "\n")
+        at_line_start = true
+      end
+      return
+    end
+    if chunk ~= "" then
+      emit(out, chunk)
+      at_line_start = chunk:sub(-1) == "\n"
+    end
   end
 end
 

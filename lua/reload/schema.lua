@@ -197,13 +197,14 @@ local DAY = 86400
 ---@param name string
 ---@param doc string
 ---@return reload.SchemaKey
-local function flag_key(name, doc)
+local function flag_key(name, doc, default)
+  default = default or false
   return {
     name = name, type = "boolean",
     merge = "replace",
     doc = doc,
-    default_doc = "false",
-    default = function() return false end,
+    default_doc = tostring(default),
+    default = function() return default end,
     check = function(key, v)
       if type(v) ~= "boolean" then
         fail(("'%s' must be true or false"):format(key))
@@ -578,7 +579,10 @@ M.keys = {
     end,
   },
   flag_key("task", "one-shot: up once it exited 0"),
-  flag_key("stdin", "the service reads the terminal (turns the keys off)"),
+  flag_key("stdin", "the service reads reload's terminal, in its foreground, and writes to it " ..
+    "unprefixed (turns the keys off; one service at most)"),
+  flag_key("tty", "the command's output goes through a pseudo-terminal of its own (programs " ..
+    "line-buffer and keep their colours); false: pipes", true),
   {
     name = "proxy", type = "table",
     merge = "replace",

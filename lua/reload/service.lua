@@ -837,6 +837,9 @@ function M:spawn(plan)
       self:dispatch({ type = "main_exit", gen = gen, info = info })
     end,
     gone = function(gen, info)
+      if gen.foreground then
+        self.core.tty_reclaim() -- its group had the terminal
+      end
       if info.survivors then
         self:left_running(info)
       end
@@ -867,37 +870,94 @@ function M:spawn(plan)
   return { name = "starting", plan = plan, gen = gen }
 end
 
+--- Set once a command was given reload's terminal (`stdin = true`): reload takes it back when
+--- that command's tree is gone, and when it exits.
+M.terminal_given = false
+
+--- How a run's output reaches reload: "pty" (the default: a pseudo-terminal per run, so that
+--- programs line-buffer and keep their colours), "terminal" (`stdin = true`: reload's own
+--- terminal, which the command reads in the foreground) or "pipe" (`tty = false`).
+---@param cfg reload.ServiceConfig
+---@return string
+function M.output_mode(cfg)
+  if cfg.stdin then
+    return "terminal"
+  end
+  return cfg.tty == false and "pipe" or "pty"
+end
+
+--- The terminal was resized: so is the pty of its current run, and of its spare keeper.
+---@param cols integer
+---@param rows integer
+function M:resize(cols, rows)
+  for _, holder in ipairs({ self.gen or false, self.spare or false }) do
+    if holder and holder.proc and holder.proc.resize then
+      holder.proc:resize(cols, rows) -- nil, err without a pty (tty = false, or it ended)
+    end
+  end
+end
+
 --- The context a generation (and a spare) needs from its service.
 function M:gen_ctx()
   local ctx = { name = self.name, core = self.core, clock = self.clock, cfg = self.cfg }
   local cfg = self.cfg
   local out = self.output
   function ctx.spawn_opts(argv, env, holder)
+    local mode = M.output_mode(cfg)
+    local opts = {
+      cmd = argv,
+      cwd = self:cwd(cfg),
+      env = env,
+      stdin = "null",
+      stop_signal = cfg.stop.signal,
+      grace_ms = math.floor(cfg.stop.grace * 1000 + 0.5),
+      on_event = function(ev) holder.on_event(ev) end,
+    }
+    local write = out -- nil: reload's stdout as it is
+    local shown, plain -- colour filters: of what is shown (nil: kept), of what `ready` reads
+    if mode == "pty" then
+      local cols, rows = log.term_size()
+      opts.pty = { cols = cols, rows = rows }
+      write = out or log.passthrough()
+      shown = not log.service_colors() and log.sgr_stripper() or nil
+      plain = log.sgr_stripper()
+    end
     local function on_output(chunk)
-      if out then
-        out(chunk)
+      local text = shown and shown(chunk) or chunk
+      if write then
+        if chunk == nil and text ~= nil and text ~= "" then
+          write(text) -- an unfinished sequence held by the filter
+        end
+        write(chunk ~= nil and text or nil)
       elseif chunk then
         io.stdout:write(chunk)
         io.stdout:flush()
       end
       if holder.gen then
-        holder.gen:on_output(chunk)
+        holder.gen:on_output(plain and chunk and plain(chunk) or chunk)
       end
     end
+    if mode == "pty" then
+      opts.on_stdout = on_output
+      return opts
+    end
     local pipe = (out ~= nil or (cfg.ready and cfg.ready.pattern)) and "pipe" or "inherit"
-    return {
-      cmd = argv,
-      cwd = self:cwd(cfg),
-      env = env,
-      stdin = cfg.stdin and "inherit" or "null",
-      stdout = pipe,
-      stderr = pipe,
-      on_stdout = pipe == "pipe" and on_output or nil,
-      on_stderr = pipe == "pipe" and on_output or nil,
-      stop_signal = cfg.stop.signal,
-      grace_ms = math.floor(cfg.stop.grace * 1000 + 0.5),
-      on_event = function(ev) holder.on_event(ev) end,
-    }
+    if mode == "terminal" then
+      -- The command has the terminal in the foreground, as a shell's job would: a prompt, line
+      -- editing and Ctrl-C are its own, so its output is the terminal itself, not prefixed
+      -- lines (a pipe only for a `ready` pattern).
+      pipe = cfg.ready and cfg.ready.pattern and "pipe" or "inherit"
+      opts.stdin = "inherit"
+      if self.core.tty_foreground and (M.terminal_given or self.core.tty_foreground()) then
+        M.terminal_given = true
+        opts.foreground = true
+        holder.foreground = true
+      end
+    end
+    opts.stdout, opts.stderr = pipe, pipe
+    opts.on_stdout = pipe == "pipe" and on_output or nil
+    opts.on_stderr = pipe == "pipe" and on_output or nil
+    return opts
   end
   return ctx
 end

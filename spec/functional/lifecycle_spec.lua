@@ -51,14 +51,16 @@ service "srv" {
     function()
       -- Each start logs how many helpers of earlier generations it sees: always 0. Counted
       -- from /proc without pgrep, which hangs under the sanitizers' preloaded runtime
-      -- (scripts/test --sanitize); "[.]" keeps grep's own argument from matching itself.
+      -- (scripts/test --sanitize); "[.]" keeps grep's own argument from matching itself. The
+      -- shell's exit hangs up its terminal's group (docs/output.md), which could take the helper
+      -- before its setsid: it ignores SIGHUP, as a helper that must outlive its parent does.
       local n = math.random(100000, 999999)
       local tag = ("999.%d"):format(n)
       local dir = helpers.project({ ["Reloadfile.lua"] = ([[
 service "crashy" {
   watch = "*.nothing",
   run = "echo start $(cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' | " ..
-    "grep -cx '999[.]%d') >> starts.log; setsid sleep %s & exit 1",
+    "grep -cx '999[.]%d') >> starts.log; trap '' HUP; setsid sleep %s & exit 1",
   restart = "on-failure",
 }
 ]]):format(n, tag) })

@@ -89,7 +89,8 @@ end
 --- machine the tree can bind before the keeper gets to report the start.
 local function wait_listening(port, run)
   helpers.wait_until(10000, function() return helpers.port_listening(port) end, function()
-    return ("port %d to listen; events: %s"):format(port, run and event_types(run) or "")
+    return ("port %d to listen; events: %s; processes:\n%s"):format(port,
+      run and event_types(run) or "", helpers.process_tree())
   end)
   if run then
     wait_event(run, "started")

@@ -66,6 +66,28 @@ service "api" {
       "\"bd\" (did you mean 'db'?)", err)
   end)
 
+  it("gives the terminal to one service at most (stdin = true), naming the second's line",
+    function()
+      local _, err = load([[
+service "a" { run = "x", stdin = true }
+service "b" {
+  run = "y",
+  stdin = true,
+}
+]])
+      assert.are.equal("Reloadfile.lua:4: service \"b\": 'stdin' is already given to service " ..
+        "\"a\"; one service at most reads the terminal", err)
+    end)
+
+  it("takes tty = false (pipes), and refuses a tty that is not a boolean", function()
+    local config = assert(load([[service "a" { run = "x", tty = false }
+service "b" { run = "y" }]]))
+    assert.is_false(config.by_name.a.tty)
+    assert.is_true(config.by_name.b.tty)
+    local _, err = load([[service "a" { run = "x", tty = 1 }]])
+    assert.matches("^Reloadfile.lua:1: .*'tty' must be true or false", err)
+  end)
+
   it("finds a cycle in after", function()
     local _, err = load([[
 service "a" { run = "x", after = { "b" } }

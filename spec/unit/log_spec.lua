@@ -38,4 +38,29 @@ describe("reload.log", function()
     assert.matches("^\r\27%[Kbuilding 3 s\r\27%[Kreload a line\n" ..
       "\r\27%[Kbuilding 3 s\r\27%[K$", text)
   end)
+
+  it("strips colour from a stream, a sequence cut between chunks included", function()
+    local strip = log.sgr_stripper()
+    assert.are.equal("red ", strip("\27[31mred\27[0m "))
+    assert.are.equal("a", strip("a\27[1;3"))
+    assert.are.equal("b\27[2K", strip("1mb\27[2K")) -- not a colour: kept
+    assert.are.equal("c", strip("c\27"))
+    assert.are.equal("d", strip("[0md"))
+    assert.are.equal("e", strip("e\27["))
+    assert.are.equal("\27[", strip(nil)) -- the end: an unfinished sequence is given back
+  end)
+
+  it("passes a lone service's output through as it comes, ending its last line", function()
+    local out = {}
+    local stream = { write = function(_, s) out[#out + 1] = s end, flush = function() end }
+    local write = log.passthrough(stream)
+    write("prompt> ")
+    assert.are.equal("prompt> ", table.concat(out))
+    write("answer\n")
+    write(nil)
+    assert.are.equal("prompt> answer\n", table.concat(out))
+    write("partial")
+    write(nil)
+    assert.are.equal("prompt> answer\npartial\n", table.concat(out))
+  end)
 end)

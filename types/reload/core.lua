@@ -37,7 +37,7 @@ function core._timer_probe(ms, fn) end
 ---@field cwd? string working directory of the command
 ---@field env? string[] the command's whole environment ("K=V"); nil inherits reload's
 ---@field stdin? "null"|"inherit"|"pipe" default "null" (a background group reading the tty
---- would be stopped by SIGTTIN)
+--- is stopped by SIGTTIN unless given the foreground: see foreground)
 ---@field stdout? "inherit"|"null"|"pipe" default "inherit"
 ---@field stderr? "inherit"|"null"|"pipe" default "inherit"
 ---@field on_stdout? fun(chunk: string|nil) with "pipe": each chunk, then nil once at EOF
@@ -51,6 +51,13 @@ function core._timer_probe(ms, fn) end
 ---@field hold? boolean start the keeper now, the command only at go() ("held" says the
 --- keeper is ready); a stop before go() cancels the run. Lets a restart spawn the next keeper
 --- while the old tree is still stopping.
+---@field pty? { cols: integer, rows: integer } stdout and stderr are the slave of a new
+--- pseudo-terminal of that size (no ONLCR: "\n" stays "\n"), the controlling terminal of the
+--- command's new session; what it writes arrives in on_stdout (nil once at EOF, which is EIO
+--- on the master once the tree has let go of the slave). Not with stdout, stderr, on_stderr.
+---@field foreground? boolean the command's new group takes the foreground of the terminal on
+--- fd 0 (stdin = "inherit": it reads the terminal without SIGTTIN); core.tty_reclaim takes
+--- it back. Not with pty.
 ---@field on_event? fun(ev: reload.ProcessEvent)
 
 ---@class reload.ProcessEvent
@@ -141,6 +148,12 @@ function Process:write(data) end
 ---@return true
 function Process:close_stdin() end
 
+--- Sets the size of the run's pty (spawned with pty); its foreground group gets SIGWINCH.
+---@param cols integer
+---@param rows integer
+---@return true|nil ok, string? err, string? code
+function Process:resize(cols, rows) end
+
 --- Stops a running tree (default signal and grace); idempotent. Also __close.
 function Process:close() end
 
@@ -155,6 +168,16 @@ function core.spawn(opts) end
 ---@param data string
 ---@return true|nil ok, string? err, string? code
 function core.write_private(path, data) end
+
+--- True when stdin is a terminal whose foreground process group is reload's (only then may a
+--- command be given it: a reload started with `&` must not take it from the shell).
+---@return boolean
+function core.tty_foreground() end
+
+--- Makes reload's group the foreground of the terminal on stdin again (SIGTTOU blocked
+--- meanwhile); true at once when stdin is no terminal or reload has the foreground already.
+---@return true|nil ok, string? err, string? code
+function core.tty_reclaim() end
 
 ---@class reload.Glob
 local Glob = {}
