@@ -182,9 +182,9 @@ describe("a process that reload has no right to stop", function()
       -- this change it swept the survivor every millisecond, forever.
       helpers.wait_until(15000, function() return exited(keeper) end,
         "the orphaned keeper's exit")
-      proc:wait_output(("reload-keeper: cannot stop pid %d (uid 0, 'setuid_sleeper'): not " ..
-        "permitted; it keeps running"):format(pid), 5000, true)
-      assert.is_falsy(exited(pid), "the survivor named still runs")
+      -- It names the survivor on its stderr, which is the command's terminal: with reload gone,
+      -- nobody reads that pseudo-terminal any more; the survivor's life is what can be checked.
+      assert.is_falsy(exited(pid), "the survivor still runs: the keeper gave up on it")
     end)
     local left = cleanup(proc, marker, { pid })
     assert(ok, err)
