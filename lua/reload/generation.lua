@@ -66,7 +66,12 @@ function M.spare(ctx)
   end
   local proc, err = ctx.core.spawn(opts)
   if not proc then
-    log.error("%s: cannot start a keeper: %s", ctx.name, tostring(err))
+    -- A directory deleted in between (the project root going away) fails the spawn's chdir,
+    -- which libuv reports as ENOENT for the program: not the keeper's fault, and the launch
+    -- says what is missing.
+    if M.dir_id(opts.cwd) then
+      log.error("%s: cannot start a keeper: %s", ctx.name, tostring(err))
+    end
     return nil
   end
   spare.proc = proc
