@@ -607,13 +607,22 @@ function Proc:write(data)
 end
 
 --- Ends it: SIGKILL to the process alone first, so that a reload under test still gets its
---- keepers' teardown (parent-death signal), then to its whole process group.
+--- keepers' teardown (parent-death signal), then to its whole process group. A keeper leaves
+--- reload's group: its own children (the keepers) are waited for too.
 function Proc:kill()
+  local kids = {}
   if self.code == nil then
+    kids = M.children_of(self.pid)
     pcall(uv.kill, self.pid, "sigkill")
     pcall(self.wait, self, 5000)
   end
   pcall(M.wait_until, 3000, function()
+    for _, kid in ipairs(kids) do
+      local st = M.proc_stat(kid.pid)
+      if st and st.state ~= "Z" and st.state ~= "X" then
+        return false
+      end
+    end
     return uv.kill(-self.pid, 0) == nil -- ESRCH: the group is empty
   end, "the group of " .. self.pid)
   pcall(uv.kill, -self.pid, "sigkill")

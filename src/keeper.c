@@ -10,9 +10,16 @@
  * Boundary: plain C, no libuv, no Lua. It talks to reload over fd 3 (a socketpair made by
  * uv_spawn) in the text lines of keeper_proto.h, which also lists its options and test switches.
  * EOF on fd 3, or the parent-death signal (SIGHUP), means reload is gone: the tree is torn down
- * with the orphan grace. The keeper exits with the main command's code, or 128+signal; 125 when
- * the command could not be started (its own setup or the fork failed: "error setup|fork ERRNO",
- * and a line on stderr), 126/127 when exec failed ("error exec ERRNO").
+ * with the orphan grace.
+ *
+ * A process can outlive every SIGKILL: one that reload has no right to signal (a setuid program
+ * or sudo that the command started: kill() answers EPERM), or one stuck in the kernel. The
+ * forced phase gives up once every live process left refused the signal, or after
+ * RL_FORCED_LIMIT_MS: it names each survivor ("survivor PID ERRNO", and on stderr when reload
+ * is gone), says "gave-up" instead of "tree-empty", and exits, leaving them to init. Retrying
+ * would change nothing and cost a CPU. The keeper exits with the main command's code, or
+ * 128+signal; 125 when the command could not be started (its own setup or the fork failed: "error
+ * setup|fork ERRNO", and a line on stderr), 126/127 when exec failed ("error exec ERRNO").
  *
  * --hold sets up, then waits for "go" before starting the command, which "go N" may give (so the
  * command after "--" is optional): reload keeps a keeper ready for the next run, so that a
@@ -54,6 +61,12 @@
 extern char **environ;
 
 enum { RL_MAX_PIDS = 16384, RL_SEEN_SLOTS = 32768 };
+/* How long the SIGKILL sweeps go on while processes stay, and nothing was reaped for the last
+ * RL_STALLED_MS (a large tree takes longer to die, but keeps dying). One that SIGKILL reached
+ * dies within milliseconds; one still there after this cannot be ended by us. Well below
+ * reload's watchdog (grace + 2 s, proc.c), which would kill the keeper before it names them. */
+#define RL_FORCED_LIMIT_MS 500
+#define RL_STALLED_MS 100
 enum { RL_RUNNING, RL_POLITE, RL_FORCED };
 /* After the stop signal, how long the first polite sweep waits for a death in the tree. */
 #define RL_FIRST_SWEEP_NS 1000000
@@ -69,9 +82,10 @@ typedef struct {
   /* state */
   pid_t self, main_pid, pgid;
   int ctl, sfd, phase, main_done, main_status, forced, empty, reaped, go, cancelled;
-  char *spec; /* "go N": the command and environment as sent, spec_have of spec_len bytes */
+  int survivors; /* > 0: the stop gave up on that many processes */
+  char *spec;    /* "go N": the command and environment as sent, spec_have of spec_len bytes */
   size_t spec_len, spec_have;
-  int64_t stop_ns, deadline_ns, next_sweep_ns;
+  int64_t stop_ns, deadline_ns, next_sweep_ns, forced_ns, reaped_ns;
   char line[512];
   size_t line_len;
 } rl_keeper_t;
@@ -83,6 +97,9 @@ static pid_t rl_snap_pid[RL_MAX_PIDS], rl_snap_ppid[RL_MAX_PIDS];
 static int rl_snap_count;
 static char rl_dents[16384];
 static char rl_text[65536];
+/* The last SIGKILL sweep: whom kill() reached, and how many refused it (EPERM). */
+static pid_t rl_killed[RL_MAX_PIDS];
+static int rl_nkilled, rl_ndenied;
 
 static int64_t rl_now_ns(void)
 {
@@ -190,6 +207,7 @@ static int rl_sweep(rl_keeper_t *k, int sig)
   if (k->scan_only)
     rl_snapshot();
   int head = 0, tail = 0, signalled = 0;
+  rl_nkilled = rl_ndenied = 0;
   rl_queue[tail++] = k->self;
   while (head < tail) {
     pid_t parent = rl_queue[head++];
@@ -198,7 +216,10 @@ static int rl_sweep(rl_keeper_t *k, int sig)
     for (int i = first; i < tail; i++) {
       pid_t pid = rl_queue[i];
       if (sig == SIGKILL) {
-        kill(pid, SIGKILL);
+        if (kill(pid, SIGKILL) == 0)
+          rl_killed[rl_nkilled++] = pid;
+        else if (errno == EPERM)
+          rl_ndenied++;
         signalled++;
       } else if (rl_seen_add(pid) && getpgid(pid) != k->pgid) {
         kill(pid, sig);
@@ -230,6 +251,7 @@ static void rl_begin_forced(rl_keeper_t *k)
     k->stop_ns = rl_now_ns();
   k->phase = RL_FORCED;
   k->forced = 1;
+  k->forced_ns = rl_now_ns();
   rl_send(k, RL_MSG_FORCING, 0, 0);
 }
 
@@ -269,10 +291,57 @@ static void rl_begin_polite(rl_keeper_t *k, int sig, int grace_ms)
   k->next_sweep_ns = rl_now_ns() + 10000000;
 }
 
-static void rl_forced_pass(rl_keeper_t *k)
+/* One SIGKILL pass over the tree. Returns 1 while a process of it may still die; 0 when each
+ * live one left refused the signal (EPERM): then no later pass can do better. A zombie whose
+ * parent is such a process is dead already (and not ours to reap): it does not count. */
+static int rl_forced_pass(rl_keeper_t *k)
 {
   kill(-k->pgid, SIGKILL);
   rl_sweep(k, SIGKILL);
+  if (rl_ndenied == 0)
+    return 1;
+  for (int i = 0; i < rl_nkilled; i++) {
+    rl_pstat_t st;
+    if (rl_proc_stat(rl_killed[i], &st) == 0 && st.state != 'Z' && st.state != 'X')
+      return 1;
+  }
+  return 0;
+}
+
+/* reload is gone: the survivor goes to the command's stderr, the only place left to say it. */
+static void rl_say_survivor(pid_t pid, const rl_pstat_t *st, int err)
+{
+  int uid = rl_proc_euid(pid);
+  fprintf(stderr, "reload-keeper: cannot stop pid %d (uid %d, '%s'): %s; it keeps running\n",
+          (int)pid, uid, st->comm, err == EPERM ? "not permitted" : "it did not die of SIGKILL");
+}
+
+/* The stop gives up: every live process still in the tree is reported as a survivor. Nothing
+ * is left to report when they all went in between: then the reaper sees ECHILD shortly. */
+static void rl_give_up(rl_keeper_t *k)
+{
+  if (k->scan_only)
+    rl_snapshot();
+  int head = 0, tail = 0, n = 0;
+  rl_queue[tail++] = k->self;
+  while (head < tail) {
+    pid_t parent = rl_queue[head++];
+    tail += rl_children(k, parent, rl_queue + tail, RL_MAX_PIDS - tail);
+  }
+  for (int i = 1; i < tail; i++) {
+    pid_t pid = rl_queue[i];
+    rl_pstat_t st;
+    if (rl_proc_stat(pid, &st) < 0 || st.state == 'Z' || st.state == 'X')
+      continue;
+    int err = kill(pid, SIGKILL) == 0 ? 0 : errno;
+    if (err == ESRCH)
+      continue;
+    rl_send(k, RL_MSG_SURVIVOR, pid, err);
+    if (k->ctl < 0)
+      rl_say_survivor(pid, &st, err);
+    n++;
+  }
+  k->survivors = n;
 }
 
 static int rl_exit_status(int status)
@@ -297,6 +366,7 @@ static void rl_reap(rl_keeper_t *k)
     if (pid == 0)
       return;
     k->reaped = 1;
+    k->reaped_ns = rl_now_ns();
     if (pid == k->main_pid) {
       k->main_done = 1;
       k->main_status = status;
@@ -776,6 +846,13 @@ static int rl_poll_timeout_ms(const rl_keeper_t *k)
   return left <= 0 ? 0 : (int)((left + 999999) / 1000000);
 }
 
+/* The SIGKILL sweeps have run RL_FORCED_LIMIT_MS and nothing died for RL_STALLED_MS. */
+static int rl_forced_stalled(const rl_keeper_t *k, int64_t now)
+{
+  return now - k->forced_ns >= (int64_t)RL_FORCED_LIMIT_MS * 1000000 &&
+         now - k->reaped_ns >= (int64_t)RL_STALLED_MS * 1000000;
+}
+
 static void rl_tick(rl_keeper_t *k)
 {
   int64_t now = rl_now_ns();
@@ -788,8 +865,8 @@ static void rl_tick(rl_keeper_t *k)
     k->next_sweep_ns = now + 10000000;
   }
   k->reaped = 0;
-  if (k->phase == RL_FORCED)
-    rl_forced_pass(k);
+  if (k->phase == RL_FORCED && (!rl_forced_pass(k) || rl_forced_stalled(k, now)))
+    rl_give_up(k);
 }
 
 /* The "go N" payload as argv and environ (pointers into it); false if it is malformed. */
@@ -852,6 +929,8 @@ static void rl_loop_until_empty(rl_keeper_t *k)
     if (k->empty)
       return;
     rl_tick(k);
+    if (k->survivors)
+      return;
     rl_reap(k);
     if (k->empty)
       return;
@@ -879,6 +958,11 @@ int rl_keeper_main(int argc, char **argv)
     fprintf(stderr, "usage: reload " RL_KEEPER_MODE " [OPTIONS] -- COMMAND [ARG...]\n");
     return 2;
   }
+  /* Out of reload's process group: a signal to that group (a terminal's Ctrl-C, a CI job's
+   * `kill -KILL -PGID`) reaches reload, which stops the trees in order, and not the keepers
+   * too. Above all a group SIGKILL: keepers killed with reload could tear nothing down, and
+   * whatever left the command's group (setsid) would survive. reload's death is their stop. */
+  setpgid(0, 0);
   /* Fds reload leaked to us (a Lua io.open is not CLOEXEC) would be held until we exit. The
    * listening sockets reload gave us come first, at 4..3+N. */
   syscall(SYS_close_range, (unsigned)(RL_KEEPER_LISTEN_FD + k->nlisten), ~0U, 0U);
@@ -911,6 +995,9 @@ int rl_keeper_main(int argc, char **argv)
     return 125;
   rl_loop_until_empty(k);
   int64_t duration_us = k->phase == RL_RUNNING ? -1 : (rl_now_ns() - k->stop_ns) / 1000;
-  rl_send(k, RL_MSG_TREE_EMPTY, k->forced, duration_us);
+  if (k->survivors)
+    rl_send(k, RL_MSG_GAVE_UP, k->survivors, duration_us);
+  else
+    rl_send(k, RL_MSG_TREE_EMPTY, k->forced, duration_us);
   return rl_exit_status(k->main_status);
 }

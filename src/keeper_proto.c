@@ -25,6 +25,8 @@ static const struct {
     [RL_MSG_FORCING] = {"forcing", ""},
     [RL_MSG_TREE_EMPTY] = {"tree-empty", "ii"},
     [RL_MSG_CANCELLED] = {"cancelled", ""},
+    [RL_MSG_SURVIVOR] = {"survivor", "ii"},
+    [RL_MSG_GAVE_UP] = {"gave-up", "ii"},
     [RL_MSG_TERM] = {"term", "ii"},
     [RL_MSG_KILL] = {"kill", ""},
     [RL_MSG_SIGNAL] = {"signal", "ic"},

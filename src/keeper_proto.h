@@ -14,6 +14,10 @@
  *   forcing            SIGKILL phase              an empty string, env NUL..., an empty string
  *   tree-empty FORCED US   all reaped
  *   cancelled          stopped while held
+ *   survivor PID ERRNO     a process the SIGKILL sweeps could not end: ERRNO 1 (EPERM) when
+ *                          kill() was refused, 0 when it was sent and the process stays
+ *   gave-up COUNT US       instead of tree-empty: the stop gave up on the COUNT survivors
+ *                          just listed, US after it began; the keeper exits
  *
  * STAGE is setup (the keeper itself could not be set up), fork or exec. Plain C and libc: the
  * keeper links it statically.
@@ -65,6 +69,8 @@ typedef enum {
   RL_MSG_FORCING,
   RL_MSG_TREE_EMPTY,
   RL_MSG_CANCELLED,
+  RL_MSG_SURVIVOR,
+  RL_MSG_GAVE_UP,
   /* reload -> keeper */
   RL_MSG_TERM,
   RL_MSG_KILL,

@@ -45,6 +45,14 @@ static const char *const rl_io_names[] = {"null", "inherit", "pipe", NULL};
 
 typedef struct rl_proc_s rl_proc_t;
 
+/* A process the keeper could not stop ("survivor"), as /proc showed it when reported. */
+enum { RL_MAX_SURVIVORS = 16 };
+typedef struct {
+  int pid, err, uid; /* err: kill()'s errno (EPERM), 0 when it was sent; uid -1: unknown */
+  char state;        /* 0: gone by the time it was read */
+  char comm[32], cmdline[160];
+} rl_survivor_t;
+
 struct rl_proc_s {
   lua_State *L; /* main thread */
   uv_process_t keeper;
@@ -68,6 +76,8 @@ struct rl_proc_s {
   int ctl_open, sweeping, sweep_ticks, finishing, finished, detached, failed;
   uint64_t stop_ns, empty_ns;
   double keeper_duration_ms;
+  int gave_up, nsurvivors; /* the keeper gave up on nsurvivors processes (the first listed) */
+  rl_survivor_t survivors[RL_MAX_SURVIVORS];
   char line[256];
   size_t line_len;
 };
@@ -283,6 +293,38 @@ static int rl_exit_status(const rl_proc_t *p)
   return p->keeper_status;
 }
 
+/* Sets survivors = { {pid=, uid=, comm=, cmdline=, state=, error=}, ... } on the table on top;
+ * survivors_total when there were more than the list holds. */
+static void rl_push_survivors(rl_proc_t *p)
+{
+  lua_State *L = p->L;
+  int n = p->nsurvivors < RL_MAX_SURVIVORS ? p->nsurvivors : RL_MAX_SURVIVORS;
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    const rl_survivor_t *sv = &p->survivors[i];
+    lua_createtable(L, 0, 6);
+    rl_set_int(L, "pid", sv->pid);
+    if (sv->uid >= 0)
+      rl_set_int(L, "uid", sv->uid);
+    if (sv->state) {
+      lua_pushstring(L, sv->comm);
+      lua_setfield(L, -2, "comm");
+      lua_pushstring(L, sv->cmdline);
+      lua_setfield(L, -2, "cmdline");
+      lua_pushlstring(L, &sv->state, 1);
+      lua_setfield(L, -2, "state");
+    }
+    if (sv->err) {
+      lua_pushstring(L, uv_err_name(-sv->err));
+      lua_setfield(L, -2, "error");
+    }
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "survivors");
+  if (p->nsurvivors > n)
+    rl_set_int(L, "survivors_total", p->nsurvivors);
+}
+
 static void rl_push_exit_event(rl_proc_t *p)
 {
   lua_State *L = p->L;
@@ -309,6 +351,8 @@ static void rl_push_exit_event(rl_proc_t *p)
     lua_pushnumber(L, p->keeper_duration_ms);
     lua_setfield(L, -2, "duration_ms");
   }
+  if (p->gave_up)
+    rl_push_survivors(p);
   if (p->spawn_errno) {
     int err = -p->spawn_errno;
     static const char *const stage[RL_STAGE_COUNT] = {
@@ -511,6 +555,49 @@ static void rl_on_main_exit(rl_proc_t *p, int code, int sig)
   rl_callback(p, p->event_ref);
 }
 
+/* "survivor PID ERRNO": what it is, read now, while it lives. */
+static void rl_on_survivor(rl_proc_t *p, int pid, int err)
+{
+  if (p->nsurvivors++ >= RL_MAX_SURVIVORS)
+    return;
+  rl_survivor_t *sv = &p->survivors[p->nsurvivors - 1];
+  memset(sv, 0, sizeof *sv);
+  sv->pid = pid;
+  sv->err = err;
+  sv->uid = rl_proc_euid(pid);
+  rl_pstat_t st;
+  if (rl_proc_stat(pid, &st) == 0) {
+    sv->state = st.state;
+    snprintf(sv->comm, sizeof sv->comm, "%s", st.comm);
+  }
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+  ssize_t len = rl_proc_read(path, sv->cmdline, sizeof sv->cmdline);
+  for (ssize_t i = 0; i < len; i++) /* arguments are NUL-separated */
+    if (sv->cmdline[i] == '\0')
+      sv->cmdline[i] = ' ';
+  while (len > 0 && sv->cmdline[len - 1] == ' ')
+    sv->cmdline[--len] = '\0';
+}
+
+/* "gave-up COUNT US": the tree is not empty and never will be by our hand. As "tree-empty" for
+ * the run (nothing more will go), with the survivors named. */
+static void rl_on_gave_up(rl_proc_t *p, long long us)
+{
+  p->gave_up = 1;
+  p->tree_empty = 1;
+  p->forced = 1;
+  p->empty_ns = uv_hrtime();
+  p->keeper_duration_ms = us >= 0 ? (double)us / 1000.0 : -1;
+  if (p->spawn_errno)
+    return;
+  rl_event_new(p, "gave-up");
+  lua_pushboolean(p->L, 1);
+  lua_setfield(p->L, -2, "forced");
+  rl_push_survivors(p);
+  rl_callback(p, p->event_ref);
+}
+
 static void rl_on_line(rl_proc_t *p, const char *line)
 {
   rl_msg_t m;
@@ -547,6 +634,8 @@ static void rl_on_line(rl_proc_t *p, const char *line)
       rl_callback(p, p->event_ref);
     }
     break;
+  case RL_MSG_SURVIVOR: rl_on_survivor(p, (int)m.arg[0], (int)m.arg[1]); break;
+  case RL_MSG_GAVE_UP: rl_on_gave_up(p, m.arg[1]); break;
   case RL_MSG_HELD: rl_emit_simple(p, "held"); break;
   case RL_MSG_CANCELLED:
     p->cancelled = 1;

@@ -40,10 +40,10 @@ int rl_proc_is_number(const char *name)
   return 1;
 }
 
-/* The next integer of s (after spaces) into *v; the rest of s, or NULL. */
+/* The next integer of s (after spaces or tabs) into *v; the rest of s, or NULL. */
 static const char *rl_next_int(const char *s, int *v)
 {
-  while (*s == ' ')
+  while (*s == ' ' || *s == '\t')
     s++;
   char *end;
   long x = strtol(s, &end, 10);
@@ -73,6 +73,20 @@ int rl_proc_stat(int pid, rl_pstat_t *out)
   snprintf(out->comm, sizeof out->comm, "%.*s", (int)(close_paren - open_paren - 1),
            open_paren + 1);
   return 0;
+}
+
+int rl_proc_euid(int pid)
+{
+  char path[64], buf[2048];
+  snprintf(path, sizeof path, "/proc/%d/status", pid);
+  if (rl_proc_read(path, buf, sizeof buf) <= 0)
+    return -1;
+  /* "Uid:\tREAL\tEFFECTIVE\tSAVED\tFS" */
+  const char *line = strstr(buf, "\nUid:");
+  int real, eff;
+  if (!line || !(line = rl_next_int(line + 5, &real)) || !rl_next_int(line, &eff))
+    return -1;
+  return eff;
 }
 
 int rl_proc_each_pid(char *dents, size_t size, int (*fn)(int pid, void *ud), void *ud)

@@ -27,6 +27,10 @@ typedef struct {
 /* Reads /proc/PID/stat into out; 0, or -1 when the process is gone (or the line is not one). */
 int rl_proc_stat(int pid, rl_pstat_t *out);
 
+/* The effective user ID of pid (the "Uid:" line of /proc/PID/status, as ps shows it), or -1 when
+ * the process is gone. */
+int rl_proc_euid(int pid);
+
 /* Calls fn(pid, ud) for each process in /proc, reading the directory with getdents64 into dents
  * (size bytes); stops early when fn returns non-zero. Returns -1 when /proc cannot be read. */
 int rl_proc_each_pid(char *dents, size_t size, int (*fn)(int pid, void *ud), void *ud);

@@ -150,6 +150,7 @@ static int rl_watch_new(lua_State *L)
   if (!w)
     return luaL_error(L, "out of memory");
   w->in.fd = -1;
+  w->in.parent_wd = -1;
   w->ref_events = w->ref_error = w->ref_self = LUA_NOREF;
   w->L = rl_main_thread(L);
   /* w is owned by the box from here, so a raise in the option checks frees it through __gc. */

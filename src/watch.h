@@ -46,6 +46,8 @@ enum {
   RL_EV_RENAME,
   RL_EV_CLOSE, /* a writer closed the file (IN_CLOSE_WRITE) */
   RL_EV_OVERFLOW,
+  RL_EV_ROOT_GONE, /* the root itself was deleted, moved away or unmounted: nothing is watched */
+  RL_EV_ROOT_BACK, /* a directory is at the root's path again: watched and walked anew */
   RL_EV_COUNT
 };
 extern const char *const rl_event_kinds[RL_EV_COUNT]; /* "create", ... */
@@ -127,6 +129,9 @@ struct rl_watcher {
     size_t nredo, redocap;
     size_t watches;
     int enospc_reported;
+    uv_timer_t root_timer; /* while the root is gone: looks for its path again */
+    int root_timer_inited, root_lost;
+    int parent_wd; /* the watch on the root's parent (its removal, its replacement), or -1 */
   } in;
   /* Polling (watch_poll.c). */
   struct {

@@ -5,6 +5,18 @@
  * by cookie, a new directory watched and read at once (what was created before its watch
  * existed is reported), a .gitignore edit walked again, a queue overflow reported once and
  * repaired by a walk. A directory it cannot watch (ENOSPC) is handed to polling.
+ *
+ * The root itself can go (rm -rf, a move, an unmount). Its own watch says so (IN_DELETE_SELF)
+ * only once nothing holds the directory, and a process whose working directory it is (reload
+ * itself, the commands it runs) does: so the root's parent is watched too, for removals and
+ * renames of the root's name alone (RL_PARENT_MASK: no creations, no writes beside the project).
+ * When the root is gone, the tree is forgotten, "root-gone" reported, and a timer looks for a
+ * directory at the root's path every RL_ROOT_POLL_MS; once there is one, it is watched and
+ * walked like a new tree, and "root-back" and an overflow (anything may have changed) are
+ * reported. A timer rather than creations in the parent: it sees the root come back whichever
+ * of its ancestors went with it, and runs only while the root is missing. The price is up to
+ * RL_ROOT_POLL_MS of latency, once, which the walk makes safe: what was created before the
+ * watch is found.
  */
 #include "watch.h"
 
@@ -27,6 +39,14 @@
 /* Reads per fd wake-up before the batch is delivered: bounds the time spent in one callback
  * while a tool floods the tree. */
 #define RL_READS_PER_BATCH 64
+/* While the root is gone: how often its path is looked at. */
+#define RL_ROOT_POLL_MS 100
+/* The root's parent: an entry removed or renamed away, or one renamed over it; the parent's
+ * own removal or move. IN_MASK_ADD: should the parent be a directory of the tree too (a bind
+ * mount), its watch keeps what the tree needs. */
+#define RL_PARENT_MASK                                                                    \
+  (IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | \
+   IN_MASK_ADD)
 
 /* The first half of a move (IN_MOVED_FROM), waiting for its IN_MOVED_TO. */
 typedef struct rl_pending {
@@ -189,6 +209,37 @@ static int rl_inotify_cover(rl_watcher_t *w, rl_wdir_t *d, const char *abs, cons
 
 /* Events --------------------------------------------------------------------------------------- */
 
+static void rl_root_check(uv_timer_t *t);
+
+/* Watches the root's parent (none for "/", or when it cannot be watched: then the root's own
+ * watch alone tells). */
+static void rl_parent_watch(rl_watcher_t *w)
+{
+  w->in.parent_wd = -1;
+  const char *slash = w->rootlen ? strrchr(w->root, '/') : NULL;
+  if (!slash)
+    return;
+  size_t len = slash == w->root ? 1 : (size_t)(slash - w->root);
+  char *parent = strndup(w->root, len);
+  int wd = parent ? rl_inotify_add(w->in.fd, parent, RL_PARENT_MASK) : -1;
+  free(parent);
+  if (wd >= 0 && !rl_wd_get(w, wd))
+    w->in.parent_wd = wd;
+}
+
+/* An event of the parent's watch: is it the root going (or being replaced)? */
+static int rl_parent_says_gone(rl_watcher_t *w, const struct inotify_event *ev)
+{
+  if (ev->mask & IN_IGNORED) {
+    w->in.parent_wd = -1;
+    return 0;
+  }
+  if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF))
+    return 1; /* the root went with it, or is no longer at its path */
+  const char *name = strrchr(w->root, '/') + 1;
+  return ev->len && !strcmp(ev->name, name);
+}
+
 /* A directory appeared (created, or moved in from outside): watch it and report what is in it
  * already, since files created before its watch existed produce no event. */
 static void rl_watch_new_dir(rl_watcher_t *w, rl_wdir_t *parent, const char *name, const char *rel)
@@ -296,30 +347,58 @@ static void rl_watch_moved_to(rl_watcher_t *w, rl_wdir_t *d, const struct inotif
   w->in.pend[i] = w->in.pend[--w->in.npend];
 }
 
+/* The root is gone. Every record below it is forgotten with its watch (a moved root's watches
+ * would still follow it to its new name), and the timer looks for the path. */
+static void rl_root_lost(rl_watcher_t *w)
+{
+  if (w->in.root_lost || !w->top)
+    return;
+  w->in.root_lost = 1;
+  if (w->in.parent_wd >= 0)
+    inotify_rm_watch(w->in.fd, w->in.parent_wd); /* its IN_IGNORED finds no watch: dropped */
+  w->in.parent_wd = -1;
+  while (w->top->child)
+    rl_wdir_drop(w, w->top->child, 1);
+  if (w->top->by)
+    w->top->by->forget(w, w->top, 1);
+  for (size_t i = 0; i < w->in.npend; i++) /* moves out of a tree that is no more */
+    free(w->in.pend[i].path);
+  w->in.npend = 0;
+  w->in.nredo = 0;
+  w->nfiles = 0;
+  rl_watch_emit(w, RL_EV_ROOT_GONE, NULL, 1, NULL);
+  if (!w->in.root_timer_inited) { /* the first time it is needed: most watchers never do */
+    uv_timer_init(w->in.handle.loop, &w->in.root_timer);
+    w->in.root_timer.data = w;
+    w->in.root_timer_inited = 1;
+    w->open_handles++;
+    rl_stat_add(RL_STAT_HANDLES, 1);
+  }
+  uv_timer_start(&w->in.root_timer, rl_root_check, RL_ROOT_POLL_MS, RL_ROOT_POLL_MS);
+}
+
 static void rl_watch_event(rl_watcher_t *w, const struct inotify_event *ev, rl_buf_t *dpath,
                            rl_buf_t *path)
 {
+  if (ev->wd == w->in.parent_wd) {
+    if (rl_parent_says_gone(w, ev))
+      rl_root_lost(w);
+    return;
+  }
   rl_wdir_t *d = rl_wd_get(w, ev->wd);
   if (!d)
     return;
-  if (ev->mask & IN_IGNORED) {
-    /* The kernel dropped the watch (directory deleted or unmounted). */
-    if (d == w->top) {
-      rl_wd_del(w, d->wd);
-      d->wd = -1;
-      d->by = NULL;
-      w->in.watches--;
-      rl_watch_problem(w, "the watched root '%s' was removed%s", w->root, NULL);
-    } else {
-      rl_wdir_drop(w, d, 0);
-    }
+  if (d == w->top && (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF))) {
+    rl_root_lost(w);
     return;
   }
-  if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
-    if (d == w->top && (ev->mask & IN_MOVE_SELF))
-      rl_watch_problem(w, "the watched root '%s' was moved%s", w->root, NULL);
-    return; /* reported through the parent's event */
+  if (ev->mask & IN_IGNORED) {
+    /* The kernel dropped the watch (directory deleted or unmounted). */
+    rl_wdir_drop(w, d, 0);
+    return;
   }
+  if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF))
+    return; /* reported through the parent's event */
   if (!ev->len || rl_wdir_path(d, dpath) < 0)
     return;
   size_t namelen = strlen(ev->name);
@@ -414,6 +493,34 @@ static void rl_inotify_read(uv_poll_t *h, int status, int events)
   rl_watch_deliver(w);
 }
 
+/* The root's return ------------------------------------------------------------------------------
+ */
+
+/* A directory is at the root's path again (a new one, or the old one moved back): watch it,
+ * walk it as a new tree, and say so with an overflow. Until then, try again at the next tick. */
+static void rl_root_check(uv_timer_t *t)
+{
+  rl_watcher_t *w = t->data;
+  const char *abs = w->rootlen ? w->root : "/";
+  struct stat st;
+  if (!w->top || stat(abs, &st) < 0 || !S_ISDIR(st.st_mode))
+    return;
+  int wd = rl_inotify_add(w->in.fd, abs, RL_WATCH_MASK);
+  if (wd < 0)
+    return; /* gone again in between, or no watch to be had yet */
+  uv_timer_stop(t);
+  w->in.root_lost = 0;
+  w->top->wd = wd;
+  w->top->by = &rl_inotify_backend;
+  rl_wd_put(w, w->top);
+  w->in.watches++;
+  rl_parent_watch(w);
+  rl_watch_emit(w, RL_EV_ROOT_BACK, NULL, 1, NULL);
+  rl_watch_walk(w, w->top, 0, 1, 0);
+  rl_watch_emit(w, RL_EV_OVERFLOW, NULL, 0, NULL);
+  rl_watch_deliver(w);
+}
+
 /* The backend ---------------------------------------------------------------------------------- */
 
 static int rl_inotify_start(rl_watcher_t *w, uv_loop_t *loop, const char **what)
@@ -438,6 +545,7 @@ static int rl_inotify_start(rl_watcher_t *w, uv_loop_t *loop, const char **what)
   rl_stat_add(RL_STAT_HANDLES, 1);
   if (rl_inotify_cover(w, w->top, w->rootlen ? w->root : "/", "", 0) == 0)
     rl_watch_walk(w, w->top, 0, 0, 1);
+  rl_parent_watch(w);
   uv_poll_start(&w->in.handle, UV_READABLE, rl_inotify_read);
   return 0;
 }
@@ -465,6 +573,10 @@ static void rl_inotify_stop(rl_watcher_t *w)
     uv_poll_stop(&w->in.handle);
     uv_close((uv_handle_t *)&w->in.handle, rl_watch_handle_closed);
     w->in.handle_inited = 0;
+  }
+  if (w->in.root_timer_inited) {
+    uv_close((uv_handle_t *)&w->in.root_timer, rl_watch_handle_closed);
+    w->in.root_timer_inited = 0;
   }
   if (w->in.fd >= 0)
     close(w->in.fd); /* after uv_close of the poll handle: libuv must stop watching it first */

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const rl_event_kinds[RL_EV_COUNT] = {"create", "modify", "remove",
-                                                 "rename", "close",  "overflow"};
+const char *const rl_event_kinds[RL_EV_COUNT] = {"create", "modify",   "remove",    "rename",
+                                                 "close",  "overflow", "root-gone", "root-back"};
 
 /* Helpers -------------------------------------------------------------------------------------- */
 
@@ -73,7 +73,10 @@ void rl_watch_emit_as(rl_watcher_t *w, int kind, const char *path, int is_dir, c
                       int settled)
 {
   size_t len = path ? strlen(path) : 0;
-  if (kind == RL_EV_OVERFLOW) {
+  if (kind == RL_EV_ROOT_GONE || kind == RL_EV_ROOT_BACK) {
+    path = kind == RL_EV_ROOT_GONE ? "\n-" : "\n+"; /* once each per batch, like overflow */
+    len = 2;
+  } else if (kind == RL_EV_OVERFLOW) {
     path = "\n"; /* one overflow per batch: a key no path can have */
     len = 1;
   }
@@ -85,7 +88,7 @@ void rl_watch_emit_as(rl_watcher_t *w, int kind, const char *path, int is_dir, c
      * it again); a second close adds nothing to a close. Anything else is kept: never lose a
      * distinct fact. */
     if ((kind == RL_EV_MODIFY && p->kind != RL_EV_REMOVE && p->kind != RL_EV_CLOSE) ||
-        kind == RL_EV_OVERFLOW ||
+        kind == RL_EV_OVERFLOW || kind == RL_EV_ROOT_GONE || kind == RL_EV_ROOT_BACK ||
         (kind == p->kind && (kind == RL_EV_CREATE || kind == RL_EV_CLOSE)))
       return;
   }
@@ -95,7 +98,7 @@ void rl_watch_emit_as(rl_watcher_t *w, int kind, const char *path, int is_dir, c
   e->kind = kind;
   e->is_dir = is_dir;
   e->settled = settled;
-  e->path = kind == RL_EV_OVERFLOW ? NULL : strdup(path);
+  e->path = kind >= RL_EV_OVERFLOW ? NULL : strdup(path);
   e->from = from ? strdup(from) : NULL;
   int oom;
   w->nev++;

@@ -397,7 +397,17 @@ local function run_engine(config, opts, only, loader)
       if require("reload.service").terminal_given then
         core.tty_reclaim() -- normally done when its tree went; never leave the shell without it
       end
-      log.info("every process tree is gone; bye")
+      local left = engine:survivors()
+      if #left == 0 then
+        log.info("every process tree is gone; bye")
+      else
+        local pids = {}
+        for _, sv in ipairs(left) do
+          pids[#pids + 1] = ("%d ('%s')"):format(sv.pid, log.escape(sv.comm or "?"))
+        end
+        log.warn("stopped; %d process%s that reload could not stop still run%s: pid %s; bye",
+          #left, #left == 1 and "" or "es", #left == 1 and "s" or "", table.concat(pids, ", "))
+      end
       if write_json then
         write_json({ type = "quit" })
       end

@@ -8,6 +8,12 @@
 --- `after` start only once every service they name is up (ready, or done for a one-shot task);
 --- a task that runs again restarts the services that come after it.
 ---
+--- The project root itself can be deleted or moved away (a script that recreates the checkout):
+--- the watcher reports "root-gone", and until "root-back" nothing is started (the commands would
+--- run in a directory that is no more); the running generations are left alone. When a directory
+--- is at the root's path again, the Reloadfile is loaded again and every service restarts once,
+--- from the new directory, as after an overflow.
+---
 --- A config reload loads the file again; on error the old config keeps running and the error
 --- is shown. On success, a service whose definition changed (by fingerprint) gets the new one
 --- through its own lifecycle, as a change (the old generation serves until the new one can
@@ -258,7 +264,17 @@ function M:on_batch(batch)
   local overflow, config_changed = false, false
   local files, dirs = {}, {}
   for _, ev in ipairs(batch) do
-    if ev.kind == "overflow" then
+    if ev.kind == "root-gone" or ev.kind == "root-back" then
+      self:on_root(ev.kind)
+    end
+  end
+  if self.root_missing then
+    return -- whatever else the batch holds went with the root
+  end
+  for _, ev in ipairs(batch) do
+    if ev.kind == "root-gone" or ev.kind == "root-back" then -- luacheck: ignore 542
+      -- handled above
+    elseif ev.kind == "overflow" then
       overflow = true
     elseif not ev.dir then
       if self.watched_files[ev.path] or (ev.from and self.watched_files[ev.from]) then
@@ -294,9 +310,12 @@ function M:on_batch(batch)
   if config_changed then
     self:reload_config()
   end
-  if overflow then
+  if overflow and self.root_back then
+    overflow = "the project root came back"
+  elseif overflow then
     log.warn("the kernel's event queue overflowed: rebuilding everything")
   end
+  self.root_back = nil
   for _, svc in ipairs(self.services) do
     local mine = {}
     for _, ev in ipairs(files) do
@@ -314,6 +333,26 @@ function M:on_batch(batch)
     if #mine > 0 or overflow then
       svc:changes(mine, overflow)
     end
+  end
+end
+
+--- The project root went ("root-gone") or a directory is at its path again ("root-back").
+---@param kind "root-gone"|"root-back"
+function M:on_root(kind)
+  if kind == "root-gone" then
+    if not self.root_missing then
+      self.root_missing = true
+      log.warn("project root removed; waiting for it to come back (%s)",
+        log.escape(self.config.root))
+      for _, svc in ipairs(self.services) do
+        svc:hold()
+      end
+    end
+  elseif self.root_missing then
+    self.root_missing = false
+    self.root_back = true
+    log.info("project root is back: loading the Reloadfile again and restarting everything")
+    self:reload_config()
   end
 end
 
@@ -423,6 +462,27 @@ function M:quit(fn, force)
     svc:shutdown(one, force)
   end
   one()
+end
+
+--- The processes that reload could not stop (service.lua `left_running`) and that still run.
+---@return reload.Survivor[]
+function M:survivors()
+  local out = {}
+  for _, svc in ipairs(self.services) do
+    for _, sv in ipairs(svc.survivors or {}) do
+      -- Alive: in /proc and not a zombie (init may not have reaped one that was killed since).
+      local f = io.open(("/proc/%d/stat"):format(sv.pid), "r")
+      local stat = f and f:read("a") or ""
+      if f then
+        f:close()
+      end
+      local comm, state = stat:match("^%d+ %((.*)%) (%a)")
+      if state and state ~= "Z" and state ~= "X" and (not sv.comm or comm == sv.comm) then
+        out[#out + 1] = sv
+      end
+    end
+  end
+  return out
 end
 
 --- The plan, for `reload check`: one line per fact.

@@ -4,13 +4,17 @@
 --- Theory of operation. The core reports a run as a sequence of events: "started" (exec
 --- succeeded), "main-exit" (the main command ended; its descendants may live on), "tree-empty"
 --- (every process of the tree is reaped: its ports are free) and "exit" (the keeper and reload's
---- own handles are closed too). A generation folds them into what the service acts on:
+--- own handles are closed too); "gave-up" in place of "tree-empty" when the keeper could not
+--- end some processes (a setuid program reload has no right to signal): those `survivors` keep
+--- running outside any tree, and nothing more will go. A generation folds them into what the
+--- service acts on:
 ---
 ---   started(gen)          the command runs (pid known)
 ---   ready(gen)            its port accepts connections, or its output matched `ready`
 ---   main_exit(gen, info)  the main command ended on its own while descendants still run
----   gone(gen, info)       no process of it is left: at "tree-empty", or at "exit" when the
----                         command never started or the keeper died; exactly once
+---   gone(gen, info)       no process of it is left that reload can end: at "tree-empty" or
+---                         "gave-up" (info.survivors), or at "exit" when the command never
+---                         started or the keeper died; exactly once
 ---   closed(gen)           reload's handles are closed too (quit waits for this)
 ---
 --- Readiness (port probe, output pattern) belongs to the generation it watches, so a probe of an
@@ -62,7 +66,12 @@ function M.spare(ctx)
   end
   local proc, err = ctx.core.spawn(opts)
   if not proc then
-    log.error("%s: cannot start a keeper: %s", ctx.name, tostring(err))
+    -- A directory deleted in between (the project root going away) fails the spawn's chdir,
+    -- which libuv reports as ENOENT for the program: not the keeper's fault, and the launch
+    -- says what is missing.
+    if M.dir_id(opts.cwd) then
+      log.error("%s: cannot start a keeper: %s", ctx.name, tostring(err))
+    end
     return nil
   end
   spare.proc = proc
@@ -150,7 +159,7 @@ function M:on_core_event(ev)
     if not self.is_gone then
       self.on.main_exit(self, ev)
     end
-  elseif ev.type == "tree-empty" then
+  elseif ev.type == "tree-empty" or ev.type == "gave-up" then
     self:finish(ev)
   elseif ev.type == "exit" then
     self:finish(ev)
@@ -172,6 +181,8 @@ function M:finish(ev)
     fallback = ev.fallback,
     cancelled = ev.cancelled,
     stopped = self.stopping,
+    survivors = ev.survivors,
+    survivors_total = ev.survivors_total,
   }
   local main = self.main_exit or ev
   info.code, info.signal = main.code, main.signal

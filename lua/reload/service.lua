@@ -26,6 +26,13 @@
 --- and `wrap` functions were evaluated (`preparing` → `prepared`). A failed preparation leaves
 --- the current generation serving and says why.
 ---
+--- One exception to the first rule, said out loud: a process that reload has no right to stop
+--- (a setuid program or sudo that the command started; kill() answers EPERM) outlives every
+--- SIGKILL. The keeper gives up on it once its stop is over, and the generation counts as gone
+--- with `survivors`: each is named (`left_running`), and the next generation starts anyway,
+--- its restart line saying how many of the previous one still run. Waiting would keep the
+--- service down for good over a process that no restart can end.
+---
 --- Events are handled to completion, one at a time: an event raised while another is handled
 --- (a pipeline that finishes at once) is queued behind it.
 local M = {}
@@ -104,6 +111,7 @@ function M.new(opts)
     crashes = 0,
     queue = {},
     open = {}, -- generations whose handles are not closed yet (quit waits for them)
+    survivors = {}, -- processes of its generations that could not be stopped (left_running)
     loopguard = loopguard.new(),
   }, M)
   self:compile(self.cfg)
@@ -207,10 +215,22 @@ function M:changes(events, overflow)
   self.debouncer:push(events, overflow)
 end
 
+--- The project root is gone: the changes collected so far went with it, and no restart may
+--- start a command there (the engine holds the next batches until it is back).
+function M:hold()
+  self.debouncer:cancel()
+  if self.loop_timer then
+    self.loop_timer:stop()
+    self.loop_timer = nil
+  end
+end
+
 --- A burst of changes is over: restart, unless the loop guard holds it back (its own start
---- keeps writing a watched file: see loopguard.lua).
+--- keeps writing a watched file: see loopguard.lua). overflow: anything may have changed (true,
+--- events were lost; or a string saying why).
 function M:burst(paths, overflow, t0)
-  local cause = overflow and "events were lost" or (log.paths(paths) .. " changed")
+  local cause = type(overflow) == "string" and overflow or overflow and "events were lost" or
+    (log.paths(paths) .. " changed")
   if self.loop_timer then
     self.loop_timer:stop()
     self.loop_timer = nil
@@ -462,7 +482,7 @@ T.stopping = {
     end
     self.gen = nil
     self.last_stop_ms = ev.info.stop_ms
-    if ev.info.forced and not st.quit_forced then
+    if ev.info.forced and not st.quit_forced and not ev.info.survivors then
       log.warn("%s: stopped with SIGKILL after the %s grace period", self.name,
         log.duration(ev.gen.ctx.cfg.stop.grace * 1000))
     end
@@ -866,8 +886,12 @@ function M:spawn(plan)
       if gen.foreground then
         self.core.tty_reclaim() -- its group had the terminal
       end
+      if info.survivors then
+        self:left_running(info)
+      end
       self:emit("generation_gone", { generation = gen.n, status = info.status,
-        signal = info.signal, forced = info.forced, stop_ms = info.stop_ms })
+        signal = info.signal, forced = info.forced, stop_ms = info.stop_ms,
+        survivors = info.survivors })
       self:dispatch({ type = "gone", gen = gen, info = info })
     end,
     closed = function(gen)
@@ -1011,7 +1035,13 @@ function M:announce(plan, gen)
   end
   parts[#parts + 1] = "start " .. log.duration(now - gen.t_spawn)
   local phases = table.concat(parts, ", ")
-  if plan.first then
+  local left = self.last_left
+  if left and not plan.first then
+    -- The previous generation is not entirely gone: the line says so, and is not an "ok".
+    log.warn("%s: restarted in %s (pid %d) after %s; %s; %d process%s of the previous run " ..
+      "could not be stopped and still run%s", self.name, log.duration(now - plan.t), gen.pid,
+      plan.cause, phases, left, left == 1 and "" or "es", left == 1 and "s" or "")
+  elseif plan.first then
     log.ok("%s: started in %s (pid %d; %s)", self.name, log.duration(now - plan.t), gen.pid,
       phases)
   else
@@ -1019,6 +1049,36 @@ function M:announce(plan, gen)
       gen.pid, plan.cause, phases)
   end
   self.last_stop_ms = nil
+  self.last_left = nil
+end
+
+--- Why a survivor outlived its SIGKILL, in words.
+local function survivor_reason(sv)
+  if sv.error == "EPERM" then
+    return "not permitted"
+  elseif sv.state == "D" then
+    return "it stays in uninterruptible sleep (state D) after SIGKILL"
+  end
+  return ("it did not die of SIGKILL (state %s)"):format(sv.state or "unknown")
+end
+
+--- A generation is gone but for processes the keeper could not end (info.survivors): name each
+--- and why, and remember them (the next restart line and quit say they still run).
+---@param info table the generation's gone info
+function M:left_running(info)
+  local list = info.survivors
+  for _, sv in ipairs(list) do
+    log.warn("%s: cannot stop pid %d (uid %s, '%s'): %s; it keeps running", self.name, sv.pid,
+      sv.uid and tostring(sv.uid) or "unknown", log.escape(sv.comm or "?"), survivor_reason(sv))
+    if #self.survivors < 64 then
+      self.survivors[#self.survivors + 1] = sv
+    end
+  end
+  local total = info.survivors_total or #list
+  if total > #list then
+    log.warn("%s: and %d more processes it cannot stop", self.name, total - #list)
+  end
+  self.last_left = total
 end
 
 function M.describe_status(_, info)

@@ -269,6 +269,49 @@ describe("core.watch", function()
     end)
   end)
 
+  describe("the root itself", function()
+    it("deleted while a process works in it: root-gone, then root-back, an overflow, and the new "
+      .. "tree watched", function()
+      local base = helpers.tmpdir()
+      local root = base .. "/proj"
+      mkdirs(root .. "/sub")
+      helpers.write_file(root .. "/a.txt", "1")
+      -- The directory is some process's working directory, as it is reload's and its
+      -- commands': its own watch then says nothing when it is removed (IN_DELETE_SELF comes
+      -- once nothing holds it). The parent's watch does.
+      local holder = helpers.start({ "sleep", "1000" }, { cwd = root })
+      rec = watch(root)
+      sh(base, "rm -rf proj")
+      rec.wait("root-gone")
+      assert.are.equal(0, rec.w:stats().dirs)
+      rec.clear()
+      mkdirs(root .. "/new")
+      helpers.write_file(root .. "/new/b.txt", "2")
+      rec.wait("root-back")
+      rec.wait("overflow")
+      helpers.wait_until(10000, function() return rec.w:stats().dirs == 2 end,
+        function() return "2 watched dirs, have " .. rec.w:stats().dirs end)
+      helpers.write_file(root .. "/new/c.txt", "3")
+      rec.wait("rename", "new/c.txt")
+      holder:kill()
+    end)
+
+    it("moved away: what happens under its new name is not reported, a new one is watched",
+      function()
+        local base = helpers.tmpdir()
+        local root = base .. "/proj"
+        mkdirs(root)
+        rec = watch(root)
+        sh(base, "mv proj proj.old")
+        rec.wait("root-gone")
+        helpers.write_file(base .. "/proj.old/x.txt", "x")
+        mkdirs(root)
+        rec.wait("root-back")
+        rec.quiet("x.txt")
+        assert.are.equal(1, rec.w:stats().dirs)
+      end)
+  end)
+
   -- Neither test changes a setting of the machine: two suites, or a suite and the benchmark,
   -- can run at once.
   describe("kernel limits", function()

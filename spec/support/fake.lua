@@ -150,6 +150,16 @@ function Proc:exit(status, extra)
   self.opts.on_event(ev)
 end
 
+--- The spec makes the keeper give up on processes it could not stop, as the real core reports
+--- it: "gave-up" in place of "tree-empty", then "exit", both with the survivors.
+---@param survivors table[] { {pid=, uid=, comm=, error=}, ... }
+function Proc:give_up(survivors)
+  self.emptied = true
+  self.opts.on_event({ type = "gave-up", forced = true, survivors = survivors })
+  self.state = "exited"
+  self.opts.on_event({ type = "exit", status = 0, forced = true, survivors = survivors })
+end
+
 function Proc:pid()
   return self.pid_
 end

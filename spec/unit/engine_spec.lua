@@ -318,6 +318,48 @@ service "b" { run = "./b" }
     assert.are.equal(2, core.count("./api"), "one old and exactly one new process")
   end)
 
+  it("holds every change while the project root is gone, and restarts once when it is back",
+    function()
+      local loads = 0
+      local cfg_text = 'service "api" { watch = "**/*.go", build = "go build", run = "./api" }'
+      start(cfg_text, { loader = function()
+        loads = loads + 1
+        return config_of(cfg_text)
+      end })
+      core.last("go build"):exit(0)
+      core.last("./api"):start()
+      -- rm -rf: the files' removals and the root's in one batch
+      core.watcher.opts.on_events({ { path = "a.go", kind = "remove" }, { kind = "root-gone" } })
+      assert.matches("project root removed; waiting for it to come back", text())
+      core.change("b.go") -- cannot come from the real watcher, which watches nothing now
+      clock.advance(1000)
+      assert.are.equal(1, core.count("go build"), "nothing is built or started meanwhile")
+      core.watcher.opts.on_events({ { kind = "root-back" }, { kind = "overflow" } })
+      assert.are.equal(1, loads, "the Reloadfile is loaded again")
+      clock.advance(1000)
+      assert.are.equal(2, core.count("go build"))
+      assert.matches("api: the project root came back: building", text())
+      assert.is_nil(text():find("overflowed", 1, true))
+    end)
+
+  it("names the processes the keeper could not stop, and says so on the restart line", function()
+    start('service "api" { run = "./api", debounce = 0 }')
+    local old = core.last("./api")
+    old:start()
+    core.change("a.go")
+    clock.advance(0)
+    assert.are.equal(1, old.stops)
+    old:give_up({ { pid = 4242, uid = 0, comm = "sudo", error = "EPERM" } })
+    local new = core.last("./api")
+    assert.are_not.equal(old, new, "the next generation starts: nothing can end the survivor")
+    new:start()
+    assert.matches("api: cannot stop pid 4242 %(uid 0, 'sudo'%): not permitted; it keeps running",
+      text())
+    assert.matches("api: restarted in .*; 1 process of the previous run could not be stopped " ..
+      "and still runs", text())
+    assert.is_nil(text():find("stopped with SIGKILL", 1, true), text())
+  end)
+
   describe("a restart without build steps", function()
     it("stops the old tree during the quiet period, then starts in the spare keeper", function()
       local e = start('service "api" { run = "./api" }')

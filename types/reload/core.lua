@@ -63,9 +63,11 @@ function core._timer_probe(ms, fn) end
 --- 4, ... with LISTEN_FDS and LISTEN_PID = its own pid (set by the keeper after fork); at most 64
 
 ---@class reload.ProcessEvent
----@field type "held"|"started"|"main-exit"|"stopping"|"forcing"|"tree-empty"|"exit"
+---@field type "held"|"started"|"main-exit"|"stopping"|"forcing"|"tree-empty"|"gave-up"|"exit"
 --- "tree-empty": every process of the tree is reaped (its ports are free); "exit" follows once
---- reload's own handles are closed. Not sent when the command never started.
+--- reload's own handles are closed. Not sent when the command never started. "gave-up", in its
+--- place: the SIGKILL sweeps could not end some processes (`survivors`), which keep running
+--- outside any tree; nothing more of the run will go.
 ---@field pid? integer "started": the main command's pid
 ---@field pgid? integer "started": its process group
 ---@field code? integer "main-exit", "exit": the main command's exit code (nil if killed)
@@ -78,6 +80,17 @@ function core._timer_probe(ms, fn) end
 ---@field spawn_error? string "exit": the command never ran: "ENOENT: no such file or
 --- directory" when exec failed, "fork: EAGAIN: ..." or "keeper setup: ESRCH: ..." otherwise
 ---@field cancelled? boolean "exit": a held run stopped before go(); the command never ran
+---@field survivors? reload.Survivor[] "gave-up", "exit": the processes left running (the first
+--- 16)
+---@field survivors_total? integer "gave-up", "exit": how many, when more than listed
+
+---@class reload.Survivor
+---@field pid integer
+---@field uid? integer its effective user ID (nil: unknown)
+---@field comm? string its name (nil: it was gone when reported)
+---@field cmdline? string its arguments, space-separated
+---@field state? string its /proc state letter ("S", "D", ...)
+---@field error? string "EPERM": kill() was refused; nil: SIGKILL was sent and it stayed
 
 ---@class reload.ProcessInfo
 ---@field pid integer
@@ -243,8 +256,10 @@ function Ignore:forget(dir) end
 function core.ignore(opts) end
 
 ---@class reload.WatchEvent
----@field path string relative to the root
----@field kind "create"|"modify"|"remove"|"rename"|"overflow"
+---@field path? string relative to the root (none for "overflow", "root-gone", "root-back")
+---@field kind "create"|"modify"|"remove"|"rename"|"close"|"overflow"|"root-gone"|"root-back"
+--- "root-gone": the root itself went (nothing is watched); "root-back": a directory is at its
+--- path again, watched anew (an "overflow" comes with it)
 ---@field dir? boolean the path is a directory (stands for its whole subtree)
 ---@field from? string "rename": the old path
 
