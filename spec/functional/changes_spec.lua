@@ -142,7 +142,7 @@ describe("reload.changes", function()
   end)
 end)
 
-describe("RELOAD_CHANGED_FILE across a Reloadfile reload (engine, fake core)", function()
+describe("RELOAD_CHANGED_FILE across generations (engine, fake core)", function()
   local engine = require("reload.engine")
   local dsl = require("reload.dsl")
   local log = require("reload.log")
@@ -192,23 +192,8 @@ describe("RELOAD_CHANGED_FILE across a Reloadfile reload (engine, fake core)", f
     log.out = saved
     assert(ok, err)
   end)
-end)
 
-describe("RELOAD_CHANGED_FILE when the same files are saved again (engine, fake core)", function()
-  local engine = require("reload.engine")
-  local dsl = require("reload.dsl")
-  local log = require("reload.log")
-  local fake = require("spec.support.fake")
-
-  local function env_value(list, name)
-    for _, kv in ipairs(list) do
-      local k, v = kv:match("^([^=]*)=(.*)$")
-      if k == name then
-        return v
-      end
-    end
-  end
-
+  -- The same files saved again:
   it("is one file that generations share, kept while any of them lives", function()
     local saved = log.out
     log.out = { write = function() end, flush = function() end }
