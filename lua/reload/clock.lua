@@ -26,6 +26,9 @@ function M.after(ms, fn)
       t:close()
     end
   end
+  -- libuv counts a timer from the loop's cached time, taken when the loop last woke: after a
+  -- long callback (a spawn, a /proc read, a loaded machine) it would fire early by that much.
+  uv.update_time()
   t:start(math.max(0, math.floor(ms + 0.5)), 0, function()
     timer.stop()
     fn()
