@@ -423,10 +423,12 @@ function M.port_listening(port)
   return result == true
 end
 
---- GET / from 127.0.0.1:port: returns the response body, or nil and what went wrong.
+--- GET path (default /) from 127.0.0.1:port: returns the response body, or nil and what went
+--- wrong.
 ---@param port integer
+---@param path? string
 ---@return string|nil body, string|nil err
-function M.http_get(port)
+function M.http_get(port, path)
   local tcp = uv.new_tcp()
   local chunks, done, err = {}, false, nil
   tcp:connect("127.0.0.1", port, function(cerr)
@@ -434,7 +436,7 @@ function M.http_get(port)
       err, done = cerr, true
       return
     end
-    tcp:write("GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    tcp:write(("GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"):format(path or "/"))
     tcp:read_start(function(rerr, chunk)
       if rerr then
         err, done = rerr, true

@@ -3,7 +3,6 @@
 --- text answers, one process of each kind, one restart per edit, none without an edit, no
 --- process of the run left after quitting).
 local helpers = require("spec.helpers")
-local uv = require("luv")
 local assert = require("luassert")
 
 local M = {}
@@ -80,37 +79,7 @@ function M.stop(proc, marker)
 end
 
 --- GET path (default /) from 127.0.0.1:port: the body, or nil and what went wrong.
-function M.get(port, path)
-  if not path or path == "/" then
-    return helpers.http_get(port)
-  end
-  local tcp = uv.new_tcp()
-  local chunks, done, err = {}, false, nil
-  tcp:connect("127.0.0.1", port, function(cerr)
-    if cerr then
-      err, done = cerr, true
-      return
-    end
-    tcp:write(("GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"):format(path))
-    tcp:read_start(function(rerr, chunk)
-      if rerr then
-        err, done = rerr, true
-      elseif chunk then
-        chunks[#chunks + 1] = chunk
-      else
-        done = true
-      end
-    end)
-  end)
-  helpers.pump(2000, function() return done end)
-  tcp:close()
-  uv.run("nowait")
-  if not done or err then
-    return nil, err or "no complete answer"
-  end
-  local text = table.concat(chunks)
-  return text:match("\r\n\r\n(.*)$") or text
-end
+M.get = helpers.http_get
 
 --- Waits until GET path on port answers with a body containing `expected`.
 function M.answers(port, expected, max_ms, proc, path)
