@@ -77,13 +77,15 @@ typedef struct {
   const char *run_id;
   pid_t parent_pid;
   int stop_signal, grace_ms, orphan_grace_ms, use_setsid, kill_tree, nlisten;
+  int gate_out, gate_in; /* the gate's pipe ends (keeper_proto.h), or -1 */
   /* hooks */
   int no_pdeathsig, no_eof, scan_only, delay_ms, hold, tty, foreground;
   /* state */
   pid_t self, main_pid, pgid;
   int ctl, sfd, phase, main_done, main_status, forced, empty, reaped, go, cancelled;
-  int survivors; /* > 0: the stop gave up on that many processes */
-  char *spec;    /* "go N": the command and environment as sent, spec_have of spec_len bytes */
+  int primed, gate_open; /* "prime N" came; the previous keeper's gate opened */
+  int survivors;         /* > 0: the stop gave up on that many processes */
+  char *spec; /* "go N": the command and environment as sent, spec_have of spec_len bytes */
   size_t spec_len, spec_have;
   int64_t stop_ns, deadline_ns, next_sweep_ns, forced_ns, reaped_ns;
   char line[512];
@@ -397,16 +399,19 @@ static void rl_signal_scope(rl_keeper_t *k, int sig, int scope)
   }
 }
 
-/* "go N": N bytes of command follow; only once, only while held, at most 16 MiB. */
-static void rl_go_spec(rl_keeper_t *k)
+/* "go N" or "prime N": N bytes of command follow; only once, only while held, at most 16 MiB.
+ * Primed, the command waits for the gate (or a plain "go"). */
+static void rl_go_spec(rl_keeper_t *k, int primed)
 {
-  if (k->main_pid || k->go || k->spec_len > (16u << 20) || !(k->spec = malloc(k->spec_len + 1))) {
+  if (k->main_pid || k->go || k->spec || k->spec_len > (16u << 20) ||
+      !(k->spec = malloc(k->spec_len + 1))) {
     k->spec_len = 0;
     k->cancelled = !k->main_pid;
     return;
   }
   k->spec_have = 0;
-  k->go = 1;
+  k->primed = primed;
+  k->go = !primed || k->gate_open;
 }
 
 static int rl_int_arg(long long v)
@@ -421,8 +426,9 @@ static void rl_command(rl_keeper_t *k, const char *line)
   case RL_MSG_TERM: rl_begin_polite(k, rl_int_arg(m.arg[0]), rl_int_arg(m.arg[1])); break;
   case RL_MSG_KILL: rl_begin_forced(k); break;
   case RL_MSG_GO_DATA:
+  case RL_MSG_PRIME:
     k->spec_len = m.arg[0] < 0 ? SIZE_MAX : (size_t)m.arg[0];
-    rl_go_spec(k);
+    rl_go_spec(k, m.verb == RL_MSG_PRIME);
     break;
   case RL_MSG_GO: k->go = 1; break;
   case RL_MSG_SIGNAL: rl_signal_scope(k, rl_int_arg(m.arg[0]), (int)m.arg[1]); break;
@@ -743,6 +749,10 @@ static int rl_parse(rl_keeper_t *k, int argc, char **argv)
       k->grace_ms = atoi(v), i++;
     } else if (v && strcmp(a, RL_KOPT_ORPHAN_GRACE) == 0) {
       k->orphan_grace_ms = atoi(v), i++;
+    } else if (v && strcmp(a, RL_KOPT_GATE_OUT) == 0) {
+      k->gate_out = atoi(v), i++;
+    } else if (v && strcmp(a, RL_KOPT_GATE_IN) == 0) {
+      k->gate_in = atoi(v), i++;
     } else if (v && strcmp(a, RL_KOPT_LISTEN_FDS) == 0) {
       k->nlisten = atoi(v), i++;
       if (k->nlisten < 0 || k->nlisten > RL_MAX_LISTEN)
@@ -900,26 +910,60 @@ static int rl_use_spec(rl_keeper_t *k)
   return 1;
 }
 
-/* --hold: everything is set up; wait for "go". A stop, reload's death or EOF first cancels the
- * run (rl_begin_polite and rl_begin_forced see that nothing was started). */
+/* The previous keeper's gate: its byte says that its tree is gone; EOF alone says nothing. */
+static void rl_read_gate(rl_keeper_t *k)
+{
+  char c;
+  ssize_t r = read(k->gate_in, &c, 1);
+  if (r < 0 && (errno == EINTR || errno == EAGAIN))
+    return;
+  if (r == 1) {
+    k->gate_open = 1;
+    k->go = k->go || k->primed;
+  }
+  close(k->gate_in);
+  k->gate_in = -1;
+}
+
+/* --hold: everything is set up; wait for "go", or for the gate once primed. A stop, reload's
+ * death or EOF first cancels the run (rl_begin_polite and rl_begin_forced see that nothing was
+ * started). Signals and control lines are read before the gate in each round. */
 static int rl_wait_go(rl_keeper_t *k)
 {
   rl_send(k, RL_MSG_HELD, 0, 0);
   while ((!k->go || (k->spec && k->spec_have < k->spec_len)) && !k->cancelled) {
-    struct pollfd fds[2] = {{k->sfd, POLLIN, 0}, {k->ctl, POLLIN, 0}};
-    int n = poll(fds, k->ctl >= 0 ? 2 : 1, -1);
+    struct pollfd fds[3] = {{k->sfd, POLLIN, 0}, {k->ctl, POLLIN, 0}, {k->gate_in, POLLIN, 0}};
+    int n = poll(fds, 3, -1); /* a negative fd is skipped */
     if (n <= 0)
       continue;
     if (fds[0].revents)
       rl_read_signals(k);
     if (k->ctl >= 0 && fds[1].revents)
       rl_read_ctl(k);
+    if (k->gate_in >= 0 && fds[2].revents && !k->cancelled)
+      rl_read_gate(k);
+  }
+  if (k->gate_in >= 0) { /* held open no longer than needed */
+    close(k->gate_in);
+    k->gate_in = -1;
   }
   if (k->cancelled)
     return -1;
   if (k->spec ? !rl_use_spec(k) : !k->argv[0])
     return EINVAL; /* reload sent no command, or a malformed one */
   return 0;
+}
+
+/* Nothing of this keeper's tree runs any more (or nothing reload can end): the next keeper may
+ * start a primed command. */
+static void rl_open_gate(rl_keeper_t *k)
+{
+  if (k->gate_out < 0)
+    return;
+  while (write(k->gate_out, "g", 1) < 0 && errno == EINTR) {
+  }
+  close(k->gate_out); /* SIGPIPE is ignored: a next keeper already gone costs an EPIPE */
+  k->gate_out = -1;
 }
 
 static void rl_loop_until_empty(rl_keeper_t *k)
@@ -953,7 +997,7 @@ int rl_keeper_main(int argc, char **argv)
   k->grace_ms = 3000;
   k->orphan_grace_ms = 1000;
   k->self = getpid();
-  k->ctl = -1;
+  k->ctl = k->gate_out = k->gate_in = -1;
   if (rl_parse(k, argc, argv) < 0) {
     fprintf(stderr, "usage: reload " RL_KEEPER_MODE " [OPTIONS] -- COMMAND [ARG...]\n");
     return 2;
@@ -964,8 +1008,11 @@ int rl_keeper_main(int argc, char **argv)
    * whatever left the command's group (setsid) would survive. reload's death is their stop. */
   setpgid(0, 0);
   /* Fds reload leaked to us (a Lua io.open is not CLOEXEC) would be held until we exit. The
-   * listening sockets reload gave us come first, at 4..3+N. */
-  syscall(SYS_close_range, (unsigned)(RL_KEEPER_LISTEN_FD + k->nlisten), ~0U, 0U);
+   * listening sockets reload gave us come first, at 4..3+N, then the gates. */
+  int first_free = RL_KEEPER_LISTEN_FD + k->nlisten;
+  first_free = k->gate_out >= first_free ? k->gate_out + 1 : first_free;
+  first_free = k->gate_in >= first_free ? k->gate_in + 1 : first_free;
+  syscall(SYS_close_range, (unsigned)first_free, ~0U, 0U);
   rl_read_hooks(k);
   int status = rl_setup_parent(k);
   if (!status)
@@ -973,6 +1020,13 @@ int rl_keeper_main(int argc, char **argv)
   for (int i = 0; i < k->nlisten && !status; i++)
     if (fcntl(RL_KEEPER_LISTEN_FD + i, F_SETFD, FD_CLOEXEC) < 0)
       status = rl_setup_failed(k, "a listening socket reload passed is not open", errno);
+  /* The gates are the keeper's alone: the command must not hold the next keeper's gate open,
+   * and a gate reload did not pass (a bad number) is not used. */
+  if (k->gate_out >= 0 && fcntl(k->gate_out, F_SETFD, FD_CLOEXEC) < 0)
+    k->gate_out = -1;
+  if (k->gate_in >= 0 &&
+      (fcntl(k->gate_in, F_SETFD, FD_CLOEXEC) < 0 || fcntl(k->gate_in, F_SETFL, O_NONBLOCK) < 0))
+    k->gate_in = -1;
   if (status)
     return status;
   rl_prepare_signals();
@@ -981,6 +1035,7 @@ int rl_keeper_main(int argc, char **argv)
   int err = k->hold ? rl_wait_go(k) : 0, stage = RL_STAGE_SETUP;
   if (err < 0) {
     rl_send(k, RL_MSG_CANCELLED, 0, 0);
+    rl_open_gate(k);
     return 0;
   }
   if (err == 0)
@@ -991,10 +1046,14 @@ int rl_keeper_main(int argc, char **argv)
     rl_send(k, RL_MSG_ERROR, stage, err);
   else
     rl_send(k, RL_MSG_STARTED, k->main_pid, k->pgid);
-  if (k->main_pid == 0) /* fork failed: nothing to wait for */
+  if (k->main_pid == 0) { /* fork failed: nothing to wait for */
+    rl_open_gate(k);
     return 125;
+  }
   rl_loop_until_empty(k);
   int64_t duration_us = k->phase == RL_RUNNING ? -1 : (rl_now_ns() - k->stop_ns) / 1000;
+  /* The next keeper first: it starts the next run, while reload reads the news. */
+  rl_open_gate(k);
   if (k->survivors)
     rl_send(k, RL_MSG_GAVE_UP, k->survivors, duration_us);
   else

@@ -32,6 +32,7 @@ static const struct {
     [RL_MSG_SIGNAL] = {"signal", "ic"},
     [RL_MSG_GO] = {"go", ""},
     [RL_MSG_GO_DATA] = {"go", "i"},
+    [RL_MSG_PRIME] = {"prime", "i"},
 };
 
 static int rl_word_index(const char *s, size_t len, const char *const names[], int count)

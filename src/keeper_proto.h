@@ -12,12 +12,20 @@
  *   main-exit CODE SIG CODE -1 if killed     go                  start the command given
  *   stopping           polite signal sent    go N                N bytes follow: argv NUL...,
  *   forcing            SIGKILL phase              an empty string, env NUL..., an empty string
- *   tree-empty FORCED US   all reaped
- *   cancelled          stopped while held
+ *   tree-empty FORCED US   all reaped        prime N             as "go N", but the command
+ *   cancelled          stopped while held         waits for the gate (below) or for "go"
  *   survivor PID ERRNO     a process the SIGKILL sweeps could not end: ERRNO 1 (EPERM) when
  *                          kill() was refused, 0 when it was sent and the process stays
  *   gave-up COUNT US       instead of tree-empty: the stop gave up on the COUNT survivors
  *                          just listed, US after it began; the keeper exits
+ *
+ * The gate (--gate-out FD, --gate-in FD): a keeper started with --gate-out writes one byte to
+ * that pipe once its tree is empty or given up on (just before "tree-empty" or "gave-up"; or
+ * with "cancelled"), then exits; reload passes the pipe's read end to the keeper it spawns next
+ * as --gate-in. A keeper primed with "prime N" starts its command the moment that byte arrives,
+ * without a round trip through reload: the next generation then starts at the instant the old
+ * one is known gone. EOF without the byte (the old keeper killed) opens nothing: reload's "go"
+ * does, once reload has seen the old tree gone itself.
  *
  * STAGE is setup (the keeper itself could not be set up), fork or exec. Plain C and libc: the
  * keeper links it statically.
@@ -43,6 +51,8 @@
 #define RL_KOPT_TTY "--tty"                   /* fd 1 is a pty: the command's controlling tty */
 #define RL_KOPT_FOREGROUND "--foreground"     /* the command's group takes the terminal on fd 0 */
 #define RL_KOPT_LISTEN_FDS "--listen-fds"     /* N: sockets at fds 4.., see below */
+#define RL_KOPT_GATE_OUT "--gate-out"         /* FD: written once the tree is gone */
+#define RL_KOPT_GATE_IN "--gate-in"           /* FD: the previous keeper's gate */
 
 /* --listen-fds N: fds 4..3+N of the keeper are listening sockets, which the command gets as fds
  * 3..2+N with LISTEN_FDS=N and LISTEN_PID=its pid (systemd's protocol, sd_listen_fds(3)). The
@@ -77,6 +87,7 @@ typedef enum {
   RL_MSG_SIGNAL,
   RL_MSG_GO,
   RL_MSG_GO_DATA,
+  RL_MSG_PRIME,
   RL_MSG_COUNT
 } rl_verb_t;
 

@@ -33,6 +33,8 @@
 #include "pty.h"
 
 #define RL_PROCESS_MT "reload.Process"
+/* A keeper's fds: stdio, the control socket, the listening sockets, then two gates. */
+#define RL_KEEPER_STDIO_MAX (RL_KEEPER_LISTEN_FD + RL_MAX_LISTEN + 2)
 
 extern char **environ;
 
@@ -73,6 +75,8 @@ struct rl_proc_s {
   int spawn_errno, spawn_stage; /* "error STAGE ERRNO": the command never ran */
   int forced, fallback, tree_empty, keeper_done, keeper_status, keeper_signal, cancelled;
   int held, has_cmd, went; /* spawned with hold; with a cmd; go() called */
+  int primed;              /* go{ prime = true } sent the command; go() has not released it yet */
+  int gate_next; /* the read end of this keeper's gate, for the keeper spawned after it; -1 */
   int ctl_open, sweeping, sweep_ticks, finishing, finished, detached, failed;
   uint64_t stop_ns, empty_ns;
   double keeper_duration_ms;
@@ -398,6 +402,10 @@ static void rl_close_all(rl_proc_t *p)
       rl_close_handle(p, (uv_handle_t *)&p->io[i]);
     }
   p->master = -1;
+  if (p->gate_next >= 0) {
+    close(p->gate_next);
+    p->gate_next = -1;
+  }
 }
 
 static int rl_outputs_open(const rl_proc_t *p)
@@ -746,12 +754,14 @@ typedef struct {
   int on_event, on_stdout, on_stderr; /* stack indices, 0 = none */
   int listen_fds[RL_MAX_LISTEN];      /* sockets for the command (fds 3, 4, ...) */
   int nlisten;
+  int gate;         /* give the keeper a gate (keeper_proto.h) */
+  rl_proc_t *after; /* the keeper whose gate this one waits on when primed, or NULL */
 } rl_spawn_opts_t;
 
 static const char *const rl_spawn_keys[] = {
-    "cmd",       "cwd",       "env",         "stdin",      "stdout",       "stderr",
-    "on_stdout", "on_stderr", "stop_signal", "grace_ms",   "on_main_exit", "setsid",
-    "on_event",  "hold",      "pty",         "foreground", "listen",       NULL,
+    "cmd",       "cwd",         "env",      "stdin",        "stdout", "stderr",   "on_stdout",
+    "on_stderr", "stop_signal", "grace_ms", "on_main_exit", "setsid", "on_event", "hold",
+    "pty",       "foreground",  "listen",   "gate",         "after",  NULL,
 };
 
 /* listen = { fd, ... }: open descriptors (core.listen's Socket:fd()), at most RL_MAX_LISTEN. */
@@ -801,6 +811,10 @@ static void rl_parse_spawn(lua_State *L, rl_spawn_opts_t *o)
   memset(o, 0, sizeof *o);
   if (rl_opt(L, 1, "hold", LUA_TBOOLEAN))
     o->hold = lua_toboolean(L, -1);
+  if (rl_opt(L, 1, "gate", LUA_TBOOLEAN))
+    o->gate = lua_toboolean(L, -1);
+  if (lua_getfield(L, 1, "after") != LUA_TNIL)
+    o->after = rl_check_process(L, lua_gettop(L));
   int t = lua_getfield(L, 1, "cmd");
   if (t == LUA_TSTRING) {
     o->shell_cmd = lua_tostring(L, -1);
@@ -853,7 +867,7 @@ static char **rl_keeper_argv(lua_State *L, const rl_spawn_opts_t *o, rl_proc_t *
                              const char *keeper)
 {
   lua_Integer ncmd = o->shell_cmd ? 3 : o->cmd_idx ? luaL_len(L, o->cmd_idx) : 0;
-  char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(ncmd + 24), 0);
+  char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(ncmd + 28), 0);
   int n = 0;
   argv[n++] = (char *)keeper;
   argv[n++] = RL_KEEPER_MODE;
@@ -882,6 +896,15 @@ static char **rl_keeper_argv(lua_State *L, const rl_spawn_opts_t *o, rl_proc_t *
     argv[n++] = RL_KOPT_TTY;
   if (o->foreground)
     argv[n++] = RL_KOPT_FOREGROUND;
+  int gate_fd = RL_KEEPER_LISTEN_FD + o->nlisten; /* the gates come after the sockets */
+  if (o->gate) {
+    argv[n++] = RL_KOPT_GATE_OUT;
+    argv[n++] = (char *)lua_pushfstring(L, "%d", gate_fd++);
+  }
+  if (o->after && o->after->gate_next >= 0) {
+    argv[n++] = RL_KOPT_GATE_IN;
+    argv[n++] = (char *)lua_pushfstring(L, "%d", gate_fd);
+  }
   argv[n++] = "--";
   if (o->shell_cmd) {
     argv[n++] = "/bin/sh";
@@ -925,8 +948,7 @@ static char **rl_keeper_env(lua_State *L, const rl_spawn_opts_t *o)
 /* With a pty, the keeper's stdout and stderr are the slave (slave >= 0), and io[1] reads the
  * master: EOF comes as EIO once the last process holding the slave is gone. */
 static int rl_init_handles(lua_State *L, rl_proc_t *p, const rl_spawn_opts_t *o,
-                           uv_stdio_container_t stdio[RL_KEEPER_LISTEN_FD + RL_MAX_LISTEN],
-                           int master, int slave)
+                           uv_stdio_container_t stdio[RL_KEEPER_STDIO_MAX], int master, int slave)
 {
   uv_loop_t *loop = rl_loop(L);
   uv_pipe_init(loop, &p->ctl, 0);
@@ -986,6 +1008,7 @@ static int rl_proc_spawn(lua_State *L)
   rl_proc_t *p = calloc(1, sizeof *p);
   if (!p)
     return luaL_error(L, "out of memory");
+  p->gate_next = -1;
   p->L = rl_main_thread(L);
   p->self_ref = p->event_ref = p->out_ref = p->err_ref = LUA_NOREF;
   p->keeper_duration_ms = -1;
@@ -1003,8 +1026,11 @@ static int rl_proc_spawn(lua_State *L)
       return rl_push_error_what(L, err, "a pseudo-terminal");
     }
   }
-  uv_stdio_container_t stdio[RL_KEEPER_LISTEN_FD + RL_MAX_LISTEN];
+  uv_stdio_container_t stdio[RL_KEEPER_STDIO_MAX];
   int io_err = rl_init_handles(L, p, &o, stdio, master, slave);
+  int gate[2] = {-1, -1};
+  if (!io_err && o.gate && pipe2(gate, O_CLOEXEC) < 0)
+    io_err = uv_translate_sys_error(errno);
   if (io_err) {
     close(slave);
     close(master);
@@ -1012,7 +1038,7 @@ static int rl_proc_spawn(lua_State *L)
     p->failed = 1;
     p->open_handles--; /* the keeper's handle was never initialized */
     rl_close_all(p);
-    return rl_push_error_what(L, io_err, "a pseudo-terminal");
+    return rl_push_error_what(L, io_err, o.pty ? "a pseudo-terminal" : "a pipe");
   }
   uv_process_options_t opts;
   memset(&opts, 0, sizeof opts);
@@ -1022,10 +1048,30 @@ static int rl_proc_spawn(lua_State *L)
   opts.cwd = o.cwd;
   opts.stdio = stdio;
   opts.stdio_count = RL_KEEPER_LISTEN_FD + o.nlisten;
+  if (o.gate) {
+    stdio[opts.stdio_count].flags = UV_INHERIT_FD;
+    stdio[opts.stdio_count++].data.fd = gate[1];
+  }
+  int gate_in = o.after ? o.after->gate_next : -1;
+  if (gate_in >= 0) {
+    stdio[opts.stdio_count].flags = UV_INHERIT_FD;
+    stdio[opts.stdio_count++].data.fd = gate_in;
+  }
   opts.exit_cb = rl_keeper_exited;
   int err = uv_spawn(rl_loop(L), &p->keeper, &opts);
   if (slave >= 0)
     close(slave); /* the keeper's now: the master sees EIO when the tree has let go of it */
+  /* The write end is the keeper's alone (its EOF must mean the keeper is gone), and the read
+   * end of the gate it waits on goes with it. */
+  if (gate[1] >= 0)
+    close(gate[1]);
+  p->gate_next = err ? -1 : gate[0];
+  if (err && gate[0] >= 0)
+    close(gate[0]);
+  if (!err && gate_in >= 0) {
+    close(gate_in);
+    o.after->gate_next = -1;
+  }
   if (err) {
     p->failed = 1;
     rl_close_all(p); /* frees p once libuv has let go of every handle */
@@ -1132,18 +1178,27 @@ static void rl_add_strings(luaL_Buffer *b, lua_State *L, int idx)
   }
 }
 
-/* p:go() / p:go{ cmd = ..., env = {...} } -> true
+/* p:go() / p:go{ cmd = ..., env = {...}, prime = false } -> true
  * Starts the command of a run spawned with hold = true, once; a stop before go() cancels the
  * run. With cmd (string: /bin/sh -c; table: argv) the command and environment (env: "K=V"
- * list; nil: reload's own) are given now, so a keeper can be spawned before they are known. */
+ * list; nil: reload's own) are given now, so a keeper can be spawned before they are known.
+ * With prime = true the command waits in the keeper until the gate of the keeper given as
+ * spawn{ after = ... } opens (its tree is gone), or until a later p:go() releases it. */
 static int rl_proc_go(lua_State *L)
 {
   rl_proc_t *p = rl_check_process(L, 1);
   if (!p->held)
     return luaL_error(L, "go: the run was not spawned with hold = true");
-  int cmd = 0, env = 0;
+  if (p->primed && lua_isnoneornil(L, 2)) { /* the release */
+    p->primed = 0;
+    if (rl_active(p) && !p->stop_ns)
+      rl_ctl_send(p, RL_MSG_GO, 0, 0);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  int cmd = 0, env = 0, prime = 0;
   if (!lua_isnoneornil(L, 2)) {
-    static const char *const keys[] = {"cmd", "env", NULL};
+    static const char *const keys[] = {"cmd", "env", "prime", NULL};
     luaL_checktype(L, 2, LUA_TTABLE);
     rl_opt_keys(L, 2, keys);
     int t = lua_getfield(L, 2, "cmd");
@@ -1155,6 +1210,10 @@ static int rl_proc_go(lua_State *L)
       return luaL_error(L, "option 'cmd': string or table expected, got %s", luaL_typename(L, -1));
     if ((env = rl_opt(L, 2, "env", LUA_TTABLE)))
       rl_opt_strings(L, env, "env", 0);
+    if (rl_opt(L, 2, "prime", LUA_TBOOLEAN))
+      prime = lua_toboolean(L, -1);
+    if (prime && !cmd)
+      return luaL_error(L, "go: prime = true needs cmd");
   }
   if (!cmd && !p->has_cmd)
     return luaL_error(L, "go: the run was spawned without cmd: go{ cmd = ... } needs one");
@@ -1189,8 +1248,9 @@ static int rl_proc_go(lua_State *L)
       luaL_pushresult(&b);
       size_t len;
       const char *data = lua_tolstring(L, -1, &len);
-      rl_msg_t msg = {RL_MSG_GO_DATA, {(long long)len, 0}};
+      rl_msg_t msg = {prime ? RL_MSG_PRIME : RL_MSG_GO_DATA, {(long long)len, 0}};
       rl_ctl_send_data(p, &msg, data, len);
+      p->primed = prime;
     }
   }
   lua_pushboolean(L, 1);

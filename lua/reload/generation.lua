@@ -20,6 +20,12 @@
 --- Readiness (port probe, output pattern) belongs to the generation it watches, so a probe of an
 --- old generation can never mark a new one up. A spare is a keeper spawned held, without a
 --- command; `launch` hands it the command so a restart need not wait for a keeper's exec.
+---
+--- Every keeper has a gate (keeper_proto.h) that it opens once its tree is gone, and a spare is
+--- spawned `after` the generation that runs at the time, on that one's gate. Launched primed,
+--- a spare starts the command as soon as that gate opens, before reload has even read the old
+--- tree's end; the service adopts the generation once it has (`adopt`), and until then the
+--- generation holds back what it would report.
 local M = {}
 M.__index = M
 
@@ -43,8 +49,9 @@ local uv = require("luv")
 
 --- Spawns a held keeper without a command: the next generation's, ready before it is needed.
 ---@param ctx table name, core, spawn_opts(argv?, env?, holder) -> core options
----@return table|nil spare { proc, gen?, dead?, on_gone? }
-function M.spare(ctx)
+---@param after reload.Generation|nil the generation that runs now: its gate is the spare's
+---@return table|nil spare { proc, after, gen?, dead?, on_gone? }
+function M.spare(ctx, after)
   local spare = {}
   spare.on_event = function(ev)
     if spare.gen then
@@ -58,6 +65,9 @@ function M.spare(ctx)
   end
   local opts = ctx.spawn_opts(nil, nil, spare)
   opts.hold = true
+  opts.gate = true
+  opts.after = after and not after.closed and after.proc or nil
+  spare.after = opts.after and after or nil
   -- The keeper stays in the directory it was started in: if that directory is deleted and made
   -- again (a checkout, a script), the spare must not be used (see M.usable).
   spare.cwd_id = M.dir_id(opts.cwd)
@@ -106,31 +116,83 @@ end
 ---@param env string[]
 ---@param spare table|nil
 ---@param on table handlers: started, ready, main_exit, gone, closed (each fn(gen, info))
+---@param opts? { prime?: boolean } prime: in the spare (required), started once the gate of
+--- the generation it comes after opens; `on` is called from `adopt` on
 ---@return reload.Generation|nil, string|nil
-function M.launch(ctx, n, argv, env, spare, on)
+function M.launch(ctx, n, argv, env, spare, on, opts)
+  local prime = opts and opts.prime
   local self = setmetatable({
     n = n, ctx = ctx, argv = argv, on = on, is_gone = false, is_ready = false,
     stopping = false, seen = "", timers = {},
   }, M)
   self.t_spawn = ctx.clock.now()
+  if prime then
+    if not spare or spare.dead then
+      return nil, "no spare keeper"
+    end
+    self.primed = true
+    self.on = M.held(on, self)
+  end
   if spare and not spare.dead then
     spare.gen = self
     self.foreground = spare.foreground
     self.proc = spare.proc
-    self.proc:go({ cmd = argv, env = env })
+    self.proc:go({ cmd = argv, env = env, prime = prime or nil })
     return self
   end
   local holder = { gen = self }
   holder.on_event = function(ev)
     self:on_core_event(ev)
   end
-  local proc, err = ctx.core.spawn(ctx.spawn_opts(argv, env, holder))
+  local spawn_opts = ctx.spawn_opts(argv, env, holder)
+  spawn_opts.gate = true -- for the spare of the generation after it
+  local proc, err = ctx.core.spawn(spawn_opts)
   if not proc then
     return nil, tostring(err)
   end
   self.proc = proc
   self.foreground = holder.foreground
   return self
+end
+
+--- `on` for a primed generation: each call waits in a queue until `adopt` (or `cancel`).
+function M.held(on, gen)
+  gen.queue = {}
+  local held = {}
+  for name, fn in pairs(on) do
+    held[name] = function(...)
+      if gen.queue then
+        gen.queue[#gen.queue + 1] = table.pack(fn, ...)
+      else
+        fn(...)
+      end
+    end
+  end
+  return held
+end
+
+--- The service takes a primed generation as its current one: its command is released (if the
+--- gate did not start it already: reload has now seen the old tree gone itself), then what it
+--- held back is reported, in order.
+function M:adopt()
+  if self.primed then
+    self.primed = false
+    self.proc:go()
+  end
+  local queue = self.queue
+  self.queue = nil
+  for _, call in ipairs(queue or {}) do
+    call[1](table.unpack(call, 2, call.n))
+  end
+end
+
+--- A primed generation that will not be adopted (quit): stopped, whether or not the gate
+--- started it, and reported from now on like any other.
+---@param force? boolean
+function M:cancel(force)
+  self:stop(force)
+  self.primed = false
+  self:adopt()
 end
 
 --- Output of the command: to the service's writer (or the terminal) and, while a `ready`

@@ -464,19 +464,35 @@ T.preparing = {
   end,
 }
 
--- stopping{next, quit, crash}: the current generation is being stopped.
+-- stopping{next, quit, crash, cancelled}: the current generation is being stopped. A primed
+-- next generation (prime) that a change or a quit makes stale is cancelled: its command may
+-- have started, so the state waits for its tree too (`cancelled`) before anything follows.
 T.stopping = {
-  change = function(_, st, ev)
+  change = function(self, st, ev)
     if st.quit then
       return nil
     end
-    -- Whatever was planned was prepared from older sources: prepare again once it is gone.
     local prev = st.next or {}
+    self:unprime(st)
+    if not st.next and not st.crash then
+      -- The burst after an early stop: a command without a build is known now.
+      local plan = self:plan_now(ev.changed, ev.cause, st.t0)
+      if plan then
+        st.next = { plan = plan, t = plan.t }
+        self:prime(st)
+        return nil
+      end
+    end
+    -- Whatever was planned was prepared from older sources: prepare again once it is gone.
     st.next = { changes = merge(prev.changes or (prev.plan and prev.plan.changed), ev.changed),
       cause = ev.cause, t = prev.t or st.t0, opts = { first = false } }
     return nil
   end,
   gone = function(self, st, ev)
+    if st.cancelled and st.cancelled[ev.gen] then
+      st.cancelled[ev.gen] = nil
+      return self.gen == nil and self:stopped_all(st) or nil
+    end
     if ev.gen ~= self.gen then
       return nil
     end
@@ -486,29 +502,46 @@ T.stopping = {
       log.warn("%s: stopped with SIGKILL after the %s grace period", self.name,
         log.duration(ev.gen.ctx.cfg.stop.grace * 1000))
     end
-    if st.quit then
-      return { name = "stopped" }
-    end
-    if st.crash then
-      return self:after_exit(st.crash, ev.gen)
-    end
-    local next_ = st.next
-    if not next_ then
-      return { name = "settling", since = st.t0 }
-    end
-    if next_.plan then
-      return self:launch(next_.plan)
-    end
-    return self:prepare(next_.changes, next_.cause, next_.t, next_.opts)
+    st.gone_gen = ev.gen
+    return self:stopped_all(st)
   end,
   quit = function(self, st, ev)
+    self:unprime(st, ev.force)
     st.quit, st.next, st.crash = true, nil, nil
     st.quit_forced = ev.force
-    self.gen:stop(ev.force)
+    for gen in pairs(st.cancelled or {}) do
+      gen:stop(ev.force)
+    end
     self:drop_spare()
+    if not self.gen then
+      return { name = "stopped" } -- quit waits for the cancelled ones' handles (self.open)
+    end
+    self.gen:stop(ev.force)
     return nil
   end,
 }
+
+--- stopping: the generation that was stopped is gone; what follows, once no cancelled primed
+--- generation is left either.
+function M:stopped_all(st)
+  if next(st.cancelled or {}) then
+    return nil
+  end
+  if st.quit then
+    return { name = "stopped" }
+  end
+  if st.crash then
+    return self:after_exit(st.crash, st.gone_gen)
+  end
+  local next_ = st.next
+  if not next_ then
+    return { name = "settling", since = st.t0 }
+  end
+  if next_.plan then
+    return self:launch(next_.plan)
+  end
+  return self:prepare(next_.changes, next_.cause, next_.t, next_.opts)
+end
 
 -- settling: stopped early for a burst of changes that is not over yet.
 T.settling = {
@@ -687,11 +720,7 @@ function M:prepare(changes, cause, t, opts)
   local cfg = self.next_cfg or self.cfg
   local building = #cfg.build > 0 and not opts.skip_build
   if cause ~= "start" and not opts.skip_build and not opts.quiet then
-    if self.clear then
-      io.stdout:write("\27[H\27[2J\27[3J")
-      io.stdout:flush()
-    end
-    log.info("%s: %s%s", self.name, cause, building and ": building" or "")
+    self:say_change(cause, building)
   elseif cause == "start" and building then
     log.info("%s: building (%d step%s)", self.name, #cfg.build, #cfg.build == 1 and "" or "s")
   end
@@ -719,6 +748,36 @@ function M:prepare(changes, cause, t, opts)
     self.build_view = buildview.watch(self.name, st.job, self.clock)
   end
   return st
+end
+
+--- The line that says why it restarts (after clearing the screen, with --clear).
+function M:say_change(cause, building)
+  if self.clear then
+    io.stdout:write("\27[H\27[2J\27[3J")
+    io.stdout:flush()
+  end
+  log.info("%s: %s%s", self.name, cause, building and ": building" or "")
+end
+
+--- The plan for a command that needs no build, now: the pipeline finishes at once for it (the
+--- condition of an early stop). nil when there is a build, a `run` function, or when the
+--- command cannot be computed (the preparation once the old generation is gone says why).
+function M:plan_now(changes, cause, t)
+  local cfg = self.next_cfg or self.cfg
+  if #cfg.build > 0 or not cfg.run or cfg.run.kind == "lua" then
+    return nil
+  end
+  local plan
+  pipeline.start(self, changes, function(ok, res)
+    plan = ok and res or nil
+  end)
+  if not plan or not plan.argv then
+    return nil
+  end
+  self:say_change(cause, false)
+  self:emit("changed", { paths = changes, cause = cause })
+  plan.cause, plan.t, plan.first = cause, t, false
+  return plan
 end
 
 function M:preparation_failed(res)
@@ -761,6 +820,7 @@ function M:stop_generation(st)
   st.t0 = self.clock.now()
   self.gen:stop()
   self:arm_spare() -- after the stop request: the teardown must not wait for this fork
+  self:prime(st)
   return st
 end
 
@@ -782,6 +842,9 @@ end
 --- A plan is ready: launch it once the services it comes after are up and its port is free.
 function M:launch(plan)
   self:apply_cfg(plan.cfg)
+  if plan.primed then
+    return self:spawn(plan) -- prime() judged its dependencies and port already
+  end
   if not self.deps_up(self) then
     log.info("%s: waiting for %s", self.name, table.concat(self.cfg.after, ", "))
     return { name = "waiting", plan = plan }
@@ -840,9 +903,14 @@ end
 --- The one place a generation is spawned. Invariant: no process of the previous generation is
 --- alive (the core reports a generation gone only once its whole tree is reaped).
 function M:spawn(plan)
-  if self.gen ~= nil and self.gen:alive() then
-    error(("%s: generation %d must not start while generation %d is alive"):format(self.name,
-      self.generations + 1, self.gen.n), 0)
+  for gen in pairs(self.open) do -- the current one, and any cancelled primed one
+    if gen:alive() and gen ~= plan.primed then
+      error(("%s: generation %d must not start while generation %d is alive"):format(self.name,
+        plan.primed and plan.primed.n or self.generations + 1, gen.n), 0)
+    end
+  end
+  if plan.primed then
+    return self:adopt(plan)
   end
   local cwd = self:cwd()
   if not generation.dir_id(cwd) then
@@ -873,7 +941,81 @@ function M:spawn(plan)
     self:drop_one(spare) -- started in a directory that is gone
     spare = nil
   end
-  local on = {
+  local gen, err = generation.launch(self:gen_ctx(), n, plan.argv,
+    self:environment(plan.changed), spare, self:gen_handlers())
+  if not gen then
+    log.error("%s: cannot start: %s", self.name, self:explain(plan.argv, err))
+    return { name = "failed", why = "spawn" }
+  end
+  gen.plan = plan
+  gen.changeset = self.changeset and self.changeset:hold() -- its file stays while this one lives
+  self.gen = gen
+  self.open[gen] = true
+  return { name = "starting", plan = plan, gen = gen }
+end
+
+--- The next plan is known while the current generation stops: its spare keeper gets the
+--- command now, primed, and starts it the moment the old keeper's tree is empty (the keeper's
+--- gate, keeper_proto.h), without a round trip through reload. reload still decides: the
+--- generation is only adopted (spawn) once reload has seen the old one gone, and its events
+--- wait until then. Only when launch() could decide nothing else at that point: no services to
+--- come after, no port to wait for but the one the stopping generation held, the same
+--- definition and directory as the spare's, and no terminal to hand over.
+---@param st table the stopping state
+function M:prime(st)
+  local plan, spare, cfg, old = st.next and st.next.plan, self.spare, self.cfg, self.gen
+  if not plan or plan.primed or st.quit or st.crash or not old or not spare or
+    spare.after ~= old or plan.cfg ~= cfg or cfg.stdin or #cfg.after > 0 or
+    spare.listen_key ~= sockets.key(cfg.listen) or not generation.usable(spare, self:cwd()) then
+    return
+  end
+  local port = cfg.ready and cfg.ready.port
+  if port and not old.is_ready and not schema.handed_off(cfg.listen, port, cfg.ready.host) then
+    return -- the port may be someone else's: launch() waits for it to be free
+  end
+  self.spare = nil
+  self.generations = self.generations + 1
+  local gen, err = generation.launch(self:gen_ctx(), self.generations, plan.argv,
+    self:environment(plan.changed), spare, self:gen_handlers(), { prime = true })
+  if not gen then -- the spare is gone: launch() spawns a keeper, as without a spare
+    self.generations = self.generations - 1
+    log.verbose("%s: the spare keeper could not be primed: %s", self.name, tostring(err))
+    return
+  end
+  gen.plan = plan
+  gen.changeset = self.changeset and self.changeset:hold()
+  self.open[gen] = true
+  plan.primed = gen
+  log.verbose("%s: generation %d waits in its keeper for the end of generation %d", self.name,
+    gen.n, old.n)
+end
+
+--- stopping: a primed generation whose plan is stale (a change, a quit) is cancelled, and the
+--- state waits for it to be gone.
+---@param st table the stopping state
+---@param force? boolean
+function M.unprime(_, st, force)
+  local gen = st.next and st.next.plan and st.next.plan.primed
+  if gen then
+    st.next.plan.primed = nil
+    st.cancelled = st.cancelled or {}
+    st.cancelled[gen] = true
+    gen:cancel(force)
+  end
+end
+
+--- starting{plan, gen}: the primed generation becomes the current one (see prime).
+function M:adopt(plan)
+  local gen = plan.primed
+  plan.primed = nil
+  self.gen = gen
+  gen:adopt() -- releases its command (if the gate did not already), then its held events
+  return { name = "starting", plan = plan, gen = gen }
+end
+
+--- What a generation's events do to the service (generation.launch's `on`).
+function M:gen_handlers()
+  return {
     started = function(gen) self:dispatch({ type = "started", gen = gen }) end,
     ready = function(gen)
       self:emit("generation_ready", { generation = gen.n })
@@ -903,17 +1045,6 @@ function M:spawn(plan)
       self:maybe_finish_shutdown()
     end,
   }
-  local gen, err = generation.launch(self:gen_ctx(), n, plan.argv,
-    self:environment(plan.changed), spare, on)
-  if not gen then
-    log.error("%s: cannot start: %s", self.name, self:explain(plan.argv, err))
-    return { name = "failed", why = "spawn" }
-  end
-  gen.plan = plan
-  gen.changeset = self.changeset and self.changeset:hold() -- its file stays while this one lives
-  self.gen = gen
-  self.open[gen] = true
-  return { name = "starting", plan = plan, gen = gen }
 end
 
 --- Set once a command was given reload's terminal (`stdin = true`): reload takes it back when
@@ -1175,7 +1306,7 @@ function M:arm_spare(delay_ms)
   end
   if not self.spare and self.state.name ~= "stopped" and not self.on_stopped and self.cfg.run and
     (not self.cfg.listen or sockets.held_all(self.name, self.cfg.listen)) then
-    self.spare = generation.spare(self:gen_ctx())
+    self.spare = generation.spare(self:gen_ctx(), self.gen)
     if self.spare then
       self.spare.listen_key = sockets.key(self.cfg.listen)
     end

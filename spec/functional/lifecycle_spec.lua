@@ -48,6 +48,43 @@ service "srv" {
     stop(proc, marker)
   end)
 
+  it("a file change starts the new generation from the old keeper's gate, without reload",
+    function()
+      -- The old server drains until `release` exists. reload is stopped (SIGSTOP) before that:
+      -- the new server can then only have been started by the old keeper itself, at the end of
+      -- its tree (keeper_proto.h, the gate), and it must find the port free.
+      local port = helpers.free_port()
+      local dir = helpers.project({
+        ["Reloadfile.lua"] = ([[
+service "srv" {
+  watch = "msg.txt",
+  run = { "/bin/sh", "-c", 'exec "$0" "$1" "$(cat msg.txt)"', %q, "%d" },
+  env = { TCPSERVE_DRAIN_UNTIL = "release" },
+}
+]]):format(tcpserve, port),
+        ["msg.txt"] = "v1",
+      })
+      local proc, marker = start(dir, { "-v" })
+      answers(port, "v1", proc)
+      helpers.write_file(dir .. "/msg.txt", "v2")
+      proc:wait_output("draining until release exists")
+      proc:wait_output("generation 2 waits in its keeper for the end of generation 1")
+      proc:signal("sigstop")
+      local ok, err = pcall(function()
+        helpers.write_file(dir .. "/release", "")
+        answers(port, "v2", proc)
+      end)
+      proc:signal("sigcont")
+      assert(ok, err)
+      proc:wait_output("restarted in [%d.]+ m?s %(pid %d+%) after msg%.txt changed")
+      proc:wait_output("listening " .. port .. ".*listening " .. port)
+      local text = proc:text()
+      assert.is_nil(text:find("in use", 1, true), text)
+      assert.is_nil(text:find("exited with", 1, true), text)
+      assert.are.equal(2, count(text, "listening " .. port), text) -- v1, then v2 once
+      stop(proc, marker)
+    end)
+
   it("restarts a crash under on-failure even when it left a helper, once the helper is gone",
     function()
       -- Each start logs how many helpers of earlier generations it sees: always 0. Counted

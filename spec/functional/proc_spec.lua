@@ -778,6 +778,122 @@ describe("a held run (hold = true: the keeper waits for go())", function()
   end)
 end)
 
+describe("a primed run (go{ prime = true }): started by the gate of the run before it", function()
+  --- The keeper's children (the command, once started).
+  local function children(run)
+    local pid = run.p:keeper_pid()
+    return helpers.read_file(("/proc/%d/task/%d/children"):format(pid, pid)) or ""
+  end
+
+  --- Processes of run's tree, its keeper left out (it may still be exiting).
+  local function tree_left(run)
+    local left = {}
+    for _, p in ipairs(helpers.tagged(run.marker)) do
+      if p.pid ~= run.p:keeper_pid() then
+        left[#left + 1] = p
+      end
+    end
+    return left
+  end
+
+  it("starts the moment the previous tree is gone, without go(), on the same port", function()
+    local port = helpers.free_port()
+    local old = start({ cmd = { treegen, "chain3", tostring(port) }, gate = true, grace_ms = 3000 })
+    local new = start({ hold = true, after = old.p })
+    wait_listening(port, old)
+    wait_event(new, "held")
+    local at_start
+    new.hook = function(ev)
+      if ev.type == "started" then
+        at_start = { left = tree_left(old), old_events = event_types(old) }
+      end
+    end
+    new.p:go({ cmd = { treegen, "server", tostring(port) }, env = env_with(new.marker),
+      prime = true })
+    old.p:stop()
+    wait_listening(port, new) -- bound: nothing of the old tree held the port any more
+    assert.are.equal(0, #at_start.left, "the old tree at the new start: " ..
+      helpers.describe(at_start.left))
+    wait_exit(old)
+    assert_clean(old)
+    assert.are.equal(1, count_type(new, "started"))
+    new.p:stop()
+    wait_exit(new)
+    assert_clean(new, { port })
+    assert.are.equal("held,started,stopping,main-exit,tree-empty,exit", event_types(new))
+  end)
+
+  it("starts at once when the gate opened before the command came", function()
+    local port = helpers.free_port()
+    local old = start({ cmd = { treegen, "server", tostring(port) }, gate = true })
+    local new = start({ hold = true, after = old.p })
+    wait_listening(port, old)
+    old.p:stop()
+    wait_exit(old)
+    wait_event(new, "held")
+    new.p:go({ cmd = { treegen, "server", tostring(port) }, env = env_with(new.marker),
+      prime = true })
+    wait_listening(port, new)
+    new.p:stop()
+    wait_exit(new)
+    assert_clean(new, { port })
+  end)
+
+  it("does not start when the previous keeper dies without opening its gate, until go()",
+    function()
+      local port = helpers.free_port()
+      local old = start({ cmd = { treegen, "server", tostring(port) }, gate = true })
+      local new = start({ hold = true, after = old.p })
+      wait_listening(port, old)
+      wait_event(new, "held")
+      new.p:go({ cmd = { treegen, "sleep" }, env = env_with(new.marker), prime = true })
+      local keeper = new.p:keeper_pid()
+      local gate = ("/proc/%d/fd/4"):format(keeper) -- fds 0-2, the control socket, the gate
+      assert.is_truthy(uv.fs_readlink(gate), "the gate is the new keeper's fd 4")
+      uv.kill(old.p:keeper_pid(), "sigkill")
+      wait_exit(old)
+      -- EOF read (the gate closed) and back in poll(): had EOF opened it, the command would
+      -- have been started before that poll.
+      helpers.wait_until(10000, function()
+        local syscall = helpers.read_file(("/proc/%d/syscall"):format(keeper)) or ""
+        local nr = tonumber(syscall:match("^(%d+)"))
+        return uv.fs_readlink(gate) == nil and (nr == 7 or nr == 271)
+      end, function()
+        return ("the new keeper to read EOF and wait again; fd 4: %s"):format(
+          tostring(uv.fs_readlink(gate)))
+      end)
+      assert.are.equal("", children(new), "started on EOF")
+      assert.are.equal(0, count_type(new, "started"))
+      new.p:go()
+      wait_event(new, "started")
+      new.p:stop()
+      wait_exit(new)
+      assert_clean(new)
+      for _, p in ipairs(helpers.tagged(old.marker)) do -- orphaned with its keeper: ours to end
+        uv.kill(p.pid, "sigkill")
+      end
+      helpers.wait_until(10000, function() return #helpers.tagged(old.marker) == 0 end,
+        "the old server, orphaned by its keeper's SIGKILL, to be gone")
+    end)
+
+  it("is cancelled by a stop before its gate opens: the command never runs", function()
+    local port = helpers.free_port()
+    local old = start({ cmd = { treegen, "server", tostring(port) }, gate = true })
+    local new = start({ hold = true, after = old.p })
+    wait_listening(port, old)
+    wait_event(new, "held")
+    new.p:go({ cmd = { treegen, "server", tostring(port) }, env = env_with(new.marker),
+      prime = true })
+    new.p:stop()
+    local ev = wait_exit(new)
+    assert.is_true(ev.cancelled)
+    assert.are.equal("held,exit", event_types(new))
+    old.p:stop()
+    wait_exit(old)
+    assert_clean(old, { port })
+  end)
+end)
+
 describe("tree-empty", function()
   it("comes once every process of the tree is gone, the port free, before exit", function()
     local port = helpers.free_port()

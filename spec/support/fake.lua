@@ -61,14 +61,32 @@ function Proc:stop(opts)
   end
 end
 
---- A held run (spawned with hold = true) starts its command; go{ cmd, env } brings it.
+--- A held run (spawned with hold = true) starts its command; go{ cmd, env } brings it. With
+--- prime = true it waits, as the real keeper does, for the gate of the run it was spawned
+--- `after` (that run's tree gone: `opened`) or for a later go(). `gos` counts the starts.
 function Proc:go(opts)
-  self.gos = self.gos + 1
   if opts then
     self.opts.cmd, self.opts.env = opts.cmd, opts.env
   end
-  if self.state == "held" then
+  if self.state == "held" and opts and opts.prime and not self.gate_open then
+    self.state = "primed"
+    self.primes = (self.primes or 0) + 1
+  elseif self.state == "held" or self.state == "primed" then
     self.state = "starting"
+    self.gos = self.gos + 1
+  end
+end
+
+--- This run's tree is gone: the run spawned after it, on its gate, may start.
+function Proc:opened()
+  for _, p in ipairs(self.core.spawned) do
+    if p.opts.after == self then
+      p.gate_open = true
+      if p.state == "primed" then
+        p.state = "starting"
+        p.gos = p.gos + 1
+      end
+    end
   end
 end
 
@@ -78,6 +96,7 @@ function Proc:empty(forced)
     return
   end
   self.emptied = true
+  self:opened()
   self.opts.on_event({ type = "tree-empty", forced = forced or false })
 end
 
@@ -135,6 +154,8 @@ function Proc:exit(status, extra)
   end
   if ran then
     self:empty(extra.forced)
+  else
+    self:opened()
   end
   self.state = "exited"
   local ev = { type = "exit", status = status, forced = false }
@@ -155,6 +176,7 @@ end
 ---@param survivors table[] { {pid=, uid=, comm=, error=}, ... }
 function Proc:give_up(survivors)
   self.emptied = true
+  self:opened()
   self.opts.on_event({ type = "gave-up", forced = true, survivors = survivors })
   self.state = "exited"
   self.opts.on_event({ type = "exit", status = 0, forced = true, survivors = survivors })
@@ -168,7 +190,7 @@ end
 function M.core()
   local core = { spawned = {} }
   function core.spawn(opts)
-    local p = setmetatable({ opts = opts, id = #core.spawned + 1,
+    local p = setmetatable({ opts = opts, id = #core.spawned + 1, core = core,
       state = opts.hold and "held" or "starting", stops = 0, kills = 0, gos = 0 }, Proc)
     core.spawned[#core.spawned + 1] = p
     return p

@@ -69,10 +69,13 @@ describe("reload.engine", function()
     assert.are.equal(0, old.stops) -- the old process keeps serving during the build
     build2:exit(0)
     assert.are.equal(1, old.stops)
-    -- A keeper is ready (the spare), held: nothing new runs before the old tree is gone.
-    local spare = core.spares()[1]
-    assert.truthy(spare)
-    assert.are.equal(old, core.last("./api"))
+    -- A keeper is ready (the spare), primed with the new command on the old keeper's gate:
+    -- nothing new runs before the old tree is gone.
+    local spare = core.last("./api")
+    assert.are_not.equal(old, spare)
+    assert.are.equal("primed", spare.state)
+    assert.are.equal(0, spare.gos)
+    assert.are.equal(old, spare.opts.after)
     old:exit(143)
     local new = core.last("./api")
     assert.are.equal(spare, new)
@@ -392,11 +395,13 @@ service "b" { run = "./b" }
       old:start()
       core.change("a.go")
       assert.are.equal(1, old.stops)
-      local spare = core.spares()[1]
-      assert.truthy(spare)
+      local spare = core.last("./api")
+      assert.are_not.equal(old, spare)
+      assert.are.equal("primed", spare.state) -- spawned during the stop, and primed at once
       old:exit(143)
       clock.advance(5)
       assert.are.equal(spare, core.last("./api"))
+      assert.are.equal(1, spare.gos)
     end)
 
     it("passes every path of the burst to the new process", function()

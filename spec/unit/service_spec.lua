@@ -213,15 +213,25 @@ service "api" {
         clock.advance(5)
         core.last("make"):exit(0)
         assert.are.equal(1, old.stops)
+        local primed = core.last("./api") -- the spare, given the command that passed the build
+        assert.are.equal("primed", primed.state)
         core.change("b.c") -- newer sources: the build that passed is stale
         clock.advance(5)
+        assert.are.equal(1, primed.stops, "the stale command is cancelled")
         old:empty()
+        -- The cancelled one may have started at the old tree's end: it is waited for too.
+        assert.are.equal("stopping", e.by_name.api.state.name)
+        primed:exit(0, { cancelled = true })
+        assert.are.equal(0, primed.gos, "the stale command never ran")
         assert.are.equal("preparing", e.by_name.api.state.name)
         assert.are.equal(3, core.count("make"))
         assert.matches("RELOAD_CHANGED=a.c\nb.c", table.concat(core.last("make").opts.env, "\n"),
           1, true)
         core.last("make"):exit(0)
-        assert.are.equal(2, core.count("./api"))
+        local new = core.last("./api")
+        assert.are_not.equal(primed, new)
+        assert.are.equal("starting", new.state)
+        assert.are.equal(3, core.count("./api")) -- the old one, the cancelled one, the new one
       end)
   end)
 
@@ -340,10 +350,11 @@ service "api" { watch = "*.go", run = "./api", after = { "db" } }
       -- A change long after a start is the user's: at once again.
       clock.advance(loopguard.backoff_ms * 2)
       assert.are.equal(5, core.count("./web"))
-      core.last("./web"):start()
+      local current = core.last("./web")
+      current:start()
       clock.advance(loopguard.window_ms + 1)
       core.change("app.js")
-      core.last("./web"):empty()
+      current:empty()
       clock.advance(0)
       assert.are.equal(6, core.count("./web"))
       assert.are.equal("starting", e.by_name.web.state.name)
