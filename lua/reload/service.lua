@@ -506,12 +506,14 @@ T.stopping = {
     return self:stopped_all(st)
   end,
   quit = function(self, st, ev)
+    if ev.force then -- those cancelled before: killed now
+      for gen in pairs(st.cancelled or {}) do
+        gen:stop(true)
+      end
+    end
     self:unprime(st, ev.force)
     st.quit, st.next, st.crash = true, nil, nil
     st.quit_forced = ev.force
-    for gen in pairs(st.cancelled or {}) do
-      gen:stop(ev.force)
-    end
     self:drop_spare()
     if not self.gen then
       return { name = "stopped" } -- quit waits for the cancelled ones' handles (self.open)

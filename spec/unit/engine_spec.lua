@@ -466,5 +466,36 @@ service "api" { run = function() calls = calls + 1; return { "./api", tostring(c
       assert.is_true(finished)
       assert.are.equal(0, spare.gos)
     end)
+
+    it("on quit during a restart, stops the primed command too, started or not", function()
+      for _, started in ipairs({ false, true }) do
+        local e = start('service "api" { run = "./api", debounce = 0 }')
+        local old = core.last("./api")
+        old:start()
+        clock.advance(service.spare_delay_ms)
+        core.change("a.go")
+        clock.advance(0)
+        local primed = core.last("./api")
+        assert.are.equal("primed", primed.state)
+        if started then
+          old:opened() -- its gate: the keeper starts it before reload has read "tree-empty"
+          assert.are.equal(1, primed.gos)
+          primed:start()
+        end
+        local finished = false
+        e:quit(function() finished = true end)
+        assert.are.equal(1, primed.stops, "the primed run is stopped with the old one")
+        old:exit(143)
+        assert.is_false(finished, "quit waits for the primed run's tree")
+        if started then
+          primed:exit(143)
+        else
+          primed:exit(0, { cancelled = true })
+        end
+        assert.is_true(finished)
+        assert.is_nil(text():find("restarted", 1, true),
+          "a cancelled run is not a restart: " .. text())
+      end
+    end)
   end)
 end)
