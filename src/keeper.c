@@ -257,7 +257,8 @@ static void rl_begin_forced(rl_keeper_t *k)
   rl_send(k, RL_MSG_FORCING, 0, 0);
 }
 
-static void rl_begin_polite(rl_keeper_t *k, int sig, int grace_ms)
+/* signalled: reload has sent sig (and SIGCONT) to the group itself ("termed"). */
+static void rl_begin_polite(rl_keeper_t *k, int sig, int grace_ms, int signalled)
 {
   if (k->main_pid == 0) {
     k->cancelled = 1;
@@ -275,8 +276,9 @@ static void rl_begin_polite(rl_keeper_t *k, int sig, int grace_ms)
     return;
   }
   /* SIGCONT: a stopped process that handles the stop signal could not run its handler. */
-  int group_signalled = kill(-k->pgid, sig) == 0;
-  kill(-k->pgid, SIGCONT);
+  int group_signalled = kill(-k->pgid, signalled ? 0 : sig) == 0;
+  if (!signalled)
+    kill(-k->pgid, SIGCONT);
   /* After the signal: the stop must not wait for reload's scheduling. */
   rl_send(k, RL_MSG_STOPPING, 0, 0);
   rl_seen_clear();
@@ -375,7 +377,7 @@ static void rl_reap(rl_keeper_t *k)
       rl_send(k, RL_MSG_MAIN_EXIT, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
               WIFSIGNALED(status) ? WTERMSIG(status) : 0);
       if (k->kill_tree)
-        rl_begin_polite(k, k->stop_signal, k->grace_ms);
+        rl_begin_polite(k, k->stop_signal, k->grace_ms, 0);
     }
   }
 }
@@ -423,7 +425,10 @@ static void rl_command(rl_keeper_t *k, const char *line)
 {
   rl_msg_t m;
   switch (rl_msg_parse(line, &m)) {
-  case RL_MSG_TERM: rl_begin_polite(k, rl_int_arg(m.arg[0]), rl_int_arg(m.arg[1])); break;
+  case RL_MSG_TERM:
+  case RL_MSG_TERMED:
+    rl_begin_polite(k, rl_int_arg(m.arg[0]), rl_int_arg(m.arg[1]), m.verb == RL_MSG_TERMED);
+    break;
   case RL_MSG_KILL: rl_begin_forced(k); break;
   case RL_MSG_GO_DATA:
   case RL_MSG_PRIME:
@@ -439,7 +444,7 @@ static void rl_command(rl_keeper_t *k, const char *line)
 /* reload is gone (EOF or parent-death signal): nobody will ever ask for a stop. */
 static void rl_orphaned(rl_keeper_t *k)
 {
-  rl_begin_polite(k, k->stop_signal, k->orphan_grace_ms);
+  rl_begin_polite(k, k->stop_signal, k->orphan_grace_ms, 0);
 }
 
 static void rl_read_ctl(rl_keeper_t *k)
@@ -482,7 +487,7 @@ static void rl_read_signals(rl_keeper_t *k)
   struct signalfd_siginfo si;
   while (read(k->sfd, &si, sizeof si) == (ssize_t)sizeof si) {
     switch (si.ssi_signo) {
-    case SIGTERM: rl_begin_polite(k, k->stop_signal, k->grace_ms); break;
+    case SIGTERM: rl_begin_polite(k, k->stop_signal, k->grace_ms, 0); break;
     case SIGUSR1: rl_begin_forced(k); break;
     case SIGHUP: rl_orphaned(k); break;
     default: break; /* SIGCHLD: reaped below; SIGINT/SIGQUIT from the tty: reload decides */

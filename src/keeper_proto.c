@@ -28,6 +28,7 @@ static const struct {
     [RL_MSG_SURVIVOR] = {"survivor", "ii"},
     [RL_MSG_GAVE_UP] = {"gave-up", "ii"},
     [RL_MSG_TERM] = {"term", "ii"},
+    [RL_MSG_TERMED] = {"termed", "ii"},
     [RL_MSG_KILL] = {"kill", ""},
     [RL_MSG_SIGNAL] = {"signal", "ic"},
     [RL_MSG_GO] = {"go", ""},

@@ -14,6 +14,8 @@
  *   forcing            SIGKILL phase              an empty string, env NUL..., an empty string
  *   tree-empty FORCED US   all reaped        prime N             as "go N", but the command
  *   cancelled          stopped while held         waits for the gate (below) or for "go"
+ *                                            termed SIG GRACE_MS as "term", but reload has sent
+ *                                                 SIG and SIGCONT to the command's group itself
  *   survivor PID ERRNO     a process the SIGKILL sweeps could not end: ERRNO 1 (EPERM) when
  *                          kill() was refused, 0 when it was sent and the process stays
  *   gave-up COUNT US       instead of tree-empty: the stop gave up on the COUNT survivors
@@ -83,6 +85,7 @@ typedef enum {
   RL_MSG_GAVE_UP,
   /* reload -> keeper */
   RL_MSG_TERM,
+  RL_MSG_TERMED,
   RL_MSG_KILL,
   RL_MSG_SIGNAL,
   RL_MSG_GO,

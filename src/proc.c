@@ -1144,7 +1144,14 @@ static void rl_stop(rl_proc_t *p, int sig, int grace_ms)
   if (!rl_active(p) || p->stop_ns)
     return;
   p->stop_ns = uv_hrtime();
-  rl_ctl_send(p, RL_MSG_TERM, sig, grace_ms);
+  /* The command's group is signalled here, at once, rather than when the keeper gets to run: a
+   * wake-up of another process less on a restart's path (~0.1 ms). The keeper is told, and
+   * sweeps and reaps as for "term". Only while its leader is not reported exited: the pgid is
+   * the leader's pid, which the kernel gives out again only once the pid space wrapped. */
+  int termed = p->state == RL_RUNNING && p->pgid > 0 && grace_ms > 0 && kill(-p->pgid, sig) == 0;
+  if (termed)
+    kill(-p->pgid, SIGCONT);
+  rl_ctl_send(p, termed ? RL_MSG_TERMED : RL_MSG_TERM, sig, grace_ms);
   rl_arm_watchdog(p, grace_ms);
 }
 

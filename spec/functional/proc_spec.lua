@@ -778,6 +778,37 @@ describe("a held run (hold = true: the keeper waits for go())", function()
   end)
 end)
 
+describe("stop() signals the command's group from reload itself", function()
+  it("at once, without waiting for the keeper to run, which then sweeps and reaps as usual",
+    function()
+      local port = helpers.free_port()
+      local run = start({ cmd = { treegen, "server", tostring(port) }, grace_ms = 3000 })
+      wait_listening(port, run)
+      local keeper, server = run.p:keeper_pid(), run.p:pid()
+      uv.kill(keeper, "sigstop")
+      helpers.wait_until(10000, function()
+        local st = helpers.proc_stat(keeper)
+        return st and st.state == "T"
+      end, "the keeper to be stopped (SIGSTOP)")
+      run.p:stop()
+      -- The keeper cannot run: only reload's own signal can have ended the server, which stays
+      -- a zombie until the keeper reaps it.
+      local ok, err = pcall(helpers.wait_until, 10000, function()
+        local st = helpers.proc_stat(server)
+        return st == nil or st.state == "Z"
+      end, function()
+        return ("the server (pid %d) to die of reload's SIGTERM; it is %s"):format(server,
+          helpers.describe({ helpers.proc_stat(server) }))
+      end)
+      uv.kill(keeper, "sigcont")
+      assert(ok, err)
+      local ev = wait_exit(run)
+      assert_clean(run, { port })
+      assert.are.equal(128 + 15, ev.status)
+      assert.are.equal("started,stopping,main-exit,tree-empty,exit", event_types(run))
+    end)
+end)
+
 describe("a primed run (go{ prime = true }): started by the gate of the run before it", function()
   --- The keeper's children (the command, once started).
   local function children(run)
