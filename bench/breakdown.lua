@@ -277,11 +277,6 @@ local function last(list, from, to, ok)
   return found
 end
 
-local function sysarg(e, i)
-  local a = e.args and e.args:match("^%(" .. ("[^,]*, "):rep(i - 1) .. "([^,)]*)")
-  return a and tonumber(a, 16)
-end
-
 --- The instants of one restart (ns; nil where the trace does not show them), the system calls
 --- of each process on the way. `tool` is the tool's pid; old and new
 --- the stamps of the previous and the new generation.
@@ -293,10 +288,9 @@ local function instants(tr, tool, mark, old, new, reloadish)
   local x = { A = t0, L = new.start, M = new.listen }
   local function at(e) return e and e.t end
   if reloadish then
-    x.C = at(first(tr.wakes[R], t0, function(e) return e.target == Ko end, stop))
-    x.B = at(last(tr.sys[R], t0, x.C or stop, is_exit(NR.epoll_wait)))
-    x.C1 = at(first(tr.sys[Ko], x.C, is_exit(NR.poll), stop))
-    x.D = at(first(tr.sys[Ko], x.C1, is_enter(NR.kill), stop))
+    -- reload signals the old group itself ("termed"), then tells the old keeper
+    x.D = at(first(tr.sys[R], t0, is_enter(NR.kill), stop))
+    x.B = at(last(tr.sys[R], t0, x.D or stop, is_exit(NR.epoll_wait)))
   else
     x.D = at(first(tr.sys[R], t0, is_enter(NR.kill), stop))
     x.B = at(last(tr.sys[R], t0, x.D or stop, is_exit(NR.read)))
@@ -306,19 +300,19 @@ local function instants(tr, tool, mark, old, new, reloadish)
     return not e.enter and e.nr == NR.wait4 and e.ret == So
   end, stop))
   if reloadish then
+    -- the old keeper opens its gate (one write) once waitpid says ECHILD; the spare keeper,
+    -- primed with the command, wakes up on it (or on reload's "go", if that came first)
     local echild = first(tr.sys[Ko], x.F, function(e)
       return not e.enter and e.nr == NR.wait4 and e.ret == -10
     end, stop)
-    x.G = at(echild and first(tr.sys[Ko], echild.t, is_enter(NR.sendto), stop))
-    x.G1 = at(first(tr.sys[R], x.G, is_exit(NR.epoll_wait), stop))
-    x.H = at(first(tr.wakes[R], x.G1, function(e) return e.target == Kn end, stop))
+    x.G = at(echild and first(tr.sys[Ko], echild.t, is_enter(NR.write), stop))
+    local function woke(e) return e.target == Kn end
+    local by_gate = first(tr.wakes[Ko], x.G, woke, stop)
+    local by_go = first(tr.wakes[R], x.G, woke, stop)
+    local h = by_gate and (not by_go or by_gate.t <= by_go.t) and by_gate or by_go
+    x.H = at(h)
+    x.by_gate = h ~= nil and h == by_gate
     x.H1 = at(first(tr.sys[Kn], x.H, is_exit(NR.poll), stop))
-    -- the changed-paths file: openat(..., O_WRONLY|O_CREAT|O_TRUNC) to its close
-    local o = first(tr.sys[R], x.G1, function(e)
-      return e.enter and e.nr == NR.openat and sysarg(e, 3) == 0x241
-    end, x.H)
-    local c = o and first(tr.sys[R], o.t, is_exit(NR.close), x.H)
-    x.changed_file = c and (c.t - o.t)
   end
   x.I = at(first(tr.sys[Kn], reloadish and x.H1 or x.F, function(e)
     return e.enter and (e.nr == NR.clone or e.nr == NR.clone3)
@@ -390,20 +384,15 @@ end
 --- The steps of a restart, from one instant to the next (reload's own sub-steps indented).
 local steps = {
   { "A", "B", "notice: the write (open, write, close) → the tool runs" },
-  { "B", "D", "decide: → kill() of the old server" },
-  { "B", "C", "· reload: reads the events; debouncer, service, pipeline; writes \"term\"",
-    only = true },
-  { "C", "C1", "· old keeper: woken → running (scheduling)", only = true },
-  { "C1", "D", "· old keeper: reads \"term\", kill(-pgid)", only = true },
+  { "B", "D", "decide: → kill() of the old server (reload's own, then \"termed\" to the keeper)" },
   { "D", "E", "die: kill() → the old server has exited" },
   { "E", "F", "reap: its exit → waitpid() returns it" },
   { "F", "I", "relay: reaped → fork/clone of the new command" },
-  { "F", "G", "· old keeper: waitpid → ECHILD, sends \"tree-empty\"", only = true },
-  { "G", "G1", "· reload: woken → running (scheduling)", only = true },
-  { "G1", "H", "· reload: reads it; gone → launch → env, changed-paths file, sends \"go\" "
-    .. "and the command", only = true },
+  { "F", "G", "· old keeper: waitpid → ECHILD, opens its gate", only = true },
+  { "G", "H", "· → the primed spare keeper is woken (by the gate, or by reload's go)",
+    only = true },
   { "H", "H1", "· spare keeper: woken → running (scheduling)", only = true },
-  { "H1", "I", "· spare keeper: reads the command, calls clone()", only = true },
+  { "H1", "I", "· spare keeper: reads the gate, calls clone()", only = true },
   { "I", "K", "spawn: fork/clone → the new server's execve done" },
   { "I", "J", "· clone() in the keeper until it returns (CLONE_VFORK: after the exec)",
     only = true },
@@ -477,19 +466,27 @@ local function report()
     { "system calls by the spare keeper", function(x) return x.calls.new or nil end },
     { "system calls by the new command's child before exec", function(x)
       return x.calls.child end },
-    { "times reload is woken between the kill and \"tree-empty\" (by \"stopping\", "
+    { "times reload is woken between the kill and the gate (by \"stopping\", "
       .. "\"main-exit\")", function(x) return x.wakes_teardown end },
-    { "reload: the changed-paths file, openat → close (µs)", function(x)
-      return x.changed_file and x.changed_file / 1000 end },
+    { "restarts whose command the gate started (%, rather than reload's go)", function(x)
+      return x.H and (x.by_gate and 100 or 0) or nil end, mean = true },
     { "after the start: reload's fork() of the next spare keeper (µs)", function(x)
       return x.spare_fork and x.spare_fork / 1000 end },
     { "after the start: reload's loop blocked in uv_spawn until that keeper's exec (µs)",
       function(x) return x.spare_blocked and x.spare_blocked / 1000 end },
   }
+  local function mean(list, fn)
+    local sum, k = 0, 0
+    for _, x in ipairs(list or {}) do
+      local v = fn(x)
+      if v then sum, k = sum + v, k + 1 end
+    end
+    return k > 0 and sum / k or nil
+  end
   for _, l in ipairs(lines) do
     local cells = {}
     for i, name in ipairs(order) do
-      local v = med(rows[name], l[2])
+      local v = (l.mean and mean or med)(rows[name], l[2])
       cells[i] = v and ("%.0f"):format(v) or "-"
     end
     print(("| %s | %s | %s | %s |"):format(l[1], cells[1], cells[2], cells[3]))
