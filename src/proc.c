@@ -74,8 +74,9 @@ struct rl_proc_s {
   int have_main, main_code, main_signal;
   int spawn_errno, spawn_stage; /* "error STAGE ERRNO": the command never ran */
   int forced, fallback, tree_empty, keeper_done, keeper_status, keeper_signal, cancelled;
-  int held, has_cmd, went; /* spawned with hold; with a cmd; go() called */
-  int primed;              /* go{ prime = true } sent the command; go() has not released it yet */
+  int held, has_cmd, went;   /* spawned with hold; with a cmd; go() called */
+  int primed;                /* go{ prime = true } sent the command; go() has not released it yet */
+  int termed, said_stopping; /* reload signalled the group itself; "stopping" reported */
   int gate_next; /* the read end of this keeper's gate, for the keeper spawned after it; -1 */
   int ctl_open, sweeping, sweep_ticks, finishing, finished, detached, failed;
   uint64_t stop_ns, empty_ns;
@@ -606,23 +607,35 @@ static void rl_on_gave_up(rl_proc_t *p, long long us)
   rl_callback(p, p->event_ref);
 }
 
+/* "stopping" says that the polite signal went out. After "termed" reload sent it itself, and
+ * the tree may die before the keeper reads the news: the event comes first all the same, once. */
+static void rl_said_stopping(rl_proc_t *p)
+{
+  if (p->said_stopping)
+    return;
+  p->said_stopping = 1;
+  if (p->state < RL_STOPPING)
+    p->state = RL_STOPPING;
+  rl_emit_simple(p, "stopping");
+}
+
 static void rl_on_line(rl_proc_t *p, const char *line)
 {
   rl_msg_t m;
   if (p->detached)
     return;
-  switch (rl_msg_parse(line, &m)) {
+  rl_verb_t verb = rl_msg_parse(line, &m);
+  if (p->termed && (verb == RL_MSG_MAIN_EXIT || verb == RL_MSG_FORCING ||
+                    verb == RL_MSG_TREE_EMPTY || verb == RL_MSG_GAVE_UP))
+    rl_said_stopping(p);
+  switch (verb) {
   case RL_MSG_STARTED: rl_on_started(p, (int)m.arg[0], (int)m.arg[1]); break;
   case RL_MSG_ERROR:
     p->spawn_stage = (int)m.arg[0];
     p->spawn_errno = (int)m.arg[1] > 0 ? (int)m.arg[1] : EINVAL;
     break;
   case RL_MSG_MAIN_EXIT: rl_on_main_exit(p, (int)m.arg[0], (int)m.arg[1]); break;
-  case RL_MSG_STOPPING:
-    if (p->state < RL_STOPPING)
-      p->state = RL_STOPPING;
-    rl_emit_simple(p, "stopping");
-    break;
+  case RL_MSG_STOPPING: rl_said_stopping(p); break;
   case RL_MSG_FORCING:
     p->state = RL_FORCING;
     p->forced = 1;
@@ -1151,6 +1164,7 @@ static void rl_stop(rl_proc_t *p, int sig, int grace_ms)
   int termed = p->state == RL_RUNNING && p->pgid > 0 && grace_ms > 0 && kill(-p->pgid, sig) == 0;
   if (termed)
     kill(-p->pgid, SIGCONT);
+  p->termed = termed;
   rl_ctl_send(p, termed ? RL_MSG_TERMED : RL_MSG_TERM, sig, grace_ms);
   rl_arm_watchdog(p, grace_ms);
 }

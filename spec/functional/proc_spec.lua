@@ -697,13 +697,13 @@ describe("a stop racing the keeper's own exit", function()
   end)
 end)
 
-describe("a held run (hold = true: the keeper waits for go())", function()
-  --- The keeper's children (the command, once started).
-  local function keeper_children(run)
-    local pid = run.p:keeper_pid()
-    return helpers.read_file(("/proc/%d/task/%d/children"):format(pid, pid)) or ""
-  end
+--- The keeper's children (the command, once started).
+local function keeper_children(run)
+  local pid = run.p:keeper_pid()
+  return helpers.read_file(("/proc/%d/task/%d/children"):format(pid, pid)) or ""
+end
 
+describe("a held run (hold = true: the keeper waits for go())", function()
   it("starts nothing until go(), then runs and stops like any run", function()
     local port = helpers.free_port()
     local run = start({ cmd = { treegen, "chain3", tostring(port) }, hold = true,
@@ -810,12 +810,6 @@ describe("stop() signals the command's group from reload itself", function()
 end)
 
 describe("a primed run (go{ prime = true }): started by the gate of the run before it", function()
-  --- The keeper's children (the command, once started).
-  local function children(run)
-    local pid = run.p:keeper_pid()
-    return helpers.read_file(("/proc/%d/task/%d/children"):format(pid, pid)) or ""
-  end
-
   --- Processes of run's tree, its keeper left out (it may still be exiting).
   local function tree_left(run)
     local left = {}
@@ -893,7 +887,7 @@ describe("a primed run (go{ prime = true }): started by the gate of the run befo
         return ("the new keeper to read EOF and wait again; fd 4: %s"):format(
           tostring(uv.fs_readlink(gate)))
       end)
-      assert.are.equal("", children(new), "started on EOF")
+      assert.are.equal("", keeper_children(new), "started on EOF")
       assert.are.equal(0, count_type(new, "started"))
       new.p:go()
       wait_event(new, "started")
