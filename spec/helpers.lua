@@ -239,6 +239,21 @@ end
 
 --- Fields of /proc/PID/stat: { pid, comm, state, ppid, pgid }, or nil if gone.
 ---@param pid integer
+--- The first directory on the way to path (path included) that other users may not search,
+--- or nil when a user such as nobody can reach it.
+---@param path string an absolute path
+---@return string|nil
+function M.closed_to_others(path)
+  while path ~= "" do
+    local st = uv.fs_stat(path)
+    if not st or (st.type == "directory" and st.mode & 1 == 0) then
+      return path
+    end
+    path = path:match("^(.*)/[^/]*$")
+  end
+  return nil
+end
+
 function M.proc_stat(pid)
   local s = M.read_file("/proc/" .. pid .. "/stat")
   if not s then

@@ -1023,6 +1023,11 @@ describe("a keeper that cannot start the command", function()
       pending("needs root, setpriv and prlimit (RLIMIT_NPROC binds only unprivileged users)")
       return
     end
+    local closed = helpers.closed_to_others(keeper)
+    if closed then
+      pending(closed .. " cannot be searched by other users: nobody cannot run the keeper")
+      return
+    end
     -- As nobody, with one process allowed: the keeper itself. exec keeps the keeper's pid, so
     -- its parent is still this process.
     with_wrapper("exec setpriv --reuid=65534 --regid=65534 --clear-groups prlimit --nproc=1 "

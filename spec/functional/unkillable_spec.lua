@@ -35,13 +35,12 @@ local function unsupported(dir)
   if opts:find("nosuid", 1, true) then
     return dir .. " is on a nosuid mount: a set-user-ID program would not gain root"
   end
-  local path = dir
-  while path ~= "" do
-    local st = uv.fs_stat(path)
-    if not st or st.mode & 1 == 0 then -- others may not search it: nobody cannot reach dir
-      return path .. " cannot be searched by other users"
+  -- nobody must reach the test's directory, reload's executable and its Lua sources
+  for _, path in ipairs({ dir, helpers.reload_bin, helpers.root .. "/lua/reload/cli.lua" }) do
+    local closed = helpers.closed_to_others(path)
+    if closed then
+      return closed .. " cannot be searched by other users (nobody cannot reach " .. path .. ")"
     end
-    path = path:match("^(.*)/[^/]*$")
   end
   return nil
 end
