@@ -89,6 +89,10 @@ describe("examples", function()
     local api, web = helpers.free_port(), helpers.free_port()
     local proc, marker = start(dir, {}, { API_PORT = tostring(api), WEB_PORT = tostring(web) })
     answers(web, "web v1 -> api v1 seed", 30000, proc)
+    -- The front can answer before reload has read its line: wait for the lines judged.
+    for _, line in ipairs({ "seeded", "api listening", "web listening" }) do
+      proc:wait_output(line, 10000, true)
+    end
     local text = proc:text()
     local seeded = text:find("seeded", 1, true)
     local api_up = text:find("api listening", 1, true)

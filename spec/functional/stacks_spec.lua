@@ -28,7 +28,7 @@ local function through_edits(name, t)
   local proc, marker = ex.start(dir, t.args, env)
   ex.answers(port, t.first, t.first_ms or 30000, proc, t.path)
   if t.after_start then
-    t.after_start(proc, port)
+    t.after_start(proc, port, marker)
   end
   ex.quiet(proc, QUIET_MS, "after the start")
   ex.edit_loop({ proc = proc, marker = marker, dir = dir, file = t.file, from = t.from,
@@ -90,9 +90,31 @@ describe("python recipes", function()
     if not need_python("gunicorn") then
       return
     end
+    -- A TERM that reaches a worker still booting is swallowed by the master's handler it
+    -- inherited, and the master then waits its graceful timeout for that worker and SIGKILLs
+    -- it (gunicorn's behaviour). Each edit waits until both workers have set their own
+    -- handlers: a booted worker catches SIGTERM but no longer SIGHUP, which the master and a
+    -- worker not yet booted catch.
+    local marker
+    local function booted(proc)
+      helpers.wait_until(20000, function()
+        local pids, workers = ex.alive(marker, "python3"), 0
+        for _, pid in ipairs(pids) do
+          local status = helpers.read_file("/proc/" .. pid .. "/status") or ""
+          local caught = tonumber(status:match("SigCgt:%s*(%x+)") or "0", 16)
+          if caught & 1 == 0 and caught & (1 << 14) ~= 0 then -- not SIGHUP (1), SIGTERM (15)
+            workers = workers + 1
+          end
+        end
+        return #pids == 3 and workers == 2
+      end, function() return "gunicorn's 2 workers to be booted (their own signal handlers)\n"
+        .. proc:text():sub(-2000) end)
+    end
     local proc = through_edits("python-gunicorn", { env = { PATH = path },
       first = "hello from gunicorn", file = "message.py", from = "hello from gunicorn",
-      comms = { python3 = 3 } })
+      comms = { python3 = 3 },
+      after_start = function(p, _, m) marker = m; booted(p) end,
+      after_each = function(_, p) booted(p) end })
     -- The master stopped its workers itself: none died of a signal it did not send, and none
     -- was forked during a stop.
     local text = proc:text()
