@@ -949,11 +949,17 @@ function M:spawn(plan)
     log.error("%s: cannot start: %s", self.name, self:explain(plan.argv, err))
     return { name = "failed", why = "spawn" }
   end
-  gen.plan = plan
-  gen.changeset = self.changeset and self.changeset:hold() -- its file stays while this one lives
+  self:hold_gen(gen, plan)
   self.gen = gen
-  self.open[gen] = true
   return { name = "starting", plan = plan, gen = gen }
+end
+
+--- A launched (or primed) generation: its plan, the changed-paths file that stays while it
+--- lives, and its handles, which quit waits for.
+function M:hold_gen(gen, plan)
+  gen.plan = plan
+  gen.changeset = self.changeset and self.changeset:hold()
+  self.open[gen] = true
 end
 
 --- The next plan is known while the current generation stops: its spare keeper gets the
@@ -984,9 +990,7 @@ function M:prime(st)
     log.verbose("%s: the spare keeper could not be primed: %s", self.name, tostring(err))
     return
   end
-  gen.plan = plan
-  gen.changeset = self.changeset and self.changeset:hold()
-  self.open[gen] = true
+  self:hold_gen(gen, plan)
   plan.primed = gen
   log.verbose("%s: generation %d waits in its keeper for the end of generation %d", self.name,
     gen.n, old.n)

@@ -157,17 +157,26 @@ describe("RELOAD_CHANGED_FILE across generations (engine, fake core)", function(
     end
   end
 
-  it("is never removed while the generation that was given it lives", function()
+  --- Runs fn(e, core, clock, file) on an engine over the fake core, for a Reloadfile that
+  --- holds `text`, with reload's log silenced (and restored when fn fails too).
+  local function with_engine(text, fn)
     local saved = log.out
     log.out = { write = function() end, flush = function() end }
     local ok, err = pcall(function()
       local core, clock = fake.core(), fake.clock()
-      local dir = helpers.tmpdir()
-      local file = dir .. "/Reloadfile.lua"
-      helpers.write_file(file, 'service "b" { run = "./b" }\n')
+      local file = helpers.tmpdir() .. "/Reloadfile.lua"
+      helpers.write_file(file, text)
       local e = engine.new({ config = assert(dsl.load(file)), core = core, clock = clock,
         env = {}, loader = function() return dsl.load(file) end })
       assert(e:start())
+      fn(e, core, clock, file)
+    end)
+    log.out = saved
+    assert(ok, err)
+  end
+
+  it("is never removed while the generation that was given it lives", function()
+    with_engine('service "b" { run = "./b" }\n', function(e, core, _, file)
       local b = core.last("./b")
       b:start()
       local old_file = env_value(b.opts.env, "RELOAD_CHANGED_FILE")
@@ -189,22 +198,11 @@ describe("RELOAD_CHANGED_FILE across generations (engine, fake core)", function(
       assert.is_true(done)
       assert.is_nil(uv.fs_lstat(new_file))
     end)
-    log.out = saved
-    assert(ok, err)
   end)
 
   -- The same files saved again:
   it("is one file that generations share, kept while any of them lives", function()
-    local saved = log.out
-    log.out = { write = function() end, flush = function() end }
-    local ok, err = pcall(function()
-      local core, clock = fake.core(), fake.clock()
-      local dir = helpers.tmpdir()
-      local file = dir .. "/Reloadfile.lua"
-      helpers.write_file(file, 'service "b" { run = "./b", watch = { "src/**" } }\n')
-      local e = engine.new({ config = assert(dsl.load(file)), core = core, clock = clock,
-        env = {}, loader = function() return dsl.load(file) end })
-      assert(e:start())
+    with_engine('service "b" { run = "./b", watch = { "src/**" } }\n', function(e, core, clock)
       local procs = { core.last("./b") }
       procs[1]:start()
       local files = {}
@@ -232,8 +230,6 @@ describe("RELOAD_CHANGED_FILE across generations (engine, fake core)", function(
       assert.is_true(done)
       assert.is_nil(uv.fs_lstat(files[3]))
     end)
-    log.out = saved
-    assert(ok, err)
   end)
 end)
 

@@ -810,6 +810,19 @@ describe("stop() signals the command's group from reload itself", function()
 end)
 
 describe("a primed run (go{ prime = true }): started by the gate of the run before it", function()
+  --- A run of treegen `kind` on port with a gate, and a held run spawned after it: the first
+  --- listening, the second held.
+  local function pair(port, kind)
+    local old = start({ cmd = { treegen, kind, tostring(port) }, gate = true, grace_ms = 3000 })
+    local new = start({ hold = true, after = old.p })
+    wait_listening(port, old)
+    wait_event(new, "held")
+    return old, new
+  end
+
+  local function prime(run, ...)
+    run.p:go({ cmd = { treegen, ... }, env = env_with(run.marker), prime = true })
+  end
   --- Processes of run's tree, its keeper left out (it may still be exiting).
   local function tree_left(run)
     local left = {}
@@ -823,18 +836,14 @@ describe("a primed run (go{ prime = true }): started by the gate of the run befo
 
   it("starts the moment the previous tree is gone, without go(), on the same port", function()
     local port = helpers.free_port()
-    local old = start({ cmd = { treegen, "chain3", tostring(port) }, gate = true, grace_ms = 3000 })
-    local new = start({ hold = true, after = old.p })
-    wait_listening(port, old)
-    wait_event(new, "held")
+    local old, new = pair(port, "chain3")
     local at_start
     new.hook = function(ev)
       if ev.type == "started" then
         at_start = { left = tree_left(old), old_events = event_types(old) }
       end
     end
-    new.p:go({ cmd = { treegen, "server", tostring(port) }, env = env_with(new.marker),
-      prime = true })
+    prime(new, "server", tostring(port))
     old.p:stop()
     wait_listening(port, new) -- bound: nothing of the old tree held the port any more
     assert.are.equal(0, #at_start.left, "the old tree at the new start: " ..
@@ -850,14 +859,10 @@ describe("a primed run (go{ prime = true }): started by the gate of the run befo
 
   it("starts at once when the gate opened before the command came", function()
     local port = helpers.free_port()
-    local old = start({ cmd = { treegen, "server", tostring(port) }, gate = true })
-    local new = start({ hold = true, after = old.p })
-    wait_listening(port, old)
+    local old, new = pair(port, "server")
     old.p:stop()
     wait_exit(old)
-    wait_event(new, "held")
-    new.p:go({ cmd = { treegen, "server", tostring(port) }, env = env_with(new.marker),
-      prime = true })
+    prime(new, "server", tostring(port))
     wait_listening(port, new)
     new.p:stop()
     wait_exit(new)
@@ -866,12 +871,8 @@ describe("a primed run (go{ prime = true }): started by the gate of the run befo
 
   it("does not start when the previous keeper dies without opening its gate, until go()",
     function()
-      local port = helpers.free_port()
-      local old = start({ cmd = { treegen, "server", tostring(port) }, gate = true })
-      local new = start({ hold = true, after = old.p })
-      wait_listening(port, old)
-      wait_event(new, "held")
-      new.p:go({ cmd = { treegen, "sleep" }, env = env_with(new.marker), prime = true })
+      local old, new = pair(helpers.free_port(), "server")
+      prime(new, "sleep")
       local keeper = new.p:keeper_pid()
       local gate = ("/proc/%d/fd/4"):format(keeper) -- fds 0-2, the control socket, the gate
       assert.is_truthy(uv.fs_readlink(gate), "the gate is the new keeper's fd 4")
@@ -903,12 +904,8 @@ describe("a primed run (go{ prime = true }): started by the gate of the run befo
 
   it("is cancelled by a stop before its gate opens: the command never runs", function()
     local port = helpers.free_port()
-    local old = start({ cmd = { treegen, "server", tostring(port) }, gate = true })
-    local new = start({ hold = true, after = old.p })
-    wait_listening(port, old)
-    wait_event(new, "held")
-    new.p:go({ cmd = { treegen, "server", tostring(port) }, env = env_with(new.marker),
-      prime = true })
+    local old, new = pair(port, "server")
+    prime(new, "server", tostring(port))
     new.p:stop()
     local ev = wait_exit(new)
     assert.is_true(ev.cancelled)

@@ -15,13 +15,7 @@ local function start(files, args)
   return dir, proc, "RELOAD_SOCK=" .. marker
 end
 
-local function stop(proc, marker)
-  proc:signal("sigint")
-  assert.are.equal(0, proc:wait(20000), proc:text())
-  local left = helpers.tagged(marker)
-  helpers.kill_all(left)
-  assert.are.same({}, left, "processes left: " .. helpers.describe(left))
-end
+local stop = helpers.end_session
 
 --- 20 restarts of the Node server under a steady load of one request per connection (a new
 --- connection each time, as a client that does not keep connections alive): what the load saw.

@@ -128,14 +128,23 @@ local function cleanup(proc, marker, known)
   return left
 end
 
+--- The project, and reload started in it as nobody; nil (the test pending, with why) when this
+--- machine cannot run it.
+local function begin()
+  local dir, why = project()
+  if not dir then
+    pending(why)
+    return nil
+  end
+  return dir, start(dir)
+end
+
 describe("a process that reload has no right to stop", function()
   it("is named at a restart and at quit, and no clean stop is claimed", function()
-    local dir, why = project()
+    local dir, proc, marker = begin()
     if not dir then
-      pending(why)
       return
     end
-    local proc, marker = start(dir)
     local first, second
     local ok, err = pcall(function()
       first = survivor_pid(dir, proc)
@@ -166,12 +175,10 @@ describe("a process that reload has no right to stop", function()
   end)
 
   it("once reload is SIGKILLed, its keeper gives up after the grace and exits", function()
-    local dir, why = project()
+    local dir, proc, marker = begin()
     if not dir then
-      pending(why)
       return
     end
-    local proc, marker = start(dir)
     local pid
     local ok, err = pcall(function()
       pid = survivor_pid(dir, proc)

@@ -70,13 +70,7 @@ function M.start(dir, args, env)
 end
 
 --- Quits reload with Ctrl-C; it must exit 0 and leave no process of the run.
-function M.stop(proc, marker)
-  proc:signal("sigint")
-  assert.are.equal(0, proc:wait(20000), proc:text())
-  local left = helpers.tagged(marker)
-  helpers.kill_all(left)
-  assert.are.same({}, left, "left: " .. helpers.describe(left))
-end
+M.stop = helpers.end_session
 
 --- GET path (default /) from 127.0.0.1:port: the body, or nil and what went wrong.
 M.get = helpers.http_get
