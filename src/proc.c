@@ -77,6 +77,7 @@ struct rl_proc_s {
   int held, has_cmd, went;   /* spawned with hold; with a cmd; go() called */
   int primed;                /* go{ prime = true } sent the command; go() has not released it yet */
   int termed, said_stopping; /* reload signalled the group itself; "stopping" reported */
+  int kill_tree;             /* on_main_exit = "kill-tree": the keeper signals on main's exit */
   int gate_next; /* the read end of this keeper's gate, for the keeper spawned after it; -1 */
   int ctl_open, sweeping, sweep_ticks, finishing, finished, detached, failed;
   uint64_t stop_ns, empty_ns;
@@ -1093,6 +1094,7 @@ static int rl_proc_spawn(lua_State *L)
   p->keeper_pid = p->keeper.pid;
   p->ctl_open = 1;
   p->held = o.hold;
+  p->kill_tree = o.kill_tree;
   p->has_cmd = o.shell_cmd || o.cmd_idx;
   uv_read_start((uv_stream_t *)&p->ctl, rl_alloc, rl_ctl_read);
   for (int i = 1; i < 3; i++)
@@ -1160,8 +1162,11 @@ static void rl_stop(rl_proc_t *p, int sig, int grace_ms)
   /* The command's group is signalled here, at once, rather than when the keeper gets to run: a
    * wake-up of another process less on a restart's path (~0.1 ms). The keeper is told, and
    * sweeps and reaps as for "term". Only while its leader is not reported exited: the pgid is
-   * the leader's pid, which the kernel gives out again only once the pid space wrapped. */
-  int termed = p->state == RL_RUNNING && p->pgid > 0 && grace_ms > 0 && kill(-p->pgid, sig) == 0;
+   * the leader's pid, which the kernel gives out again only once the pid space wrapped. Not
+   * with kill-tree, whose keeper signals the group itself when the leader exits: the group
+   * could get the signal twice (a second SIGINT is a hard stop to some programs). */
+  int termed = p->state == RL_RUNNING && p->pgid > 0 && grace_ms > 0 && !p->kill_tree &&
+               kill(-p->pgid, sig) == 0;
   if (termed)
     kill(-p->pgid, SIGCONT);
   p->termed = termed;
