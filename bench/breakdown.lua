@@ -205,9 +205,10 @@ local NAMES = { [0] = "read", "write", "open", "close", "stat", "fstat", "lstat"
   [436] = "close_range" }
 
 --- The trace, indexed: per tid its system calls ({ t, enter, nr, ret }), wake-ups by waker
---- tid ({ t, target }), and per pid its parent, exec and exit instants. Times in ns.
+--- tid ({ t, target }), the instants it was switched out asleep ({ t }: it blocked) and in
+--- ({ t }), and per pid its parent, exec and exit instants. Times in ns.
 local function load_trace(path)
-  local tr = { sys = {}, wakes = {}, parent = {}, exec = {}, exit = {} }
+  local tr = { sys = {}, wakes = {}, parent = {}, exec = {}, exit = {}, slept = {}, ran = {} }
   for line in io.lines(path) do
     local pid, tid, sec, ns, event, rest =
       line:match(" (%d+)/(%d+) +%[%d+%] +(%d+)%.(%d+): +([%w_:]+): (.*)$")
@@ -228,6 +229,18 @@ local function load_trace(path)
         local list = tr.wakes[tid] or {}
         tr.wakes[tid] = list
         list[#list + 1] = { t = t, target = tonumber(rest:match(" pid=(%d+)")) }
+      elseif event == "sched:sched_switch" then
+        local prev, state, nxt =
+          rest:match("prev_pid=(%d+) .-prev_state=(%S+) ==> .-next_pid=(%d+)")
+        if prev then
+          prev, nxt = tonumber(prev), tonumber(nxt)
+          if state:sub(1, 1) == "S" then
+            tr.slept[prev] = tr.slept[prev] or {}
+            table.insert(tr.slept[prev], { t = t })
+          end
+          tr.ran[nxt] = tr.ran[nxt] or {}
+          table.insert(tr.ran[nxt], { t = t })
+        end
       elseif event == "sched:sched_process_fork" then
         tr.parent[tonumber(rest:match("child_pid=(%d+)"))] = tonumber(pid)
       elseif event == "sched:sched_process_exec" then
@@ -296,6 +309,10 @@ local function instants(tr, tool, mark, old, new, reloadish)
     x.B = at(last(tr.sys[R], t0, x.D or stop, is_exit(NR.read)))
   end
   x.E = tr.exit[So]
+  -- after its kill(): when the tool blocks again, and when the old server first gets a CPU
+  local any = function() return true end
+  x.D_asleep = at(first(tr.slept[R], x.D, any, stop))
+  x.D_ran = at(first(tr.ran[So], x.D, any, stop))
   x.F = at(first(tr.sys[Ko], x.D, function(e)
     return not e.enter and e.nr == NR.wait4 and e.ret == So
   end, stop))
@@ -466,6 +483,13 @@ local function report()
     { "system calls by the spare keeper", function(x) return x.calls.new or nil end },
     { "system calls by the new command's child before exec", function(x)
       return x.calls.child end },
+    { "after the kill: the tool runs on until it blocks (µs)", function(x)
+      return x.D and x.D_asleep and (x.D_asleep - x.D) / 1000 end },
+    { "after the kill: the old server gets a CPU (µs)", function(x)
+      return x.D and x.D_ran and (x.D_ran - x.D) / 1000 end },
+    { "restarts where the old server got a CPU only once the tool blocked (%)", function(x)
+      return x.D_ran and x.D_asleep and (x.D_ran >= x.D_asleep and 100 or 0) or nil end,
+      mean = true },
     { "times reload is woken between the kill and the gate (by \"stopping\", "
       .. "\"main-exit\")", function(x) return x.wakes_teardown end },
     { "restarts whose command the gate started (%, rather than reload's go)", function(x)
