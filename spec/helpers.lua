@@ -237,6 +237,37 @@ end
 
 -- /proc ----------------------------------------------------------------------------------
 
+--- A copy of reload (its executable, keeper and Lua sources) that other users can reach, for
+--- the tests that run it as nobody: a checkout in a directory closed to others (a clone in
+--- `mktemp -d` is 0700) cannot be run by them. Laid out as an install (bin/, lib/reload/,
+--- share/reload/lua/), which the executable finds its Lua and keeper by; removed after the
+--- test. Returns { bin, keeper }, or nil and why (the temporary directory is closed too).
+---@return table|nil, string|nil
+function M.install_for_others()
+  local dir = M.tmpdir()
+  assert(uv.fs_chmod(dir, tonumber("755", 8)))
+  local closed = M.closed_to_others(dir)
+  if closed then
+    return nil, closed .. " cannot be searched by other users"
+  end
+  local lua_dir = dir .. "/share/reload/lua"
+  for _, d in ipairs({ dir .. "/bin", dir .. "/lib", dir .. "/lib/reload", dir .. "/share",
+    dir .. "/share/reload", lua_dir }) do
+    assert(uv.fs_mkdir(d, tonumber("755", 8)))
+  end
+  local copies = {
+    { "cp", M.reload_bin, dir .. "/bin/reload" },
+    { "cp", M.build_dir .. "/lib/reload/reload-keeper", dir .. "/lib/reload/reload-keeper" },
+    { "cp", "-R", M.root .. "/lua/reload", lua_dir .. "/reload" },
+    { "chmod", "-R", "a+rX", dir },
+  }
+  for _, argv in ipairs(copies) do
+    local code, _, err = M.run(argv)
+    assert(code == 0, table.concat(argv, " ") .. ": " .. tostring(err))
+  end
+  return { bin = dir .. "/bin/reload", keeper = dir .. "/lib/reload/reload-keeper" }
+end
+
 --- Fields of /proc/PID/stat: { pid, comm, state, ppid, pgid }, or nil if gone.
 ---@param pid integer
 --- The first directory on the way to path (path included) that other users may not search,

@@ -988,11 +988,12 @@ end)
 describe("a keeper that cannot start the command", function()
   local keeper = helpers.build_dir .. "/lib/reload/reload-keeper"
 
-  --- Runs fn with RELOAD_KEEPER pointing at a wrapper script around the real keeper.
-  local function with_wrapper(script, fn)
+  --- Runs fn with RELOAD_KEEPER pointing at a wrapper script around the real keeper (or the
+  --- one at `path`).
+  local function with_wrapper(script, fn, path)
     local dir = helpers.tmpdir()
     local wrapper = dir .. "/keeper-wrapper"
-    helpers.write_file(wrapper, "#!/bin/sh\n" .. script:gsub("KEEPER", keeper) .. "\n")
+    helpers.write_file(wrapper, "#!/bin/sh\n" .. script:gsub("KEEPER", path or keeper) .. "\n")
     assert(uv.fs_chmod(wrapper, 493))
     uv.os_setenv("RELOAD_KEEPER", wrapper)
     local ok, err = pcall(fn)
@@ -1020,9 +1021,10 @@ describe("a keeper that cannot start the command", function()
       pending("needs root, setpriv and prlimit (RLIMIT_NPROC binds only unprivileged users)")
       return
     end
-    local closed = helpers.closed_to_others(keeper)
-    if closed then
-      pending(closed .. " cannot be searched by other users: nobody cannot run the keeper")
+    -- a copy nobody can reach: the checkout may be closed to other users
+    local install, closed = helpers.install_for_others()
+    if not install then
+      pending(closed .. ": nobody cannot run the keeper")
       return
     end
     -- As nobody, with one process allowed: the keeper itself. exec keeps the keeper's pid, so
@@ -1034,6 +1036,6 @@ describe("a keeper that cannot start the command", function()
       assert.are.equal(125, ev.status, tostring(ev.spawn_error))
       assert.matches("^fork: EAGAIN: ", ev.spawn_error)
       assert.are.equal("exit", event_types(run))
-    end)
+    end, install.keeper)
   end)
 end)

@@ -13,7 +13,8 @@ local GRACE_S = 1
 
 --- Why this machine cannot run these tests, or nil.
 ---@param dir string the test's directory
-local function unsupported(dir)
+---@param install table helpers.install_for_others()
+local function unsupported(dir, install)
   if uv.getuid() ~= 0 then
     return "needs root: the test runs reload as nobody and a set-user-ID root fixture"
   end
@@ -35,8 +36,8 @@ local function unsupported(dir)
   if opts:find("nosuid", 1, true) then
     return dir .. " is on a nosuid mount: a set-user-ID program would not gain root"
   end
-  -- nobody must reach the test's directory, reload's executable and its Lua sources
-  for _, path in ipairs({ dir, helpers.reload_bin, helpers.root .. "/lua/reload/cli.lua" }) do
+  -- nobody must reach the test's directory, and the copy of reload it runs
+  for _, path in ipairs({ dir, install.bin, install.keeper }) do
     local closed = helpers.closed_to_others(path)
     if closed then
       return closed .. " cannot be searched by other users (nobody cannot reach " .. path .. ")"
@@ -46,11 +47,16 @@ local function unsupported(dir)
 end
 
 --- A project whose service starts the set-user-ID fixture in the background, then sleeps.
---- Returns the directory, or nil and why the test cannot run here.
+--- Returns the directory and a copy of reload that nobody can run (the checkout may be closed
+--- to other users), or nil and why the test cannot run here.
 local function project()
   local dir = helpers.tmpdir()
   assert(uv.fs_chmod(dir, tonumber("755", 8)))
-  local why = unsupported(dir)
+  local install, closed = helpers.install_for_others()
+  if not install then
+    return nil, closed
+  end
+  local why = unsupported(dir, install)
   if why then
     return nil, why
   end
@@ -65,14 +71,14 @@ service "s" {
   stop = { grace = %d },
 }
 ]]):format(sleeper, GRACE_S))
-  return dir
+  return dir, install
 end
 
---- Starts reload as nobody in dir.
-local function start(dir)
+--- Starts reload (the copy install.bin) as nobody in dir.
+local function start(dir, install)
   local marker = helpers.unique("RELOAD_UK")
   local proc = helpers.start({ "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-    helpers.reload_bin }, { cwd = dir, env = helpers.env_with({ RELOAD_UK = marker,
+    install.bin }, { cwd = dir, env = helpers.env_with({ RELOAD_UK = marker,
     NO_COLOR = "1", HOME = "/nonexistent", XDG_CONFIG_HOME = false, XDG_RUNTIME_DIR = false,
     TMPDIR = "/tmp" }) })
   return proc, "RELOAD_UK=" .. marker
@@ -131,12 +137,12 @@ end
 --- The project, and reload started in it as nobody; nil (the test pending, with why) when this
 --- machine cannot run it.
 local function begin()
-  local dir, why = project()
+  local dir, install = project()
   if not dir then
-    pending(why)
+    pending(install)
     return nil
   end
-  return dir, start(dir)
+  return dir, start(dir, install)
 end
 
 describe("a process that reload has no right to stop", function()
