@@ -84,8 +84,15 @@ typedef struct {
   pid_t self, main_pid, pgid;
   int ctl, sfd, phase, main_done, main_status, forced, empty, reaped, go, cancelled;
   int primed, gate_open; /* "prime N" came; the previous keeper's gate opened */
-  int survivors;         /* > 0: the stop gave up on that many processes */
-  char *spec; /* "go N": the command and environment as sent, spec_have of spec_len bytes */
+  /* "next N": the next run's command, next_have of next_len bytes; queued once complete. A
+   * dropped one still arriving is skipped (discard bytes). "bye" came; the command's argv is
+   * the heap's. */
+  char *next_spec;
+  size_t next_len, next_have, discard;
+  int next_queued, bye, argv_owned;
+  int unacked; /* a next run started, and reload has not said "ack": its stops are the last run's */
+  int survivors; /* > 0: the stop gave up on that many processes */
+  char *spec;    /* "go N": the command and environment as sent, spec_have of spec_len bytes */
   size_t spec_len, spec_have;
   int64_t stop_ns, deadline_ns, next_sweep_ns, forced_ns, reaped_ns;
   char line[512];
@@ -416,6 +423,41 @@ static void rl_go_spec(rl_keeper_t *k, int primed)
   k->go = !primed || k->gate_open;
 }
 
+/* "next N": N bytes of the next run's command follow. Only while a run is under way (and has
+ * not given up on survivors); a second one replaces the first. */
+static void rl_next_spec(rl_keeper_t *k, long long n)
+{
+  if (n < 0 || n > (16 << 20))
+    return; /* not ours: nothing follows that we could size */
+  free(k->next_spec);
+  k->next_spec = NULL;
+  k->next_queued = 0;
+  if (!k->main_pid || k->survivors || !(k->next_spec = malloc((size_t)n + 1))) {
+    k->discard += (size_t)n;
+    rl_send(k, RL_MSG_DROPPED, 0, 0);
+    return;
+  }
+  k->next_len = (size_t)n;
+  k->next_have = 0;
+  k->next_queued = 1;
+}
+
+/* "drop-next": reload no longer wants the next run. Still queued, it is dropped (what is still
+ * to come of it is skipped); started already (reload had not read "started" yet), it is stopped
+ * like any run. */
+static void rl_drop_next(rl_keeper_t *k)
+{
+  if (k->next_queued) {
+    k->discard += k->next_len - k->next_have;
+    free(k->next_spec);
+    k->next_spec = NULL;
+    k->next_queued = 0;
+    rl_send(k, RL_MSG_DROPPED, 0, 0);
+  } else if (k->unacked) { /* started, and reload did not know */
+    rl_begin_polite(k, k->stop_signal, k->grace_ms, 0);
+  }
+}
+
 static int rl_int_arg(long long v)
 {
   return v < 0 ? -1 : v > 0x7fffffff ? 0x7fffffff : (int)v;
@@ -424,7 +466,12 @@ static int rl_int_arg(long long v)
 static void rl_command(rl_keeper_t *k, const char *line)
 {
   rl_msg_t m;
-  switch (rl_msg_parse(line, &m)) {
+  rl_verb_t verb = rl_msg_parse(line, &m);
+  if (k->unacked && (verb == RL_MSG_TERM || verb == RL_MSG_TERMED || verb == RL_MSG_KILL ||
+                     verb == RL_MSG_SIGNAL))
+    return; /* meant for the run before the next one, which is gone */
+  switch (verb) {
+  case RL_MSG_ACK: k->unacked = 0; break;
   case RL_MSG_TERM:
   case RL_MSG_TERMED:
     rl_begin_polite(k, rl_int_arg(m.arg[0]), rl_int_arg(m.arg[1]), m.verb == RL_MSG_TERMED);
@@ -436,6 +483,9 @@ static void rl_command(rl_keeper_t *k, const char *line)
     rl_go_spec(k, m.verb == RL_MSG_PRIME);
     break;
   case RL_MSG_GO: k->go = 1; break;
+  case RL_MSG_NEXT: rl_next_spec(k, m.arg[0]); break;
+  case RL_MSG_DROP_NEXT: rl_drop_next(k); break;
+  case RL_MSG_BYE: k->bye = 1; break;
   case RL_MSG_SIGNAL: rl_signal_scope(k, rl_int_arg(m.arg[0]), (int)m.arg[1]); break;
   default: break; /* not ours (or from a newer reload): ignored */
   }
@@ -461,6 +511,20 @@ static void rl_read_ctl(rl_keeper_t *k)
   }
   size_t len = k->line_len + (size_t)r, off = 0;
   while (off < len) {
+    if (k->discard) { /* a dropped "next N" payload */
+      size_t take = k->discard < len - off ? k->discard : len - off;
+      k->discard -= take;
+      off += take;
+      continue;
+    }
+    if (k->next_queued && k->next_have < k->next_len) { /* a "next N" payload */
+      size_t take = k->next_len - k->next_have;
+      take = take < len - off ? take : len - off;
+      memcpy(k->next_spec + k->next_have, k->line + off, take);
+      k->next_have += take;
+      off += take;
+      continue;
+    }
     if (k->spec && k->spec_have < k->spec_len) { /* a "go N" payload comes first */
       size_t take = k->spec_len - k->spec_have;
       take = take < len - off ? take : len - off;
@@ -971,6 +1035,77 @@ static void rl_open_gate(rl_keeper_t *k)
   k->gate_out = -1;
 }
 
+static int rl_next_ready(const rl_keeper_t *k)
+{
+  return k->next_queued && k->next_have == k->next_len;
+}
+
+/* A signal other than SIGCHLD (reload's stop, its death) among those pending? */
+static int rl_signalled(rl_keeper_t *k)
+{
+  struct signalfd_siginfo si;
+  int other = 0;
+  while (read(k->sfd, &si, sizeof si) == (ssize_t)sizeof si)
+    other |= si.ssi_signo != SIGCHLD;
+  return other;
+}
+
+/* The tree is empty and reload was told: waits for reload's "next" (one on its way when it read
+ * "tree-empty"), its "bye" (sent with the stop when no next run is to come), EOF or a signal.
+ * Returns 1 when a next run is ready to start. */
+static int rl_wait_next(rl_keeper_t *k)
+{
+  while (!rl_next_ready(k) && !k->bye && k->ctl >= 0) {
+    struct pollfd fds[2] = {{k->sfd, POLLIN, 0}, {k->ctl, POLLIN, 0}};
+    if (poll(fds, 2, -1) <= 0)
+      continue;
+    if (fds[0].revents && rl_signalled(k))
+      break;
+    if (fds[1].revents)
+      rl_read_ctl(k);
+  }
+  return rl_next_ready(k);
+}
+
+/* Starts the queued next run in this keeper, as a new run: its command replaces the last one's,
+ * and the teardown state starts over. With say_empty, "tree-empty" of the run before (forced,
+ * us) goes out between the start and "started": the command first, then the news. Returns -1
+ * when it could not start (said with "error"). */
+static int rl_run_next(rl_keeper_t *k, int *stage, int say_empty, int forced, int64_t us)
+{
+  char **old_argv = k->argv_owned ? k->argv : NULL;
+  char *old_spec = k->spec;
+  k->spec = k->next_spec;
+  k->spec_len = k->spec_have = k->next_len;
+  k->next_spec = NULL;
+  k->next_queued = 0;
+  int err = EINVAL;
+  *stage = RL_STAGE_EXEC; /* a malformed command */
+  if (rl_use_spec(k)) {   /* argv and environ are the new command's from here on */
+    free(old_argv);
+    free(old_spec);
+    k->argv_owned = 1;
+    k->main_pid = k->pgid = 0;
+    k->main_done = k->main_status = k->forced = k->empty = k->reaped = 0;
+    k->phase = RL_RUNNING;
+    k->stop_ns = k->deadline_ns = k->next_sweep_ns = k->forced_ns = k->reaped_ns = 0;
+    k->unacked = 1;
+    k->bye = 0;
+    err = rl_start(k, stage);
+  } else {
+    free(k->spec);
+    k->spec = old_spec;
+  }
+  if (say_empty)
+    rl_send(k, RL_MSG_TREE_EMPTY, forced, us);
+  if (err) {
+    rl_send(k, RL_MSG_ERROR, *stage, err);
+    return -1;
+  }
+  rl_send(k, RL_MSG_STARTED, k->main_pid, k->pgid);
+  return 0;
+}
+
 static void rl_loop_until_empty(rl_keeper_t *k)
 {
   for (;;) {
@@ -1055,13 +1190,31 @@ int rl_keeper_main(int argc, char **argv)
     rl_open_gate(k);
     return 125;
   }
-  rl_loop_until_empty(k);
-  int64_t duration_us = k->phase == RL_RUNNING ? -1 : (rl_now_ns() - k->stop_ns) / 1000;
-  /* The next keeper first: it starts the next run, while reload reads the news. */
-  rl_open_gate(k);
-  if (k->survivors)
-    rl_send(k, RL_MSG_GAVE_UP, k->survivors, duration_us);
-  else
+  for (;;) {
+    rl_loop_until_empty(k);
+    int64_t duration_us = k->phase == RL_RUNNING ? -1 : (rl_now_ns() - k->stop_ns) / 1000;
+    struct pollfd ctl = {k->ctl, POLLIN, 0};
+    if (k->ctl >= 0 && rl_next_ready(k) && poll(&ctl, 1, 0) > 0)
+      rl_read_ctl(k); /* a "drop-next" already sent is heeded before the start, not after */
+    if (!k->survivors && rl_next_ready(k)) { /* the next run, at once: then the news */
+      if (rl_run_next(k, &stage, 1, k->forced, duration_us) < 0)
+        break;
+      continue;
+    }
+    /* The next keeper first: it starts the next run, while reload reads the news. */
+    rl_open_gate(k);
+    if (k->survivors) {
+      if (k->next_queued)
+        rl_drop_next(k);
+      rl_send(k, RL_MSG_GAVE_UP, k->survivors, duration_us);
+      return rl_exit_status(k->main_status);
+    }
     rl_send(k, RL_MSG_TREE_EMPTY, k->forced, duration_us);
-  return rl_exit_status(k->main_status);
+    if (!rl_wait_next(k))
+      return rl_exit_status(k->main_status);
+    if (rl_run_next(k, &stage, 0, 0, 0) < 0)
+      break;
+  }
+  rl_open_gate(k);
+  return 125; /* the next run could not start (said with "error") */
 }

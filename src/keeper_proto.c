@@ -34,6 +34,11 @@ static const struct {
     [RL_MSG_GO] = {"go", ""},
     [RL_MSG_GO_DATA] = {"go", "i"},
     [RL_MSG_PRIME] = {"prime", "i"},
+    [RL_MSG_DROPPED] = {"dropped", ""},
+    [RL_MSG_NEXT] = {"next", "i"},
+    [RL_MSG_DROP_NEXT] = {"drop-next", ""},
+    [RL_MSG_BYE] = {"bye", ""},
+    [RL_MSG_ACK] = {"ack", ""},
 };
 
 static int rl_word_index(const char *s, size_t len, const char *const names[], int count)

@@ -14,6 +14,10 @@
  *   forcing            SIGKILL phase              an empty string, env NUL..., an empty string
  *   tree-empty FORCED US   all reaped        prime N             as "go N", but the command
  *   cancelled          stopped while held         waits for the gate (below) or for "go"
+ *   dropped            the next run is not   next N              the next run's command (below)
+ *                      going to run          drop-next           the next run is not wanted
+ *                                            bye                 no next run: exit
+ *                                            ack                 "started" of a next run read
  *                                            termed SIG GRACE_MS as "term", but reload has sent
  *                                                 SIG and SIGCONT to the command's group itself
  *   survivor PID ERRNO     a process the SIGKILL sweeps could not end: ERRNO 1 (EPERM) when
@@ -28,6 +32,18 @@
  * without a round trip through reload: the next generation then starts at the instant the old
  * one is known gone. EOF without the byte (the old keeper killed) opens nothing: reload's "go"
  * does, once reload has seen the old tree gone itself.
+ *
+ * The next run: while a run is under way, "next N" (N bytes follow, as for "go N") queues the
+ * command of the run after it. Once the tree is empty the keeper starts it itself, then says
+ * "tree-empty" for the old run and "started" for the new one: the old run's end and the new
+ * run's start are one step of one process, with no other process to wake. Until reload says
+ * "ack" (it has read that "started"), the keeper ignores term, termed, kill and signal: reload
+ * sent them for the run before, which is gone. "drop-next" takes the
+ * queued run back ("dropped"), or stops it if it started already. A keeper whose tree is empty
+ * with no run queued says "tree-empty", opens its gate, and waits for "bye" (or a late "next":
+ * reload says "bye" as soon as it reads "tree-empty" without having queued one, or with the
+ * stop when no next run is to follow), EOF or a signal, then exits. One that gave up on
+ * survivors runs nothing more: "dropped", "gave-up".
  *
  * STAGE is setup (the keeper itself could not be set up), fork or exec. Plain C and libc: the
  * keeper links it statically.
@@ -91,6 +107,12 @@ typedef enum {
   RL_MSG_GO,
   RL_MSG_GO_DATA,
   RL_MSG_PRIME,
+  /* the next run (below) */
+  RL_MSG_DROPPED,   /* keeper -> reload */
+  RL_MSG_NEXT,      /* reload -> keeper */
+  RL_MSG_DROP_NEXT, /* reload -> keeper */
+  RL_MSG_BYE,       /* reload -> keeper */
+  RL_MSG_ACK,       /* reload -> keeper */
   RL_MSG_COUNT
 } rl_verb_t;
 

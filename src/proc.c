@@ -77,7 +77,9 @@ struct rl_proc_s {
   int held, has_cmd, went;   /* spawned with hold; with a cmd; go() called */
   int primed;                /* go{ prime = true } sent the command; go() has not released it yet */
   int termed, said_stopping; /* reload signalled the group itself; "stopping" reported */
-  int kill_tree;             /* on_main_exit = "kill-tree": the keeper signals on main's exit */
+  int next_queued, said_bye; /* next{} sent a next run, not dropped; "bye" sent (no next run) */
+  int linger;    /* stop{ linger = true }: a next run may follow; else "bye" goes with the stop */
+  int kill_tree; /* on_main_exit = "kill-tree": the keeper signals on main's exit */
   int gate_next; /* the read end of this keeper's gate, for the keeper spawned after it; -1 */
   int ctl_open, sweeping, sweep_ticks, finishing, finished, detached, failed;
   uint64_t stop_ns, empty_ns;
@@ -536,8 +538,24 @@ static void rl_watchdog_fired(uv_timer_t *t)
     uv_process_kill(&p->keeper, SIGKILL);
 }
 
+/* "started" after "tree-empty": the keeper's next run (next{}); the run's own state starts
+ * over. */
+static void rl_begin_next_run(rl_proc_t *p)
+{
+  p->tree_empty = p->forced = p->have_main = p->termed = p->said_stopping = 0;
+  p->next_queued = p->said_bye = p->linger = 0;
+  p->stop_ns = p->empty_ns = 0;
+  p->keeper_duration_ms = -1;
+  p->state = RL_STARTING;
+  uv_timer_stop(&p->watchdog); /* armed by the last run's stop */
+}
+
 static void rl_on_started(rl_proc_t *p, int pid, int pgid)
 {
+  if (p->tree_empty) {
+    rl_begin_next_run(p);
+    rl_ctl_send(p, RL_MSG_ACK, 0, 0); /* from now on, stops are this run's */
+  }
   p->pid = pid;
   p->pgid = pgid;
   if (p->state == RL_STARTING)
@@ -643,6 +661,12 @@ static void rl_on_line(rl_proc_t *p, const char *line)
     rl_emit_simple(p, "forcing");
     break;
   case RL_MSG_TREE_EMPTY:
+    /* Without a next run queued, the keeper waits for word: it may go. First, so that nothing
+     * the event's callback does can queue one now. */
+    if (!p->next_queued && !p->said_bye) {
+      p->said_bye = 1;
+      rl_ctl_send(p, RL_MSG_BYE, 0, 0);
+    }
     p->tree_empty = 1;
     p->forced = m.arg[0] != 0;
     p->empty_ns = uv_hrtime();
@@ -659,6 +683,14 @@ static void rl_on_line(rl_proc_t *p, const char *line)
   case RL_MSG_SURVIVOR: rl_on_survivor(p, (int)m.arg[0], (int)m.arg[1]); break;
   case RL_MSG_GAVE_UP: rl_on_gave_up(p, m.arg[1]); break;
   case RL_MSG_HELD: rl_emit_simple(p, "held"); break;
+  case RL_MSG_DROPPED:
+    p->next_queued = 0;
+    if (p->tree_empty && !p->said_bye) { /* it waits for word since its tree is empty */
+      p->said_bye = 1;
+      rl_ctl_send(p, RL_MSG_BYE, 0, 0);
+    }
+    rl_emit_simple(p, "dropped");
+    break;
   case RL_MSG_CANCELLED:
     p->cancelled = 1;
     p->tree_empty = 1;
@@ -1154,7 +1186,7 @@ static void rl_arm_watchdog(rl_proc_t *p, int grace_ms)
   uv_timer_start(&p->watchdog, rl_watchdog_fired, (uint64_t)grace_ms + 2000, 0);
 }
 
-static void rl_stop(rl_proc_t *p, int sig, int grace_ms)
+static void rl_stop(rl_proc_t *p, int sig, int grace_ms, int linger)
 {
   if (!rl_active(p) || p->stop_ns)
     return;
@@ -1171,6 +1203,11 @@ static void rl_stop(rl_proc_t *p, int sig, int grace_ms)
     kill(-p->pgid, SIGCONT);
   p->termed = termed;
   rl_ctl_send(p, termed ? RL_MSG_TERMED : RL_MSG_TERM, sig, grace_ms);
+  p->linger = linger;
+  if (!linger && !p->next_queued && !p->said_bye) { /* nothing follows: it may go at once */
+    p->said_bye = 1;
+    rl_ctl_send(p, RL_MSG_BYE, 0, 0);
+  }
   rl_arm_watchdog(p, grace_ms);
 }
 
@@ -1178,17 +1215,19 @@ static void rl_stop(rl_proc_t *p, int sig, int grace_ms)
 static int rl_proc_stop(lua_State *L)
 {
   rl_proc_t *p = rl_check_process(L, 1);
-  int sig = p->stop_signal, grace = p->grace_ms;
+  int sig = p->stop_signal, grace = p->grace_ms, linger = 0;
   if (!lua_isnoneornil(L, 2)) {
-    static const char *const keys[] = {"signal", "grace_ms", NULL};
+    static const char *const keys[] = {"signal", "grace_ms", "linger", NULL};
     luaL_checktype(L, 2, LUA_TTABLE);
     rl_opt_keys(L, 2, keys);
     if (lua_getfield(L, 2, "signal") != LUA_TNIL)
       sig = rl_check_signal_opt(L, "signal");
     if (lua_getfield(L, 2, "grace_ms") != LUA_TNIL)
       grace = rl_check_grace(L, "grace_ms");
+    if (rl_opt(L, 2, "linger", LUA_TBOOLEAN))
+      linger = lua_toboolean(L, -1);
   }
-  rl_stop(p, sig, grace);
+  rl_stop(p, sig, grace, linger);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -1202,6 +1241,52 @@ static void rl_add_strings(luaL_Buffer *b, lua_State *L, int idx)
     luaL_addvalue(b); /* the string with its length: the NUL comes next */
     luaL_addchar(b, '\0');
   }
+}
+
+/* The options cmd (a string for /bin/sh -c, or argv) and env (a list) of the table at idx, as
+ * stack indices (0: absent). */
+static void rl_spec_opts(lua_State *L, int idx, int *cmd, int *env)
+{
+  int t = lua_getfield(L, idx, "cmd");
+  if (t == LUA_TTABLE)
+    rl_opt_strings(L, (*cmd = lua_gettop(L)), "cmd", 1);
+  else if (t == LUA_TSTRING)
+    *cmd = lua_gettop(L);
+  else if (t != LUA_TNIL)
+    luaL_error(L, "option 'cmd': string or table expected, got %s", luaL_typename(L, -1));
+  if ((*env = rl_opt(L, idx, "env", LUA_TTABLE)))
+    rl_opt_strings(L, *env, "env", 0);
+}
+
+/* Pushes a command as the keeper reads it after "go N", "prime N" or "next N": argv NUL...,
+ * an empty string, env NUL... (reload's own without env), an empty string. */
+static const char *rl_push_spec(lua_State *L, int cmd, int env, size_t *len)
+{
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  if (lua_type(L, cmd) == LUA_TSTRING) {
+    luaL_addstring(&b, "/bin/sh");
+    luaL_addchar(&b, '\0');
+    luaL_addstring(&b, "-c");
+    luaL_addchar(&b, '\0');
+    lua_pushvalue(L, cmd);
+    luaL_addvalue(&b);
+    luaL_addchar(&b, '\0');
+  } else {
+    rl_add_strings(&b, L, cmd);
+  }
+  luaL_addchar(&b, '\0');
+  if (env) {
+    rl_add_strings(&b, L, env);
+  } else {
+    for (char **e = environ; *e; e++) {
+      luaL_addstring(&b, *e);
+      luaL_addchar(&b, '\0');
+    }
+  }
+  luaL_addchar(&b, '\0');
+  luaL_pushresult(&b);
+  return lua_tolstring(L, -1, len);
 }
 
 /* p:go() / p:go{ cmd = ..., env = {...}, prime = false } -> true
@@ -1227,15 +1312,7 @@ static int rl_proc_go(lua_State *L)
     static const char *const keys[] = {"cmd", "env", "prime", NULL};
     luaL_checktype(L, 2, LUA_TTABLE);
     rl_opt_keys(L, 2, keys);
-    int t = lua_getfield(L, 2, "cmd");
-    if (t == LUA_TTABLE)
-      rl_opt_strings(L, (cmd = lua_gettop(L)), "cmd", 1);
-    else if (t == LUA_TSTRING)
-      cmd = lua_gettop(L);
-    else if (t != LUA_TNIL)
-      return luaL_error(L, "option 'cmd': string or table expected, got %s", luaL_typename(L, -1));
-    if ((env = rl_opt(L, 2, "env", LUA_TTABLE)))
-      rl_opt_strings(L, env, "env", 0);
+    rl_spec_opts(L, 2, &cmd, &env);
     if (rl_opt(L, 2, "prime", LUA_TBOOLEAN))
       prime = lua_toboolean(L, -1);
     if (prime && !cmd)
@@ -1248,36 +1325,59 @@ static int rl_proc_go(lua_State *L)
     if (!cmd) {
       rl_ctl_send(p, RL_MSG_GO, 0, 0);
     } else {
-      luaL_Buffer b;
-      luaL_buffinit(L, &b);
-      if (lua_type(L, cmd) == LUA_TSTRING) {
-        luaL_addstring(&b, "/bin/sh");
-        luaL_addchar(&b, '\0');
-        luaL_addstring(&b, "-c");
-        luaL_addchar(&b, '\0');
-        lua_pushvalue(L, cmd);
-        luaL_addvalue(&b);
-        luaL_addchar(&b, '\0');
-      } else {
-        rl_add_strings(&b, L, cmd);
-      }
-      luaL_addchar(&b, '\0');
-      if (env) {
-        rl_add_strings(&b, L, env);
-      } else {
-        for (char **e = environ; *e; e++) {
-          luaL_addstring(&b, *e);
-          luaL_addchar(&b, '\0');
-        }
-      }
-      luaL_addchar(&b, '\0');
-      luaL_pushresult(&b);
       size_t len;
-      const char *data = lua_tolstring(L, -1, &len);
+      const char *data = rl_push_spec(L, cmd, env, &len);
       rl_msg_t msg = {prime ? RL_MSG_PRIME : RL_MSG_GO_DATA, {(long long)len, 0}};
       rl_ctl_send_data(p, &msg, data, len);
       p->primed = prime;
     }
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* p:next{ cmd = ..., env = {...} } -> true | nil, why
+ * Queues the command of the run after this one in the same keeper, which starts it itself once
+ * this run's tree is empty: "tree-empty" of this run, then "started" of the next, with no other
+ * process to wake in between (keeper_proto.h). Only while this run's keeper may still run one:
+ * not once it said its tree was empty without one queued, nor after it gave up on survivors.
+ * The events of both runs come through this handle; "dropped" says the next one will not run. */
+static int rl_proc_next(lua_State *L)
+{
+  rl_proc_t *p = rl_check_process(L, 1);
+  static const char *const keys[] = {"cmd", "env", NULL};
+  luaL_checktype(L, 2, LUA_TTABLE);
+  rl_opt_keys(L, 2, keys);
+  int cmd = 0, env = 0;
+  rl_spec_opts(L, 2, &cmd, &env);
+  if (!cmd)
+    return luaL_error(L, "next: needs cmd");
+  const char *why = p->tree_empty || p->gave_up || p->said_bye ? "the keeper has finished"
+                    : !rl_active(p) || p->pid <= 0             ? "the keeper runs nothing"
+                    : p->next_queued                           ? "a next run is queued already"
+                                                               : NULL;
+  if (why) {
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    return 2;
+  }
+  size_t len;
+  const char *data = rl_push_spec(L, cmd, env, &len);
+  rl_msg_t msg = {RL_MSG_NEXT, {(long long)len, 0}};
+  rl_ctl_send_data(p, &msg, data, len);
+  p->next_queued = 1;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* p:drop_next() -> true: the queued next run is not wanted; "dropped" follows, or, when the
+ * keeper had started it already, that run is stopped and reported as usual. */
+static int rl_proc_drop_next(lua_State *L)
+{
+  rl_proc_t *p = rl_check_process(L, 1);
+  if (p->next_queued && rl_active(p)) {
+    p->next_queued = 0;
+    rl_ctl_send(p, RL_MSG_DROP_NEXT, 0, 0);
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -1444,7 +1544,7 @@ static int rl_proc_close(lua_State *L)
 {
   rl_proc_t *p = rl_check_process(L, 1);
   if (rl_active(p))
-    rl_stop(p, p->stop_signal, p->grace_ms);
+    rl_stop(p, p->stop_signal, p->grace_ms, 0);
   return 0;
 }
 
@@ -1502,6 +1602,8 @@ static const luaL_Reg rl_proc_methods[] = {
   {"status",       rl_proc_status},
   {"stop",         rl_proc_stop},
   {"go",           rl_proc_go},
+  {"next",         rl_proc_next},
+  {"drop_next",    rl_proc_drop_next},
   {"kill",         rl_proc_kill},
   {"signal",       rl_proc_signal},
   {"descendants",  rl_proc_descendants},

@@ -126,6 +126,9 @@ function M.launch(ctx, n, argv, env, spare, on, opts)
     stopping = false, seen = "", timers = {},
   }, M)
   self.t_spawn = ctx.clock.now()
+  if opts and opts.after then
+    return self:queue_after(opts.after, env)
+  end
   if prime then
     if not spare or spare.dead then
       return nil, "no spare keeper"
@@ -135,16 +138,18 @@ function M.launch(ctx, n, argv, env, spare, on, opts)
   end
   if spare and not spare.dead then
     spare.gen = self
+    self.holder, self.cwd_id = spare, spare.cwd_id
     self.foreground = spare.foreground
     self.proc = spare.proc
     self.proc:go({ cmd = argv, env = env, prime = prime or nil })
     return self
   end
-  local holder = { gen = self }
+  local holder = { gen = self } -- gen: the one whose events come (next runs of its keeper)
   holder.on_event = function(ev)
-    self:on_core_event(ev)
+    holder.gen:on_core_event(ev)
   end
   local spawn_opts = ctx.spawn_opts(argv, env, holder)
+  self.holder, self.cwd_id = holder, M.dir_id(spawn_opts.cwd)
   spawn_opts.gate = true -- for the spare of the generation after it
   local proc, err = ctx.core.spawn(spawn_opts)
   if not proc then
@@ -153,6 +158,33 @@ function M.launch(ctx, n, argv, env, spare, on, opts)
   self.proc = proc
   self.foreground = holder.foreground
   return self
+end
+
+--- Primed as the next run of `after`'s keeper (core's p:next): the keeper starts it itself
+--- the moment after's tree is empty, with no other process to wake; until adopted it is held
+--- like any primed generation. after's events are this one's from after's end on.
+---@param after reload.Generation
+---@param env string[]
+function M:queue_after(after, env)
+  local ok, err = after.proc:next({ cmd = self.argv, env = env })
+  if not ok then
+    return nil, err
+  end
+  self.primed, self.reused = true, true
+  self.on = M.held(self.on, self)
+  self.proc, self.holder, self.cwd_id = after.proc, after.holder, after.cwd_id
+  self.foreground = after.foreground
+  after.successor = self
+  return self
+end
+
+--- Can the next run be queued in this generation's keeper (queue_after)? While its tree has
+--- not been reported gone, in the directory the keeper runs in, by a core that can.
+---@param cwd string
+---@return boolean
+function M:takes_next(cwd)
+  return self.proc.next ~= nil and not self.is_gone and not self.closed and
+    not self.successor and self.cwd_id ~= nil and self.cwd_id == M.dir_id(cwd)
 end
 
 --- `on` for a primed generation: each call waits in a queue until `adopt` (or `cancel`).
@@ -177,7 +209,9 @@ end
 function M:adopt()
   if self.primed then
     self.primed = false
-    self.proc:go()
+    if not self.reused then -- a next run started itself
+      self.proc:go()
+    end
   end
   local queue = self.queue
   self.queue = nil
@@ -195,6 +229,16 @@ function M:cancel(force)
   self:adopt()
 end
 
+--- The keeper will not run it (a next run dropped): gone, cancelled; closed too unless the
+--- keeper's later events are its own.
+function M:dropped()
+  self:finish({ cancelled = true })
+  if self.holder.gen ~= self and not self.closed then
+    self.closed = true
+    self.on.closed(self, {})
+  end
+end
+
 --- Output of the command: to the service's writer (or the terminal) and, while a `ready`
 --- pattern waits, into the pattern matcher.
 function M:on_output(chunk)
@@ -208,6 +252,16 @@ function M:on_output(chunk)
 end
 
 function M:on_core_event(ev)
+  if ev.type == "dropped" then
+    local next_ = self.successor
+    self.successor = nil
+    if next_ then
+      next_:dropped()
+    elseif self.reused then
+      self:dropped()
+    end
+    return
+  end
   if ev.type == "started" then
     self.pid = ev.pid
     self.t_started = self.ctx.clock.now()
@@ -224,9 +278,15 @@ function M:on_core_event(ev)
   elseif ev.type == "tree-empty" or ev.type == "gave-up" then
     self:finish(ev)
   elseif ev.type == "exit" then
+    local next_ = self.successor
     self:finish(ev)
-    self.closed = true
-    self.on.closed(self, ev)
+    if next_ and not next_.pid then -- its keeper ended before starting it
+      next_:on_core_event({ type = "exit", cancelled = true, status = ev.status })
+    end
+    if not self.closed then
+      self.closed = true
+      self.on.closed(self, ev)
+    end
   end
 end
 
@@ -259,6 +319,14 @@ function M:finish(ev)
     info.stop_ms = self.ctx.clock.now() - self.t_stop
   end
   self.on.gone(self, info)
+  local next_ = self.successor
+  if next_ and self.holder.gen == self then
+    -- Its keeper runs the next one now: what it reports is the next one's, and the handles
+    -- are no longer this one's to wait for.
+    self.holder.gen = next_
+    self.closed = true
+    self.on.closed(self, ev)
+  end
 end
 
 -- Readiness ---------------------------------------------------------------------------------
@@ -355,8 +423,17 @@ end
 --- each of them would have it fork new ones first. Once it exits, what is left of the tree gets
 --- the usual teardown in the grace that remains; at the grace's end, SIGKILL for all.
 ---@param force? boolean
-function M:stop(force)
+---@param linger? boolean a next generation may be queued in its keeper (core's stop{ linger })
+function M:stop(force, linger)
   if self.closed then
+    return
+  end
+  self.linger = self.linger or linger or nil
+  if self.reused and not self.pid then
+    -- Queued in its keeper, not reported started: "dropped" follows, or the keeper stops it if
+    -- it has just started it. A stop of the handle now would be the run before's.
+    self.stopping = true
+    self.proc:drop_next()
     return
   end
   if not self.stopping then
@@ -377,7 +454,7 @@ function M:stop(force)
         end
       end)
     elseif not self.mixed then
-      self.proc:stop()
+      self.proc:stop(self.linger and { linger = true } or nil)
     end
   end
 end
@@ -388,7 +465,8 @@ function M:stop_rest()
   local stop = self.ctx.cfg.stop
   local left = stop.grace * 1000 - (self.ctx.clock.now() - self.t_stop)
   self:cancel_timers()
-  self.proc:stop({ signal = stop.signal, grace_ms = math.max(0, math.floor(left)) })
+  self.proc:stop({ signal = stop.signal, grace_ms = math.max(0, math.floor(left)),
+    linger = self.linger })
 end
 
 --- True while any process of this generation may still be alive.

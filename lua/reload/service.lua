@@ -820,7 +820,7 @@ end
 function M:stop_generation(st)
   st.name = "stopping"
   st.t0 = self.clock.now()
-  self.gen:stop()
+  self.gen:stop(false, not st.crash) -- a restart: the next generation may run in its keeper
   self:arm_spare() -- after the stop request: the teardown must not wait for this fork
   self:prime(st)
   return st
@@ -844,6 +844,10 @@ end
 --- A plan is ready: launch it once the services it comes after are up and its port is free.
 function M:launch(plan)
   self:apply_cfg(plan.cfg)
+  if plan.primed and plan.primed.is_gone then -- dropped by its keeper (it gave up on survivors)
+    plan.primed:cancel()
+    plan.primed = nil
+  end
   if plan.primed then
     return self:spawn(plan) -- prime() judged its dependencies and port already
   end
@@ -972,28 +976,39 @@ end
 ---@param st table the stopping state
 function M:prime(st)
   local plan, spare, cfg, old = st.next and st.next.plan, self.spare, self.cfg, self.gen
-  if not plan or plan.primed or st.quit or st.crash or not old or not spare or
-    spare.after ~= old or plan.cfg ~= cfg or cfg.stdin or #cfg.after > 0 or
-    spare.listen_key ~= sockets.key(cfg.listen) or not generation.usable(spare, self:cwd()) then
+  if not plan or plan.primed or st.quit or st.crash or not old or plan.cfg ~= cfg or
+    cfg.stdin or #cfg.after > 0 then
     return
   end
   local port = cfg.ready and cfg.ready.port
   if port and not old.is_ready and not schema.handed_off(cfg.listen, port, cfg.ready.host) then
     return -- the port may be someone else's: launch() waits for it to be free
   end
-  self.spare = nil
+  local cwd = self:cwd()
+  -- Best, the old generation's own keeper runs the next one: it starts it the moment its tree
+  -- is empty. Its keeper was spawned for this definition (stop signal, sockets, output).
+  local after = old.ctx.cfg == cfg and old:takes_next(cwd) and old or nil
+  if not after and (not spare or spare.after ~= old or
+    spare.listen_key ~= sockets.key(cfg.listen) or not generation.usable(spare, cwd)) then
+    return
+  end
   self.generations = self.generations + 1
   local gen, err = generation.launch(self:gen_ctx(), self.generations, plan.argv,
-    self:environment(plan.changed), spare, self:gen_handlers(), { prime = true })
-  if not gen then -- the spare is gone: launch() spawns a keeper, as without a spare
+    self:environment(plan.changed), not after and spare or nil, self:gen_handlers(),
+    { prime = true, after = after })
+  if not gen then -- a keeper gone: launch() spawns one, as without a spare
     self.generations = self.generations - 1
-    log.verbose("%s: the spare keeper could not be primed: %s", self.name, tostring(err))
+    log.verbose("%s: generation %d could not be primed: %s", self.name,
+      self.generations + 1, tostring(err))
     return
+  end
+  if not after then
+    self.spare = nil
   end
   self:hold_gen(gen, plan)
   plan.primed = gen
-  log.verbose("%s: generation %d waits in its keeper for the end of generation %d", self.name,
-    gen.n, old.n)
+  log.verbose("%s: generation %d waits in %s keeper for the end of generation %d", self.name,
+    gen.n, after and "the same" or "its", old.n)
 end
 
 --- stopping: a primed generation whose plan is stale (a change, a quit) is cancelled, and the

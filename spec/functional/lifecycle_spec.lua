@@ -48,11 +48,11 @@ service "srv" {
     stop(proc, marker)
   end)
 
-  it("a file change starts the new generation from the old keeper's gate, without reload",
+  it("a file change starts the new generation in the old keeper itself, without reload",
     function()
       -- The old server drains until `release` exists. reload is stopped (SIGSTOP) before that:
       -- the new server can then only have been started by the old keeper itself, at the end of
-      -- its tree (keeper_proto.h, the gate), and it must find the port free.
+      -- its tree (keeper_proto.h, the next run), and it must find the port free.
       local port = helpers.free_port()
       local dir = helpers.project({
         ["Reloadfile.lua"] = ([[
@@ -66,16 +66,28 @@ service "srv" {
       })
       local proc, marker = start(dir, { "-v" })
       answers(port, "v1", proc)
+      local function server() -- its pid and its parent, the keeper
+        for _, st in ipairs(helpers.tagged(marker)) do
+          if st.comm == "tcpserve" then
+            return st.pid, st.ppid
+          end
+        end
+      end
+      local old_pid, keeper = server()
+      assert.is_truthy(keeper, helpers.process_tree())
       helpers.write_file(dir .. "/msg.txt", "v2")
       proc:wait_output("draining until release exists")
-      proc:wait_output("generation 2 waits in its keeper for the end of generation 1")
+      proc:wait_output("generation 2 waits in the same keeper for the end of generation 1")
       proc:signal("sigstop")
       local ok, err = pcall(function()
         helpers.write_file(dir .. "/release", "")
         answers(port, "v2", proc)
       end)
+      local new_pid, parent = server()
       proc:signal("sigcont")
       assert(ok, err)
+      assert.are_not.equal(old_pid, new_pid)
+      assert.are.equal(keeper, parent, "the new server's parent is the old one's keeper")
       proc:wait_output("restarted in [%d.]+ m?s %(pid %d+%) after msg%.txt changed")
       proc:wait_output("listening " .. port .. ".*listening " .. port)
       local text = proc:text()

@@ -916,6 +916,85 @@ describe("a primed run (go{ prime = true }): started by the gate of the run befo
   end)
 end)
 
+describe("the next run (p:next{}): started by the same keeper once the tree is gone", function()
+  --- A run of treegen `kind` listening on port, and the marker the next run's processes carry.
+  local function running(port, kind)
+    local run = start({ cmd = { treegen, kind, tostring(port) }, grace_ms = 3000 })
+    wait_listening(port, run)
+    return run, "RELOAD_PROC_TAG=" .. helpers.unique("next")
+  end
+
+  local function queue(run, marker, ...)
+    return run.p:next({ cmd = { treegen, ... }, env = env_with(marker) })
+  end
+
+  local function wait_count(run, type, n)
+    helpers.wait_until(10000, function() return count_type(run, type) >= n end, function()
+      return ("%d %q events; events so far: %s"):format(n, type, event_types(run))
+    end)
+  end
+
+  it("starts in the same keeper the moment the old tree is gone, on the same port", function()
+    local port = helpers.free_port()
+    local run, marker = running(port, "chain3")
+    local keeper, old_pid = run.p:keeper_pid(), run.p:pid()
+    local at_start
+    run.hook = function(ev)
+      if ev.type == "started" and ev.pid ~= old_pid then
+        at_start = {}
+        for _, p in ipairs(helpers.tagged(run.marker)) do -- the keeper has the marker too
+          if p.pid ~= keeper then
+            at_start[#at_start + 1] = p
+          end
+        end
+      end
+    end
+    assert(queue(run, marker, "server", tostring(port)))
+    run.p:stop()
+    wait_count(run, "started", 2)
+    assert.are.equal(0, #at_start, "the old tree at the new start: " ..
+      helpers.describe(at_start))
+    wait_listening(port)
+    local new_pid = run.p:pid()
+    assert.are_not.equal(old_pid, new_pid)
+    assert.are.equal(keeper, run.p:keeper_pid())
+    assert.are.equal(keeper, helpers.proc_stat(new_pid).ppid, "the new command's parent")
+    assert.are.equal("running", run.p:status())
+    run.p:stop()
+    wait_exit(run)
+    assert_clean(run, { port })
+    assert.are.equal(0, #helpers.tagged(marker), "the next run's tree at exit")
+    assert.are.equal("started,stopping,main-exit,tree-empty,started,stopping,main-exit," ..
+      "tree-empty,exit", event_types(run))
+  end)
+
+  it("is dropped by drop_next() before the tree is gone: it never runs", function()
+    local port = helpers.free_port()
+    local run, marker = running(port, "server")
+    assert(queue(run, marker, "server", tostring(port)))
+    run.p:drop_next()
+    wait_event(run, "dropped")
+    run.p:stop()
+    wait_exit(run)
+    assert_clean(run, { port })
+    assert.are.equal(1, count_type(run, "started"))
+    assert.are.equal(0, #helpers.tagged(marker))
+  end)
+
+  it("is refused once the keeper said its tree was empty without one", function()
+    local port = helpers.free_port()
+    local run, marker = running(port, "server")
+    run.p:stop()
+    wait_event(run, "tree-empty")
+    local ok, why = queue(run, marker, "server", tostring(port))
+    assert.is_nil(ok)
+    assert.are.equal("the keeper has finished", why)
+    wait_exit(run) -- told "bye": the keeper does not wait for more
+    assert_clean(run, { port })
+    assert.are.equal(1, count_type(run, "started"))
+  end)
+end)
+
 describe("tree-empty", function()
   it("comes once every process of the tree is gone, the port free, before exit", function()
     local port = helpers.free_port()

@@ -249,7 +249,7 @@ service "api" {
       clock.advance(1500)
       old:main_exit(0)
       assert.are.equal(1, old.stops)
-      assert.are.same({ signal = "TERM", grace_ms = 2500 }, old.stop_opts)
+      assert.are.same({ signal = "TERM", grace_ms = 2500, linger = true }, old.stop_opts)
       old:empty()
       core.last("gunicorn v2"):start()
       assert.are.equal("ready", e.by_name.web.state.name)

@@ -63,11 +63,13 @@ function core._timer_probe(ms, fn) end
 --- 4, ... with LISTEN_FDS and LISTEN_PID = its own pid (set by the keeper after fork); at most 64
 
 ---@class reload.ProcessEvent
----@field type "held"|"started"|"main-exit"|"stopping"|"forcing"|"tree-empty"|"gave-up"|"exit"
+---@field type "held"|"started"|"main-exit"|"stopping"|"forcing"|"tree-empty"|"gave-up"|"exit"|"dropped"
 --- "tree-empty": every process of the tree is reaped (its ports are free); "exit" follows once
 --- reload's own handles are closed. Not sent when the command never started. "gave-up", in its
 --- place: the SIGKILL sweeps could not end some processes (`survivors`), which keep running
---- outside any tree; nothing more of the run will go.
+--- outside any tree; nothing more of the run will go. With a next run queued (Process:next),
+--- "started" of that run follows "tree-empty", and the events from then on are its own;
+--- "dropped": the queued next run will not run.
 ---@field pid? integer "started": the main command's pid
 ---@field pgid? integer "started": its process group
 ---@field code? integer "main-exit", "exit": the main command's exit code (nil if killed)
@@ -117,7 +119,9 @@ function Process:status() end
 
 --- Polite signal to the whole tree, SIGKILL after the grace; idempotent. The result is the
 --- "exit" event.
----@param opts? { signal?: reload.Signal, grace_ms?: integer }
+--- linger: a next run may be queued (Process:next) after this stop; without it the keeper
+--- exits once the tree is empty.
+---@param opts? { signal?: reload.Signal, grace_ms?: integer, linger?: boolean }
 ---@return true
 function Process:stop(opts) end
 
@@ -127,6 +131,19 @@ function Process:stop(opts) end
 ---@param opts? { cmd?: string|string[], env?: string[] }
 ---@return true
 function Process:go(opts) end
+
+--- Queues the run after this one in the same keeper, which starts it itself the moment this
+--- run's tree is empty ("tree-empty", then "started" of the next run, through this handle).
+--- nil and why when the keeper cannot: it runs nothing, has finished (its tree was reported
+--- empty without a next run, or it gave up on survivors), or has one queued already.
+---@param opts { cmd: string|string[], env?: string[] }
+---@return true|nil, string|nil
+function Process:next(opts) end
+
+--- The queued next run is not wanted: "dropped" follows, or, when the keeper had started it
+--- already, that run is stopped and reported like any other.
+---@return true
+function Process:drop_next() end
 
 --- Straight to the SIGKILL sweeps.
 ---@return true
