@@ -497,6 +497,16 @@ static void rl_orphaned(rl_keeper_t *k)
   rl_begin_polite(k, k->stop_signal, k->orphan_grace_ms, 0);
 }
 
+/* Copies what fits of the n bytes at src into buf (have of want bytes so far); returns how many
+ * it took. */
+static size_t rl_take(char *buf, size_t *have, size_t want, const char *src, size_t n)
+{
+  size_t take = want - *have < n ? want - *have : n;
+  memcpy(buf + *have, src, take);
+  *have += take;
+  return take;
+}
+
 static void rl_read_ctl(rl_keeper_t *k)
 {
   ssize_t r = read(k->ctl, k->line + k->line_len, sizeof k->line - 1 - k->line_len);
@@ -518,19 +528,11 @@ static void rl_read_ctl(rl_keeper_t *k)
       continue;
     }
     if (k->next_queued && k->next_have < k->next_len) { /* a "next N" payload */
-      size_t take = k->next_len - k->next_have;
-      take = take < len - off ? take : len - off;
-      memcpy(k->next_spec + k->next_have, k->line + off, take);
-      k->next_have += take;
-      off += take;
+      off += rl_take(k->next_spec, &k->next_have, k->next_len, k->line + off, len - off);
       continue;
     }
     if (k->spec && k->spec_have < k->spec_len) { /* a "go N" payload comes first */
-      size_t take = k->spec_len - k->spec_have;
-      take = take < len - off ? take : len - off;
-      memcpy(k->spec + k->spec_have, k->line + off, take);
-      k->spec_have += take;
-      off += take;
+      off += rl_take(k->spec, &k->spec_have, k->spec_len, k->line + off, len - off);
       continue;
     }
     char *nl = memchr(k->line + off, '\n', len - off);
