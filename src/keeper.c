@@ -428,7 +428,9 @@ static void rl_go_spec(rl_keeper_t *k, int primed)
 static void rl_next_spec(rl_keeper_t *k, long long n)
 {
   if (n < 0 || n > (16 << 20))
-    return; /* not ours: nothing follows that we could size */
+    return;           /* not ours: nothing follows that we could size */
+  if (k->next_queued) /* the one it replaces: what is still to come of it is skipped */
+    k->discard += k->next_len - k->next_have;
   free(k->next_spec);
   k->next_spec = NULL;
   k->next_queued = 0;

@@ -78,8 +78,7 @@ struct rl_proc_s {
   int primed;                /* go{ prime = true } sent the command; go() has not released it yet */
   int termed, said_stopping; /* reload signalled the group itself; "stopping" reported */
   int next_queued, said_bye; /* next{} sent a next run, not dropped; "bye" sent (no next run) */
-  int linger;    /* stop{ linger = true }: a next run may follow; else "bye" goes with the stop */
-  int kill_tree; /* on_main_exit = "kill-tree": the keeper signals on main's exit */
+  int kill_tree;             /* on_main_exit = "kill-tree": the keeper signals on main's exit */
   int gate_next; /* the read end of this keeper's gate, for the keeper spawned after it; -1 */
   int ctl_open, sweeping, sweep_ticks, finishing, finished, detached, failed;
   uint64_t stop_ns, empty_ns;
@@ -543,7 +542,7 @@ static void rl_watchdog_fired(uv_timer_t *t)
 static void rl_begin_next_run(rl_proc_t *p)
 {
   p->tree_empty = p->forced = p->have_main = p->termed = p->said_stopping = 0;
-  p->next_queued = p->said_bye = p->linger = 0;
+  p->next_queued = p->said_bye = 0;
   p->stop_ns = p->empty_ns = 0;
   p->keeper_duration_ms = -1;
   p->state = RL_STARTING;
@@ -1203,8 +1202,9 @@ static void rl_stop(rl_proc_t *p, int sig, int grace_ms, int linger)
     kill(-p->pgid, SIGCONT);
   p->termed = termed;
   rl_ctl_send(p, termed ? RL_MSG_TERMED : RL_MSG_TERM, sig, grace_ms);
-  p->linger = linger;
-  if (!linger && !p->next_queued && !p->said_bye) { /* nothing follows: it may go at once */
+  /* Without linger (stop{ linger = true }: a next run may follow), nothing follows: "bye" goes
+   * with the stop, and the keeper exits as soon as its tree is empty. */
+  if (!linger && !p->next_queued && !p->said_bye) {
     p->said_bye = 1;
     rl_ctl_send(p, RL_MSG_BYE, 0, 0);
   }
