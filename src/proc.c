@@ -1201,13 +1201,17 @@ static void rl_stop(rl_proc_t *p, int sig, int grace_ms, int linger)
   if (termed)
     kill(-p->pgid, SIGCONT);
   p->termed = termed;
-  rl_ctl_send(p, termed ? RL_MSG_TERMED : RL_MSG_TERM, sig, grace_ms);
   /* Without linger (stop{ linger = true }: a next run may follow), nothing follows: "bye" goes
-   * with the stop, and the keeper exits as soon as its tree is empty. */
+   * with the stop, in the same write. (A second uv_write in one turn waits for the loop's next
+   * turn, and reload may not get a CPU before the tree is gone: the keeper would wait for it.) */
+  rl_msg_t stop = {termed ? RL_MSG_TERMED : RL_MSG_TERM, {sig, grace_ms}};
+  char bye[16];
+  size_t bye_len = 0;
   if (!linger && !p->next_queued && !p->said_bye) {
     p->said_bye = 1;
-    rl_ctl_send(p, RL_MSG_BYE, 0, 0);
+    bye_len = rl_msg_format(bye, sizeof bye, &(rl_msg_t){RL_MSG_BYE, {0, 0}});
   }
+  rl_ctl_send_data(p, &stop, bye, bye_len);
   rl_arm_watchdog(p, grace_ms);
 }
 
