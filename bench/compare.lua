@@ -147,17 +147,27 @@ local function earlier_gen(marker, gen, kill)
 end
 
 --- Direct shape (no BENCH_GEN in any environment): servers of a generation below `gen` that
---- are still alive, by the pids of their stamps; killed when `kill` is set.
-local function stamped_alive(stampfile, gen, kill)
-  local n = 0
-  for _, st in ipairs(stamps(stampfile)) do
-    local stat = st.gen < gen and lib.read("/proc/" .. st.pid .. "/stat")
-    if stat and stat:match("%(server%) [^Z]") then
+--- are still alive, by the pids of their stamps; killed when `kill` is set. A pid counts only
+--- while its process carries the session's marker: with pid_max at 32768, a busy machine gives
+--- an old server's pid to another session's server within a run (counted and killed as a
+--- survivor before this check, for the floor as much as for reload). Nor does a pid that a
+--- later stamp of the session holds: the session's own newer server was given it.
+local function stamped_alive(stampfile, gen, kill, marker)
+  local n, latest, seen = 0, {}, {}
+  local all = stamps(stampfile)
+  for _, st in ipairs(all) do
+    latest[st.pid] = math.max(latest[st.pid] or st.gen, st.gen)
+  end
+  for _, st in ipairs(all) do
+    local stat = st.gen < gen and latest[st.pid] < gen and lib.read("/proc/" .. st.pid .. "/stat")
+    local env = stat and lib.read("/proc/" .. st.pid .. "/environ")
+    if stat and stat:match("%(server%) [^Z]") and env and env:find(marker, 1, true) then
       n = n + 1
+      seen[#seen + 1] = ("generation %d's (pid %d)"):format(st.gen, st.pid)
       if kill then uv.kill(st.pid, "sigkill") end
     end
   end
-  return n
+  return n, table.concat(seen, ", ")
 end
 
 --- A fresh fixture directory (src/gen.txt holding 0), a free port, the stamp file, and a
@@ -261,7 +271,11 @@ local function change(s, shape, gen, r, spin_ms)
   r.extra = r.extra + math.max(0, #all - s.seen - 1)
   s.seen = #all
   if shape.direct then
-    r.survivors = r.survivors + stamped_alive(s.stampfile, gen, true)
+    local n, which = stamped_alive(s.stampfile, gen, true, s.marker)
+    if n > 0 then
+      io.stderr:write(("compare: at generation %d, servers still run: %s\n"):format(gen, which))
+    end
+    r.survivors = r.survivors + n
   else
     r.survivors = r.survivors + earlier_gen(s.marker, gen, true)
   end
@@ -310,7 +324,7 @@ local function floor(shape, n)
     -- bench once), then whatever left the group
     if handle then pcall(uv.kill, -pid, "sigkill") end
     earlier_gen(marker, nil, true)
-    stamped_alive(stampfile, gen + 1, true)
+    stamped_alive(stampfile, gen + 1, true, marker)
     lib.wait(2000, function() return lib.port_free(port) end, 1)
     if handle and not handle:is_closing() then handle:close() end
   end
