@@ -1,13 +1,14 @@
 -- The contract between the unit specs' fake core (spec/support/fake.lua) and the real one: the
 -- same scenarios, run against both, give the same sequence of the events the lifecycle acts on
--- ("started", "main-exit", "tree-empty", "exit") with the same fields. If the C side changes
--- what it reports, this fails before the unit specs can drift from it.
+-- ("started", "main-exit", "tree-empty", "exit", "dropped") with the same fields. If the C side
+-- changes what it reports, this fails before the unit specs can drift from it.
 local helpers = require("spec.helpers")
 local fake = require("spec.support.fake")
 local core = require("reload.core")
 
 local treegen = helpers.fixture("treegen")
-local LIFECYCLE = { started = true, ["main-exit"] = true, ["tree-empty"] = true, exit = true }
+local LIFECYCLE = { started = true, ["main-exit"] = true, ["tree-empty"] = true, exit = true,
+  dropped = true }
 
 --- What a scenario's events say, as comparable lines.
 local function trace(events)
@@ -112,6 +113,43 @@ local scenarios = {
       p:exit(1)
     end,
   },
+  {
+    name = "a next run queued in the keeper, which runs it once the stopped tree is gone",
+    next = true,
+    opts = { cmd = { treegen, "sleep" } },
+    run = function(p, events)
+      helpers.wait_until(10000, function() return has(events, "started") end, "started")
+      assert(p:next({ cmd = { "/bin/sh", "-c", "exit 4" } }))
+      p:stop({ linger = true })
+    end,
+    tell = function(p)
+      p:start()
+      assert(p:next({ cmd = { "/bin/sh", "-c", "exit 4" } }))
+      p:stop({ linger = true })
+      p:main_exit(128 + 15)
+      p:empty()
+      p:exit(4)
+    end,
+  },
+  {
+    name = "a next run dropped before the tree is gone",
+    next = true,
+    opts = { cmd = { treegen, "sleep" } },
+    run = function(p, events)
+      helpers.wait_until(10000, function() return has(events, "started") end, "started")
+      assert(p:next({ cmd = { "/bin/sh", "-c", "exit 4" } }))
+      p:drop_next()
+      helpers.wait_until(10000, function() return has(events, "dropped") end, "dropped")
+      p:stop()
+    end,
+    tell = function(p)
+      p:start()
+      assert(p:next({ cmd = { "/bin/sh", "-c", "exit 4" } }))
+      p:drop_next()
+      p:stop()
+      p:exit(128 + 15)
+    end,
+  },
 }
 
 describe("the fake core keeps the real core's contract", function()
@@ -128,7 +166,7 @@ describe("the fake core keeps the real core's contract", function()
       end)
 
       local told = {}
-      local fcore = fake.core()
+      local fcore = fake.core({ next = sc.next })
       local fopts = {}
       for k, v in pairs(sc.opts) do fopts[k] = v end
       fopts.on_event = function(ev) told[#told + 1] = ev end

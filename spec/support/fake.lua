@@ -56,6 +56,8 @@ end
 function Proc:stop(opts)
   self.stops = self.stops + 1
   self.stop_opts = opts
+  -- As proc.c: a stop without linger, no run queued, says "bye" (no next run may follow).
+  self.said_bye = self.said_bye or (not (opts and opts.linger) and not self.queued)
   if self.state ~= "exited" then
     self.state = "stopping"
   end
@@ -90,14 +92,54 @@ function Proc:opened()
   end
 end
 
---- The spec makes the tree report "tree-empty" (every process reaped; "exit" comes later).
+--- A core made with fake.core{ next = true } has the real core's p:next{ cmd, env }: the keeper
+--- queues the command and runs it the moment its tree is empty, before it says so (keeper_proto.h
+--- "next N"); nil and the real core's reason when it cannot. `nexts` counts the runs queued.
+local function next_run(self, opts)
+  if self.emptied or self.state == "exited" or self.said_bye then
+    return nil, "the keeper has finished"
+  end
+  if not self.pid_ then
+    return nil, "the keeper runs nothing"
+  end
+  if self.queued then
+    return nil, "a next run is queued already"
+  end
+  self.queued = { cmd = opts.cmd, env = opts.env }
+  self.nexts = (self.nexts or 0) + 1
+  return true
+end
+
+--- p:drop_next(): a queued run that has not started is dropped ("dropped").
+local function drop_next(self)
+  if self.queued then
+    self.queued = nil
+    self.opts.on_event({ type = "dropped" })
+  end
+end
+
+--- The keeper starts its queued run: a new run of the same handle, with its own pid.
+function Proc:run_next()
+  local run = self.queued
+  self.queued, self.emptied, self.main_status, self.pid_, self.said_bye = nil, nil, nil, nil, nil
+  self.opts.cmd, self.opts.env = run.cmd, run.env
+  self.runs = (self.runs or 1) + 1
+  self:start(1000 + 100 * self.runs + self.id)
+end
+
+--- The spec makes the tree report "tree-empty" (every process reaped; "exit" comes later). A
+--- queued next run has started by then (the real keeper starts it first, then reports both).
 function Proc:empty(forced)
   if self.emptied then
     return
   end
   self.emptied = true
   self:opened()
+  local queued = self.queued
   self.opts.on_event({ type = "tree-empty", forced = forced or false })
+  if queued and self.queued == queued then
+    self:run_next()
+  end
 end
 
 --- The spec makes the main command exit while its descendants live on ("main-exit").
@@ -186,12 +228,19 @@ function Proc:pid()
   return self.pid_
 end
 
---- A fake core: spawn records every call; glob matches with a small wildmatch subset.
-function M.core()
+--- A fake core: spawn records every call; glob matches with a small wildmatch subset. With
+--- opts.next, its processes have next() and drop_next() (the keeper runs the next generation);
+--- without, the engine takes the spare keepers' path.
+---@param options? { next: boolean? }
+function M.core(options)
   local core = { spawned = {} }
-  function core.spawn(opts)
-    local p = setmetatable({ opts = opts, id = #core.spawned + 1, core = core,
-      state = opts.hold and "held" or "starting", stops = 0, kills = 0, gos = 0 }, Proc)
+  local with_next = options and options.next
+  function core.spawn(spawn_opts)
+    local p = setmetatable({ opts = spawn_opts, id = #core.spawned + 1, core = core,
+      state = spawn_opts.hold and "held" or "starting", stops = 0, kills = 0, gos = 0 }, Proc)
+    if with_next then
+      p.next, p.drop_next = next_run, drop_next
+    end
     core.spawned[#core.spawned + 1] = p
     return p
   end

@@ -235,6 +235,110 @@ service "api" {
       end)
   end)
 
+  describe("with a core whose keeper runs the next generation (p:next)", function()
+    local saved_level
+    before_each(function()
+      core = fake.core({ next = true })
+      saved_level, log.level = log.level, 2
+    end)
+
+    after_each(function()
+      log.level = saved_level
+    end)
+
+    it("queues the new command in the old keeper, which runs it only once its tree is gone",
+      function()
+        local e = start('service "api" { run = "./api" }')
+        local old = core.last("./api")
+        old:start()
+        assert.are.equal("ready", e.by_name.api.state.name)
+        core.change("a.c")
+        clock.advance(5)
+        assert.are.equal(1, old.stops)
+        assert.are.same({ linger = true }, old.stop_opts, "a run may follow: no bye")
+        assert.are.equal(1, old.nexts)
+        assert.are.equal(0, #core.spares() > 0 and core.spares()[1].gos or 0)
+        assert.matches("generation 2 waits in the same keeper for the end of generation 1", text())
+        assert.are.equal("stopping", e.by_name.api.state.name)
+        old:empty()
+        assert.are.equal(2, old.runs, "the keeper ran the next command")
+        assert.are.equal(old, core.last("./api"), "in the same handle")
+        assert.are.equal(1, alive("./api"))
+        assert.are.equal(2, e.by_name.api.generations)
+        assert.are.equal("ready", e.by_name.api.state.name)
+        -- And again: the keeper that ran generation 2 takes generation 3.
+        core.change("b.c")
+        clock.advance(5)
+        assert.are.equal(2, old.nexts)
+        old:empty()
+        assert.are.equal(3, old.runs)
+        assert.are.equal(3, e.by_name.api.generations)
+        assert.are.equal("ready", e.by_name.api.state.name)
+      end)
+
+    --- The commands started after the first run: by the old keeper (its next runs) or by a
+    --- spare keeper's go.
+    local function launched(first)
+      local out = {}
+      for _, p in ipairs(core.spawned) do
+        if p ~= first and p.gos > 0 then
+          out[#out + 1] = table.concat(p.opts.cmd, " ")
+        end
+      end
+      if (first.runs or 1) > 1 then
+        out[#out + 1] = table.concat(first.opts.cmd, " ")
+      end
+      return out
+    end
+
+    it("drops the queued command when a newer change comes during the stop, and runs the " ..
+      "newest once the old tree is gone", function()
+        local e = start([[
+service "api" { run = function(ctx) return { "./api", table.concat(ctx.changed, ",") } end }
+]])
+        local old = core.last("./api")
+        old:start()
+        core.change("a.c")
+        clock.advance(5)
+        assert.are.equal(1, old.nexts)
+        assert.are.equal("./api a.c", table.concat(old.queued.cmd, " "))
+        core.change("b.c")
+        clock.advance(5)
+        assert.is_true(old.queued == nil or table.concat(old.queued.cmd, " ") == "./api a.c,b.c",
+          "the stale command is no longer queued")
+        assert.are.same({}, launched(old), "nothing starts before the old tree is gone")
+        old:empty()
+        assert.are.same({ "./api a.c,b.c" }, launched(old), "one run, of the newest command")
+        assert.are.equal(1, alive("./api"))
+        assert.are.equal("starting", e.by_name.api.state.name)
+      end)
+
+    it("on quit during the stop, drops the queued command: nothing runs after the old tree",
+      function()
+        local e = start('service "api" { run = "./api" }')
+        local old = core.last("./api")
+        old:start()
+        core.change("a.c")
+        clock.advance(5)
+        assert.are.equal(1, old.nexts)
+        local finished = false
+        e:quit(function() finished = true end)
+        assert.is_nil(old.queued, "dropped")
+        old:exit(143)
+        assert.is_nil(old.runs, "the dropped command never ran")
+        assert.is_false(finished, "the spare keeper is still to end")
+        for _, p in ipairs(core.spawned) do
+          if p ~= old and p.state ~= "exited" then
+            assert.are.equal(0, p.gos, "a spare keeper, given no command")
+            assert.are.equal(1, p.stops)
+            p:exit(0, { cancelled = true })
+          end
+        end
+        assert.is_true(finished)
+        assert.are.equal(0, alive("./api"))
+      end)
+  end)
+
   describe("stop.to = \"main\"", function()
     local cfg = 'service "web" { run = "gunicorn v1", stop = { signal = "TERM", grace = 4, ' ..
       'to = "main" } }'
