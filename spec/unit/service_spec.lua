@@ -246,17 +246,23 @@ service "api" {
       log.level = saved_level
     end)
 
+    --- A service running "./api", changed once: generation 2 queued in the old keeper.
+    local function changed_once()
+      local e = start('service "api" { run = "./api" }')
+      local old = core.last("./api")
+      old:start()
+      assert.are.equal("ready", e.by_name.api.state.name)
+      core.change("a.c")
+      clock.advance(5)
+      assert.are.equal(1, old.nexts)
+      return e, old
+    end
+
     it("queues the new command in the old keeper, which runs it only once its tree is gone",
       function()
-        local e = start('service "api" { run = "./api" }')
-        local old = core.last("./api")
-        old:start()
-        assert.are.equal("ready", e.by_name.api.state.name)
-        core.change("a.c")
-        clock.advance(5)
+        local e, old = changed_once()
         assert.are.equal(1, old.stops)
         assert.are.same({ linger = true }, old.stop_opts, "a run may follow: no bye")
-        assert.are.equal(1, old.nexts)
         assert.are.equal(0, #core.spares() > 0 and core.spares()[1].gos or 0)
         assert.matches("generation 2 waits in the same keeper for the end of generation 1", text())
         assert.are.equal("stopping", e.by_name.api.state.name)
@@ -315,12 +321,7 @@ service "api" { run = function(ctx) return { "./api", table.concat(ctx.changed, 
 
     it("on quit during the stop, drops the queued command: nothing runs after the old tree",
       function()
-        local e = start('service "api" { run = "./api" }')
-        local old = core.last("./api")
-        old:start()
-        core.change("a.c")
-        clock.advance(5)
-        assert.are.equal(1, old.nexts)
+        local e, old = changed_once()
         local finished = false
         e:quit(function() finished = true end)
         assert.is_nil(old.queued, "dropped")
