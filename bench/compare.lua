@@ -371,7 +371,23 @@ if base_dir then
   tools[#tools + 1] = row
   floor_names[#floor_names + 1] = row.name
 end
+--- CPU time of a process's threads so far, in ms (the kernel's /proc/PID/task/*/schedstat:
+--- time on a CPU, in ns); nil when it cannot be read.
+local function cpu_ms(pid)
+  local total, any = 0, false
+  local req = uv.fs_scandir("/proc/" .. pid .. "/task")
+  while req do
+    local tid = uv.fs_scandir_next(req)
+    if not tid then break end
+    local stat = lib.read(("/proc/%d/task/%s/schedstat"):format(pid, tid)) or ""
+    local ns = tonumber(stat:match("^%d+"))
+    if ns then total, any = total + ns, true end
+  end
+  return any and total / 1e6 or nil
+end
+
 local inter, inter_spin = {}, {}
+local inter_cpu = {} -- ms of CPU per change of each tool's own process (its threads), 1b
 do
   local by_name = {}
   for _, tool in ipairs(tools) do by_name[tool.name] = tool end
@@ -393,6 +409,8 @@ do
       sessions[i] = s
     end
   end
+  local cpu0 = {}
+  for i, s in pairs(sessions) do cpu0[i] = cpu_ms(s.pid) end
   -- each round: every session once with the bench asleep while it waits, once with the bench
   -- polling every millisecond (which keeps a CPU from idling); which comes first alternates
   for round = 1, rounds do
@@ -408,6 +426,8 @@ do
     end
   end
   for i, s in pairs(sessions) do
+    local cpu1 = cpu_ms(s.pid)
+    if cpu0[i] and cpu1 then inter_cpu[i] = (cpu1 - cpu0[i]) / (2 * rounds) end
     keep(s, by_name[floor_names[i]], shape, "-interleaved")
     stop(s)
   end
@@ -581,6 +601,19 @@ for i, name in ipairs(floor_names) do
       lib.pct(r.answering, 90) and ("%.1f ms"):format(lib.pct(r.answering, 90)) or "-",
       r50 and ("%.2f"):format(r50) or "-", r90 and ("%.2f"):format(r90) or "-",
       (f50 and m50) and ("%+.1f ms"):format(m50 - f50) or "-"))
+  end
+end
+
+print("\nCPU of each tool's own process per change, over the same rounds (its threads' time on a "
+  .. "CPU, /proc/PID/task/*/schedstat; not its keepers' nor its commands'). On a machine with two "
+  .. "CPUs, the tool's work competes with the old server's end and the new one's start:\n")
+print("| tool | CPU per change | vs floor |")
+print("|---|---|---|")
+for i, name in ipairs(floor_names) do
+  local c, f = inter_cpu[i], inter_cpu[1]
+  if c then
+    print(("| %s | %.2f ms | %s |"):format(i == 1 and "*floor: " .. name .. "*" or name, c,
+      (f and f > 0) and ("%.1f×"):format(c / f) or "-"))
   end
 end
 
