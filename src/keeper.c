@@ -460,17 +460,23 @@ static void rl_go_spec(rl_keeper_t *k, int primed)
   k->go = !primed || k->gate_open;
 }
 
+/* A queued next run is forgotten: what is still to come of its payload is skipped. */
+static void rl_forget_next(rl_keeper_t *k)
+{
+  if (k->next_queued)
+    k->discard += k->next_len - k->next_have;
+  free(k->next_spec);
+  k->next_spec = NULL;
+  k->next_queued = 0;
+}
+
 /* "next N": N bytes of the next run's command follow. Only while a run is under way (and has
  * not given up on survivors); a second one replaces the first. */
 static void rl_next_spec(rl_keeper_t *k, long long n)
 {
   if (n < 0 || n > (16 << 20))
-    return;           /* not ours: nothing follows that we could size */
-  if (k->next_queued) /* the one it replaces: what is still to come of it is skipped */
-    k->discard += k->next_len - k->next_have;
-  free(k->next_spec);
-  k->next_spec = NULL;
-  k->next_queued = 0;
+    return;          /* not ours: nothing follows that we could size */
+  rl_forget_next(k); /* the one it replaces */
   if (!k->main_pid || k->survivors || !(k->next_spec = malloc((size_t)n + 1))) {
     k->discard += (size_t)n;
     rl_send(k, RL_MSG_DROPPED, 0, 0);
@@ -487,10 +493,7 @@ static void rl_next_spec(rl_keeper_t *k, long long n)
 static void rl_drop_next(rl_keeper_t *k)
 {
   if (k->next_queued) {
-    k->discard += k->next_len - k->next_have;
-    free(k->next_spec);
-    k->next_spec = NULL;
-    k->next_queued = 0;
+    rl_forget_next(k);
     rl_send(k, RL_MSG_DROPPED, 0, 0);
   } else if (k->unacked) { /* started, and reload did not know */
     rl_begin_polite(k, k->stop_signal, k->grace_ms, 0);

@@ -637,6 +637,15 @@ static void rl_said_stopping(rl_proc_t *p)
   rl_emit_simple(p, "stopping");
 }
 
+/* "bye": no next run will follow, the keeper may exit once its tree is empty. Once. */
+static void rl_say_bye(rl_proc_t *p)
+{
+  if (!p->said_bye) {
+    p->said_bye = 1;
+    rl_ctl_send(p, RL_MSG_BYE, 0, 0);
+  }
+}
+
 static void rl_on_line(rl_proc_t *p, const char *line)
 {
   rl_msg_t m;
@@ -662,10 +671,8 @@ static void rl_on_line(rl_proc_t *p, const char *line)
   case RL_MSG_TREE_EMPTY:
     /* Without a next run queued, the keeper waits for word: it may go. First, so that nothing
      * the event's callback does can queue one now. */
-    if (!p->next_queued && !p->said_bye) {
-      p->said_bye = 1;
-      rl_ctl_send(p, RL_MSG_BYE, 0, 0);
-    }
+    if (!p->next_queued)
+      rl_say_bye(p);
     p->tree_empty = 1;
     p->forced = m.arg[0] != 0;
     p->empty_ns = uv_hrtime();
@@ -684,10 +691,8 @@ static void rl_on_line(rl_proc_t *p, const char *line)
   case RL_MSG_HELD: rl_emit_simple(p, "held"); break;
   case RL_MSG_DROPPED:
     p->next_queued = 0;
-    if (p->tree_empty && !p->said_bye) { /* it waits for word since its tree is empty */
-      p->said_bye = 1;
-      rl_ctl_send(p, RL_MSG_BYE, 0, 0);
-    }
+    if (p->tree_empty) /* it waits for word since its tree is empty */
+      rl_say_bye(p);
     rl_emit_simple(p, "dropped");
     break;
   case RL_MSG_CANCELLED:
@@ -1202,8 +1207,8 @@ static void rl_stop(rl_proc_t *p, int sig, int grace_ms, int linger)
     kill(-p->pgid, SIGCONT);
   p->termed = termed;
   /* Without linger (stop{ linger = true }: a next run may follow), nothing follows: "bye" goes
-   * with the stop, in the same write. (A second uv_write in one turn waits for the loop's next
-   * turn, and reload may not get a CPU before the tree is gone: the keeper would wait for it.) */
+   * with the stop, in the same write. (Between two writes, the tree just signalled can take
+   * reload's CPU until it is gone, and the keeper would then wait for the "bye".) */
   rl_msg_t stop = {termed ? RL_MSG_TERMED : RL_MSG_TERM, {sig, grace_ms}};
   char bye[16];
   size_t bye_len = 0;
