@@ -268,8 +268,6 @@ function M.install_for_others()
   return { bin = dir .. "/bin/reload", keeper = dir .. "/lib/reload/reload-keeper" }
 end
 
---- Fields of /proc/PID/stat: { pid, comm, state, ppid, pgid }, or nil if gone.
----@param pid integer
 --- The first directory on the way to path (path included) that other users may not search,
 --- or nil when a user such as nobody can reach it.
 ---@param path string an absolute path
@@ -285,16 +283,29 @@ function M.closed_to_others(path)
   return nil
 end
 
+--- Fields of /proc/PID/stat: { pid, comm, state, ppid, pgid }, or nil if gone.
+--- A zombie that its parent is reaping at that moment reads "Z 0 -1 -1" (or "X"): its pids are
+--- already detached. ppid and pgid can be negative.
+---@param pid integer
+---@return table|nil
 function M.proc_stat(pid)
   local s = M.read_file("/proc/" .. pid .. "/stat")
-  if not s then
-    return nil
-  end
+  return s and M.parse_stat(pid, s)
+end
+
+--- The fields of proc_stat from the text of /proc/PID/stat, or nil if it does not parse.
+---@param pid integer
+---@param s string
+---@return table|nil
+function M.parse_stat(pid, s)
   local comm, rest = s:match("^%d+ %((.*)%) (.*)$")
   if not comm then
     return nil
   end
-  local state, ppid, pgid = rest:match("^(%S+) (%d+) (%d+)")
+  local state, ppid, pgid = rest:match("^(%S+) (%-?%d+) (%-?%d+)")
+  if not state then
+    return nil
+  end
   return { pid = pid, comm = comm, state = state, ppid = tonumber(ppid), pgid = tonumber(pgid) }
 end
 

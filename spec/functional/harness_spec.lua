@@ -17,6 +17,18 @@ describe("the test harness", function()
     assert.matches("blocked outside Lua", text)
   end)
 
+  it("reads the stat line of a zombie that its parent is reaping (pids detached: -1)", function()
+    -- As the kernel printed it for a zombie of init's during a run of the suite; the watchdog's
+    -- process tree once failed on it with "table index is nil".
+    local line = "29601 (treegen) X 0 -1 -1 0 -1 4227148 20 0 0 0 0 0 0 0 20 0 0 0 5292440 0 0\n"
+    assert.are.same({ pid = 29601, comm = "treegen", state = "X", ppid = 0, pgid = -1 },
+      helpers.parse_stat(29601, line))
+    assert.are.same({ pid = 7, comm = "a) (b", state = "S", ppid = 1, pgid = 7 },
+      helpers.parse_stat(7, "7 (a) (b) S 1 7 7 0 -1\n"))
+    assert.is_nil(helpers.parse_stat(7, "7 (sh) "))
+    assert.is_truthy(helpers.process_tree():find(tostring(helpers.pid), 1, true))
+  end)
+
   it("a process started by a test dies with the runner, even when the runner is SIGKILLed",
     function()
       local dir = helpers.tmpdir()
