@@ -327,19 +327,53 @@ function M.all_pids()
   return pids
 end
 
+--- The last pid the kernel gave out (in this pid namespace), or nil.
+---@return integer|nil
+local function last_pid()
+  return tonumber((M.read_file("/proc/sys/kernel/ns_last_pid") or ""):match("%d+") or "")
+end
+local pid_max = tonumber((M.read_file("/proc/sys/kernel/pid_max") or ""):match("%d+") or "")
+
 --- Live (non-zombie) processes whose environment contains the string `marker` (e.g. "TAG=x").
 ---@param marker string
 ---@return table[] list of proc_stat records
 function M.tagged(marker)
-  local found = {}
-  for _, pid in ipairs(M.all_pids()) do
+  local found, listed = {}, {}
+  local function check(pid)
     local env = M.read_file("/proc/" .. pid .. "/environ")
-    if env and env:find(marker, 1, true) then
+    if env and env:find(marker, 1, true) and not listed[pid] then
       local st = M.proc_stat(pid)
       if st and st.state ~= "Z" and st.state ~= "X" then
+        listed[pid] = true
         found[#found + 1] = st
       end
     end
+  end
+  -- A scan alone can miss a process that forks and exits in a loop (a "hopper"): read as a
+  -- zombie, its child made after the scan passed its pid. Every process made since the scan
+  -- began has a pid after the last one given out then: each is checked too, until none was
+  -- given out during a check (as reload's fallback sweep does, proc.c).
+  local since = last_pid()
+  for _, pid in ipairs(M.all_pids()) do
+    check(pid)
+  end
+  for _ = 1, 1000 do
+    local last = last_pid()
+    if not (since and last and pid_max) or last == since then
+      break
+    end
+    if (last - since) % pid_max > 4096 then
+      for _, pid in ipairs(M.all_pids()) do
+        check(pid)
+      end
+    else
+      local pid = since
+      while pid ~= last do
+        pid = pid + 1 < pid_max and pid + 1 or 1
+        check(pid)
+      end
+    end
+    since = last
   end
   return found
 end

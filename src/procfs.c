@@ -30,6 +30,15 @@ ssize_t rl_proc_read(const char *path, char *buf, size_t size)
   return (ssize_t)len;
 }
 
+long rl_proc_read_long(const char *path)
+{
+  char buf[32], *end;
+  if (rl_proc_read(path, buf, sizeof buf) <= 0)
+    return -1;
+  long v = strtol(buf, &end, 10);
+  return end == buf ? -1 : v;
+}
+
 int rl_proc_is_number(const char *name)
 {
   if (!*name)

@@ -14,6 +14,9 @@
  * -1 when it cannot be opened. */
 ssize_t rl_proc_read(const char *path, char *buf, size_t size);
 
+/* The number in the file at path (such as /proc/sys/kernel/ns_last_pid), or -1. */
+long rl_proc_read_long(const char *path);
+
 /* True when name is all digits (a pid or tid directory). */
 int rl_proc_is_number(const char *name);
 
