@@ -80,24 +80,52 @@ function M.write(path, s)
   f:close()
 end
 
+local function last_pid()
+  return tonumber((M.read("/proc/sys/kernel/ns_last_pid") or ""):match("%d+") or "")
+end
+local pid_max = tonumber((M.read("/proc/sys/kernel/pid_max") or ""):match("%d+") or "")
+
 --- Live (not zombie) processes whose environment holds `marker`: { pid, comm, env }.
 ---@param marker string
 function M.marked(marker)
-  local out = {}
-  local req = uv.fs_scandir("/proc")
-  while req do
-    local name = uv.fs_scandir_next(req)
-    if not name then break end
-    if tonumber(name) then
-      local env = M.read("/proc/" .. name .. "/environ")
-      if env and env:find(marker, 1, true) then
-        local stat = M.read("/proc/" .. name .. "/stat") or ""
-        local comm, state, ppid = stat:match("%((.*)%) (%S) (%d+)")
-        if state and state ~= "Z" then
-          out[#out + 1] = { pid = tonumber(name), comm = comm, ppid = tonumber(ppid), env = env }
-        end
+  local out, listed = {}, {}
+  local function check(pid)
+    local env = M.read("/proc/" .. pid .. "/environ")
+    if env and env:find(marker, 1, true) and not listed[pid] then
+      local stat = M.read("/proc/" .. pid .. "/stat") or ""
+      local comm, state, ppid = stat:match("%((.*)%) (%S) (%-?%d+)")
+      if state and state ~= "Z" and state ~= "X" then
+        listed[pid] = true
+        out[#out + 1] = { pid = pid, comm = comm, ppid = tonumber(ppid), env = env }
       end
     end
+  end
+  local function scan()
+    local req = uv.fs_scandir("/proc")
+    while req do
+      local name = uv.fs_scandir_next(req)
+      if not name then break end
+      if tonumber(name) then check(tonumber(name)) end
+    end
+  end
+  -- A scan alone can miss a process that forks and exits in a loop: read as a zombie, its
+  -- child made after the scan passed it. The pids given out since the scan began (in order,
+  -- wrapping at pid_max) are checked too, until none was given out during a check.
+  local since = last_pid()
+  scan()
+  for _ = 1, 1000 do
+    local last = last_pid()
+    if not (since and last and pid_max) or last == since then break end
+    if (last - since) % pid_max > 4096 then
+      scan()
+    else
+      local pid = since
+      while pid ~= last do
+        pid = pid + 1 < pid_max and pid + 1 or 1
+        check(pid)
+      end
+    end
+    since = last
   end
   return out
 end

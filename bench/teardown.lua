@@ -77,23 +77,10 @@ local function wait(cond, max_ms, what)
   timer:close()
 end
 
---- Live processes whose environment holds marker.
+--- Live processes whose environment holds marker (lib.marked: a scan, and the pids given out
+--- since it began, so that a process forking and exiting in a loop is not missed).
 local function survivors(marker)
-  local n = 0
-  local req = uv.fs_scandir("/proc")
-  while req do
-    local name = uv.fs_scandir_next(req)
-    if not name then break end
-    if tonumber(name) then
-      local f = io.open("/proc/" .. name .. "/environ", "rb")
-      local env = f and f:read("a")
-      if f then f:close() end
-      if env and env:find(marker, 1, true) then
-        n = n + 1
-      end
-    end
-  end
-  return n
+  return #lib.marked(marker)
 end
 
 --- One run: returns ms to "exit", ms to port bindable, survivors once the port is free, ms to
@@ -115,7 +102,7 @@ local function one(mode, how)
     end,
   }))
   wait(function() return port_listening(port) end, 10000, mode .. " listening")
-  if mode == "forkloop" then
+  if mode == "forkloop" or mode == "hopper" then
     local t = uv.new_timer()
     local ready = false
     t:start(60, 0, function() ready = true end)
@@ -174,6 +161,8 @@ local shapes = {
   { mode = "ignterm", target = grace + 5, label = ("grace+5 (%d)"):format(grace + 5) },
   { mode = "setsid", how = "kill", target = 2 },
   { mode = "forkloop", how = "kill", target = 10 },
+  { mode = "hopper", target = 10 },
+  { mode = "hopper", how = "kill", target = 10 },
 }
 
 print(("teardown: %d runs per shape, grace %d ms, stop -> exit event / port bindable"):format(runs,
