@@ -482,6 +482,30 @@ function M.kill_all(list)
   end
 end
 
+--- The live processes carrying marker (tagged), SIGKILLed, and again until none is left: one
+--- that forks in a loop leaves a child behind each time. Returns those found first (cleanup
+--- after a failed assertion). `except`: a pid to leave alone (this process).
+---@param marker string
+---@param except? integer
+---@return table[]
+function M.kill_tagged(marker, except)
+  local first
+  for _ = 1, 1000 do
+    local left = {}
+    for _, st in ipairs(M.tagged(marker)) do
+      if st.pid ~= except then
+        left[#left + 1] = st
+      end
+    end
+    first = first or left
+    if #left == 0 then
+      break
+    end
+    M.kill_all(left)
+  end
+  return first
+end
+
 -- Ports -----------------------------------------------------------------------------------
 
 --- True when 127.0.0.1:port can be bound with SO_REUSEADDR (libuv sets it on Unix), i.e. no
@@ -800,8 +824,7 @@ function M.end_session(proc, marker, sig)
   local luassert = require("luassert")
   proc:signal(sig or "sigint")
   luassert.are.equal(0, proc:wait(20000), proc:text())
-  local left = M.tagged(marker)
-  M.kill_all(left)
+  local left = M.kill_tagged(marker)
   luassert.are.same({}, left, "processes left: " .. M.describe(left))
 end
 
@@ -885,15 +908,9 @@ function M.check_hygiene(cwd)
     problems[#problems + 1] = "child processes left: " .. M.describe(kids)
     M.kill_all(kids)
   end
-  local strays = {}
-  for _, st in ipairs(M.tagged(M.session_marker)) do
-    if st.pid ~= me then
-      strays[#strays + 1] = st
-    end
-  end
+  local strays = M.kill_tagged(M.session_marker, me)
   if #strays > 0 then
     problems[#problems + 1] = "processes of this test still alive: " .. M.describe(strays)
-    M.kill_all(strays)
   end
   -- The core's handles first: luv 1.44's uv.walk takes every handle on the loop for one of its
   -- own and reads a core handle's data as luv's (garbage refs, a crash at worst). Walk only when

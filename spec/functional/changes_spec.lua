@@ -265,8 +265,7 @@ describe("RELOAD_CHANGED_FILE (the reload binary)", function()
   local function stop(proc, marker, sig)
     proc:signal(sig or "sigint")
     proc:wait(15000)
-    local left = helpers.tagged(marker)
-    helpers.kill_all(left)
+    local left = helpers.kill_tagged(marker)
     assert.are.same({}, left, "processes left: " .. helpers.describe(left))
   end
 

@@ -352,8 +352,7 @@ service "app" { run = { "sh", "-c", "echo inner-ran; sleep 1000" },
     proc:write("q")
     assert.are.equal(0, proc:wait(10000), proc:text())
     proc:wait_output("every process tree is gone")
-    local left = helpers.tagged("RELOAD_E2E=" .. marker)
-    helpers.kill_all(left)
+    local left = helpers.kill_tagged("RELOAD_E2E=" .. marker)
     assert.are.same({}, left)
   end)
 

@@ -29,6 +29,24 @@ describe("the test harness", function()
     assert.is_truthy(helpers.process_tree():find(tostring(helpers.pid), 1, true))
   end)
 
+  it("finds and ends a line of processes that fork and exit at full speed", function()
+    -- One scan of /proc now and then reads such a "hopper" as a zombie, its child made after the
+    -- scan passed; one SIGKILL of what a scan found leaves that child running.
+    local marker = "RELOAD_HARNESS=" .. helpers.unique("hopper")
+    local port = helpers.free_port()
+    local proc = helpers.start({ helpers.fixture("treegen"), "hopper", tostring(port) },
+      { env = helpers.env_with({ [marker:match("^[^=]+")] = marker:match("=(.*)$") }) })
+    helpers.wait_until(5000, function() return #helpers.tagged(marker) >= 2 end,
+      function() return "the hopper: " .. helpers.describe(helpers.tagged(marker)) end)
+    for _ = 1, 20 do
+      assert.are_not.same({}, helpers.tagged(marker), "a scan missed the hopper")
+    end
+    assert.is_true(#helpers.kill_tagged(marker) >= 2)
+    assert.are.same({}, helpers.tagged(marker))
+    assert.is_true(helpers.port_bindable(port))
+    proc:wait(5000)
+  end)
+
   it("a process started by a test dies with the runner, even when the runner is SIGKILLed",
     function()
       local dir = helpers.tmpdir()

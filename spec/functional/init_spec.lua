@@ -75,8 +75,7 @@ local function runs(dir, port, expected, edit, extra_env)
   end
   proc:signal("sigint")
   assert.are.equal(0, proc:wait(30000), proc:text())
-  local left = helpers.tagged("RELOAD_INIT=" .. marker)
-  helpers.kill_all(left)
+  local left = helpers.kill_tagged("RELOAD_INIT=" .. marker)
   assert.are.same({}, left, "left: " .. helpers.describe(left))
 end
 
