@@ -68,6 +68,8 @@ enum { RL_MAX_PIDS = 16384, RL_SEEN_SLOTS = 32768 };
 #define RL_FORCED_LIMIT_MS 500
 #define RL_STALLED_MS 100
 enum { RL_RUNNING, RL_POLITE, RL_FORCED };
+/* How long one polite fixpoint (rl_polite_fixpoint) may walk. */
+#define RL_FIXPOINT_MS 5
 /* After the stop signal, how long the first polite sweep waits for a death in the tree. */
 #define RL_FIRST_SWEEP_NS 1000000
 
@@ -244,14 +246,58 @@ static int rl_seen_add(pid_t pid)
 
 /* ---- teardown -------------------------------------------------------------------------------- */
 
+static int rl_queued(pid_t pid, int tail)
+{
+  for (int i = 0; i < tail; i++)
+    if (rl_queue[i] == pid)
+      return 1;
+  return 0;
+}
+
+/* The scan's forced walk: the snapshot is older than the kills, so a process may have forked
+ * between the two (a fork-and-exit loop always has). Every pid given out since the snapshot
+ * began is read (ns_last_pid: pids are given out in order, wrapping at pid_max); one whose
+ * parent is the keeper or a process of this walk gets SIGKILL and joins it. Again, until no pid
+ * was given out during a round: each kill comes before the read that follows it. Returns how
+ * many it killed. */
+static int rl_sweep_since(long since, int *tail)
+{
+  long pid_max = rl_proc_read_long("/proc/sys/kernel/pid_max");
+  int killed = 0;
+  for (int round = 0; round < 64 && since >= 0 && pid_max > 0; round++) {
+    long last = rl_proc_read_long("/proc/sys/kernel/ns_last_pid");
+    if (last < 0 || last >= pid_max || last == since || (last - since + pid_max) % pid_max > 4096)
+      break;
+    for (long pid = since; pid != last;) {
+      pid = pid + 1 < pid_max ? pid + 1 : 1;
+      rl_pstat_t st;
+      if (rl_proc_stat((int)pid, &st) < 0 || st.state == 'Z' || st.state == 'X' ||
+          !rl_queued(st.ppid, *tail) || *tail >= RL_MAX_PIDS)
+        continue;
+      rl_queue[(*tail)++] = (pid_t)pid;
+      if (kill((pid_t)pid, SIGKILL) == 0)
+        rl_killed[rl_nkilled++] = (pid_t)pid;
+      else if (errno == EPERM)
+        rl_ndenied++;
+      killed++;
+    }
+    since = last;
+  }
+  return killed;
+}
+
 /* One breadth-first walk from the keeper. Polite: each process outside the command's group not
  * seen before gets sig + SIGCONT (the group got them by kill(-pgid)). Forced: every process gets
  * SIGKILL *before* its children are read, so its list is final: a fork cannot complete once a
- * fatal signal is pending (kernel/fork.c). Returns how many new processes were signalled. */
+ * fatal signal is pending (kernel/fork.c); with the scan, rl_sweep_since gives the same.
+ * Returns how many new processes were signalled. */
 static int rl_sweep(rl_keeper_t *k, int sig)
 {
-  if (k->scan_only)
+  long since = -1;
+  if (k->scan_only) {
+    since = rl_proc_read_long("/proc/sys/kernel/ns_last_pid");
     rl_snapshot();
+  }
   int head = 0, tail = 0, signalled = 0;
   rl_nkilled = rl_ndenied = 0;
   rl_queue[tail++] = k->self;
@@ -274,14 +320,21 @@ static int rl_sweep(rl_keeper_t *k, int sig)
       }
     }
   }
+  if (k->scan_only && sig == SIGKILL)
+    signalled += rl_sweep_since(since, &tail);
   return signalled;
 }
 
 /* Repeats the polite walk until it finds nobody new: a parent killed by the group signal can
- * reparent its setsid'd child to the keeper after the keeper's own list was read (§3). */
+ * reparent its setsid'd child to the keeper after the keeper's own list was read (§3). For
+ * RL_FIXPOINT_MS at most: a fork-and-exit loop is new at each walk, and the keeper must get
+ * back to reaping (each hop leaves it a zombie: the pids would run out) and to its deadline;
+ * rl_tick walks again after the next death. */
 static void rl_polite_fixpoint(rl_keeper_t *k)
 {
-  for (int pass = 0; pass < 1000 && rl_sweep(k, k->stop_signal) > 0; pass++) {
+  int64_t until = rl_now_ns() + (int64_t)RL_FIXPOINT_MS * 1000000;
+  for (int pass = 0; pass < 1000 && rl_sweep(k, k->stop_signal) > 0 && rl_now_ns() < until;
+       pass++) {
   }
 }
 

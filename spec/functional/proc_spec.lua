@@ -223,10 +223,14 @@ describe("core.spawn stops the whole tree", function()
     assert_clean(run, { port })
   end)
 
-  for _, how in ipairs({ "stop", "kill" }) do
-    it(("of a line of processes forking and exiting at full speed (%s)"):format(how), function()
+  for _, case in ipairs({ { how = "stop" }, { how = "kill" }, { how = "stop", scan = true },
+    { how = "kill", scan = true } }) do
+    local how = case.how
+    it(("of a line of processes forking and exiting at full speed (%s%s)"):format(how,
+      case.scan and ", found by the scan fallback" or ""), function()
       local port = helpers.free_port()
-      local run = start({ cmd = { treegen, "hopper", tostring(port) }, grace_ms = 300 })
+      local run = start({ cmd = { treegen, "hopper", tostring(port) }, grace_ms = 300 },
+        case.scan and "RELOAD_KEEPER_ENUM=scan" or nil)
       wait_listening(port, run)
       wait_hopping(run)
       run.p[how](run.p)
