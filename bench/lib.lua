@@ -1,6 +1,10 @@
 --- Small helpers shared by the benchmarks: clock, waiting on the loop, /proc, ports, figures.
 local uv = require("luv")
 
+local root = debug.getinfo(1, "S").source:sub(2):match("^(.*)/bench/[^/]*$") or "."
+package.path = root .. "/?.lua;" .. package.path
+local pids = require("spec.support.pids")
+
 local M = {}
 
 ---@return number milliseconds on CLOCK_MONOTONIC (the clock of the fixture's stamps)
@@ -80,11 +84,6 @@ function M.write(path, s)
   f:close()
 end
 
-local function last_pid()
-  return tonumber((M.read("/proc/sys/kernel/ns_last_pid") or ""):match("%d+") or "")
-end
-local pid_max = tonumber((M.read("/proc/sys/kernel/pid_max") or ""):match("%d+") or "")
-
 --- Live (not zombie) processes whose environment holds `marker`: { pid, comm, env }.
 ---@param marker string
 function M.marked(marker)
@@ -100,33 +99,8 @@ function M.marked(marker)
       end
     end
   end
-  local function scan()
-    local req = uv.fs_scandir("/proc")
-    while req do
-      local name = uv.fs_scandir_next(req)
-      if not name then break end
-      if tonumber(name) then check(tonumber(name)) end
-    end
-  end
-  -- A scan alone can miss a process that forks and exits in a loop: read as a zombie, its
-  -- child made after the scan passed it. The pids given out since the scan began (in order,
-  -- wrapping at pid_max) are checked too, until none was given out during a check.
-  local since = last_pid()
-  scan()
-  for _ = 1, 1000 do
-    local last = last_pid()
-    if not (since and last and pid_max) or last == since then break end
-    if (last - since) % pid_max > 4096 then
-      scan()
-    else
-      local pid = since
-      while pid ~= last do
-        pid = pid + 1 < pid_max and pid + 1 or 1
-        check(pid)
-      end
-    end
-    since = last
-  end
+  -- Not one scan: a fork-and-exit loop would slip between (spec/support/pids.lua).
+  pids.each(check)
   return out
 end
 

@@ -5,6 +5,7 @@
 --- package.cpath and installs the after_each hygiene check for the whole suite), and by each
 --- spec file as `require("spec.helpers")`.
 local uv = require("luv")
+local pidscan = require("spec.support.pids")
 
 local M = {}
 
@@ -311,28 +312,7 @@ end
 
 --- Every pid in /proc.
 ---@return integer[]
-function M.all_pids()
-  local pids = {}
-  local req = uv.fs_scandir("/proc")
-  while req do
-    local name = uv.fs_scandir_next(req)
-    if not name then
-      break
-    end
-    local pid = tonumber(name)
-    if pid then
-      pids[#pids + 1] = pid
-    end
-  end
-  return pids
-end
-
---- The last pid the kernel gave out (in this pid namespace), or nil.
----@return integer|nil
-local function last_pid()
-  return tonumber((M.read_file("/proc/sys/kernel/ns_last_pid") or ""):match("%d+") or "")
-end
-local pid_max = tonumber((M.read_file("/proc/sys/kernel/pid_max") or ""):match("%d+") or "")
+M.all_pids = pidscan.list
 
 --- Live (non-zombie) processes whose environment contains the string `marker` (e.g. "TAG=x").
 ---@param marker string
@@ -349,32 +329,8 @@ function M.tagged(marker)
       end
     end
   end
-  -- A scan alone can miss a process that forks and exits in a loop (a "hopper"): read as a
-  -- zombie, its child made after the scan passed its pid. Every process made since the scan
-  -- began has a pid after the last one given out then: each is checked too, until none was
-  -- given out during a check (as reload's fallback sweep does, proc.c).
-  local since = last_pid()
-  for _, pid in ipairs(M.all_pids()) do
-    check(pid)
-  end
-  for _ = 1, 1000 do
-    local last = last_pid()
-    if not (since and last and pid_max) or last == since then
-      break
-    end
-    if (last - since) % pid_max > 4096 then
-      for _, pid in ipairs(M.all_pids()) do
-        check(pid)
-      end
-    else
-      local pid = since
-      while pid ~= last do
-        pid = pid + 1 < pid_max and pid + 1 or 1
-        check(pid)
-      end
-    end
-    since = last
-  end
+  -- Not one scan: a fork-and-exit loop would slip between (spec/support/pids.lua).
+  pidscan.each(check)
   return found
 end
 
