@@ -254,36 +254,41 @@ static int rl_queued(pid_t pid, int tail)
   return 0;
 }
 
+/* SIGKILL for a process of the forced walk, counted for rl_forced_pass. */
+static void rl_kill_one(pid_t pid)
+{
+  if (kill(pid, SIGKILL) == 0)
+    rl_killed[rl_nkilled++] = pid;
+  else if (errno == EPERM)
+    rl_ndenied++;
+}
+
+/* For rl_proc_each_new_pid: a live process whose parent is the keeper or a process of the walk
+ * (rl_queue up to *tail) joins the walk, killed. */
+static int rl_kill_if_in_walk(int pid, void *ud)
+{
+  int *tail = ud;
+  rl_pstat_t st;
+  if (*tail < RL_MAX_PIDS && rl_proc_stat(pid, &st) == 0 && st.state != 'Z' && st.state != 'X' &&
+      rl_queued(st.ppid, *tail)) {
+    rl_queue[(*tail)++] = (pid_t)pid;
+    rl_kill_one((pid_t)pid);
+  }
+  return 0;
+}
+
 /* The scan's forced walk: the snapshot is older than the kills, so a process may have forked
- * between the two (a fork-and-exit loop always has). Every pid given out since the snapshot
- * began is read (ns_last_pid: pids are given out in order, wrapping at pid_max); one whose
- * parent is the keeper or a process of this walk gets SIGKILL and joins it. Again, until no pid
- * was given out during a round: each kill comes before the read that follows it. Returns how
- * many it killed. */
+ * between the two (a fork-and-exit loop always has). The pids given out since the snapshot
+ * began join the walk when their parent is in it (rl_kill_if_in_walk), again until no pid was
+ * given out during a round: each kill comes before the read that follows it. Returns how many
+ * joined. */
 static int rl_sweep_since(long since, int *tail)
 {
-  long pid_max = rl_proc_read_long("/proc/sys/kernel/pid_max");
-  int killed = 0;
-  for (int round = 0; round < 64 && since >= 0 && pid_max > 0; round++) {
-    long last = rl_proc_read_long("/proc/sys/kernel/ns_last_pid");
-    if (last < 0 || last >= pid_max || last == since || (last - since + pid_max) % pid_max > 4096)
-      break;
-    for (long pid = since; pid != last;) {
-      pid = pid + 1 < pid_max ? pid + 1 : 1;
-      rl_pstat_t st;
-      if (rl_proc_stat((int)pid, &st) < 0 || st.state == 'Z' || st.state == 'X' ||
-          !rl_queued(st.ppid, *tail) || *tail >= RL_MAX_PIDS)
-        continue;
-      rl_queue[(*tail)++] = (pid_t)pid;
-      if (kill((pid_t)pid, SIGKILL) == 0)
-        rl_killed[rl_nkilled++] = (pid_t)pid;
-      else if (errno == EPERM)
-        rl_ndenied++;
-      killed++;
-    }
-    since = last;
+  int before = *tail;
+  for (int round = 0;
+       round < 64 && rl_proc_each_new_pid(&since, 4096, rl_kill_if_in_walk, tail) > 0; round++) {
   }
-  return killed;
+  return *tail - before;
 }
 
 /* One breadth-first walk from the keeper. Polite: each process outside the command's group not
@@ -293,11 +298,9 @@ static int rl_sweep_since(long since, int *tail)
  * Returns how many new processes were signalled. */
 static int rl_sweep(rl_keeper_t *k, int sig)
 {
-  long since = -1;
-  if (k->scan_only) {
-    since = rl_proc_read_long("/proc/sys/kernel/ns_last_pid");
+  long since = k->scan_only && sig == SIGKILL ? rl_proc_last_pid() : -1;
+  if (k->scan_only)
     rl_snapshot();
-  }
   int head = 0, tail = 0, signalled = 0;
   rl_nkilled = rl_ndenied = 0;
   rl_queue[tail++] = k->self;
@@ -308,10 +311,7 @@ static int rl_sweep(rl_keeper_t *k, int sig)
     for (int i = first; i < tail; i++) {
       pid_t pid = rl_queue[i];
       if (sig == SIGKILL) {
-        if (kill(pid, SIGKILL) == 0)
-          rl_killed[rl_nkilled++] = pid;
-        else if (errno == EPERM)
-          rl_ndenied++;
+        rl_kill_one(pid);
         signalled++;
       } else if (rl_seen_add(pid) && getpgid(pid) != k->pgid) {
         kill(pid, sig);

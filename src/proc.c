@@ -490,29 +490,18 @@ static int rl_kill_marked(rl_marked_t *m)
   return m->found;
 }
 
-/* A scan that found nobody is not proof on its own: a process that forks and exits in a loop
- * (a "hopper") can be read as a zombie, its child made after the scan passed its pid. Every
- * process made since the scan began has a pid after `since`, the last pid the kernel gave out
- * then (they are given out in order, wrapping at pid_max): each is checked, until no pid was
- * given out during a check. Returns how many carried the marker (SIGKILLed), or -1 when it
- * cannot be told yet (too many new pids, pids still given out): then the next tick scans
- * again. Without ns_last_pid (a kernel before 3.3, or /proc/sys hidden), the scan's answer. */
+/* A scan that found nobody is not proof on its own (rl_proc_each_new_pid): the pids given out
+ * since it began are checked too, until none was given out during a check. Returns how many
+ * carried the marker (SIGKILLed), or -1 when it cannot be told yet (too many new pids, pids
+ * still given out): then the next tick scans again. Without ns_last_pid, the scan's answer. */
 static int rl_kill_marked_since(rl_marked_t *m, long since)
 {
-  long pid_max = rl_proc_read_long("/proc/sys/kernel/pid_max");
   for (int round = 0; round < 16; round++) {
-    long last = rl_proc_read_long("/proc/sys/kernel/ns_last_pid");
-    if (since < 0 || last < 0 || last >= pid_max || last == since)
-      return m->found;
-    if ((last - since + pid_max) % pid_max > 4096)
+    int n = rl_proc_each_new_pid(&since, 4096, rl_kill_if_marked, m);
+    if (n == RL_PIDS_TOO_MANY)
       return -1;
-    for (long pid = since; pid != last;) {
-      pid = pid + 1 < pid_max ? pid + 1 : 1;
-      rl_kill_if_marked((int)pid, m);
-    }
-    if (m->found)
+    if (n == 0 || n == RL_PIDS_UNKNOWN || m->found)
       return m->found;
-    since = last;
   }
   return -1;
 }
@@ -525,7 +514,7 @@ static void rl_sweep_tick(uv_timer_t *t)
   rl_marked_t m = {marker, malloc(256 * 1024), 256 * 1024, 0};
   int found = -1;
   if (m.buf) {
-    long since = rl_proc_read_long("/proc/sys/kernel/ns_last_pid");
+    long since = rl_proc_last_pid();
     found = rl_kill_marked(&m);
     if (found == 0)
       found = rl_kill_marked_since(&m, since);

@@ -39,6 +39,31 @@ long rl_proc_read_long(const char *path)
   return end == buf ? -1 : v;
 }
 
+long rl_proc_last_pid(void)
+{
+  return rl_proc_read_long("/proc/sys/kernel/ns_last_pid");
+}
+
+int rl_proc_each_new_pid(long *since, long max, int (*fn)(int pid, void *ud), void *ud)
+{
+  static long pid_max;
+  long last = rl_proc_last_pid();
+  if (last >= pid_max) /* first call, or pid_max was raised */
+    pid_max = rl_proc_read_long("/proc/sys/kernel/pid_max");
+  if (*since < 0 || last < 0 || last >= pid_max)
+    return RL_PIDS_UNKNOWN;
+  long n = (last - *since + pid_max) % pid_max;
+  if (n > max)
+    return RL_PIDS_TOO_MANY;
+  for (long pid = *since; pid != last;) {
+    pid = pid + 1 < pid_max ? pid + 1 : 1;
+    if (fn((int)pid, ud))
+      break;
+  }
+  *since = last;
+  return (int)n;
+}
+
 int rl_proc_is_number(const char *name)
 {
   if (!*name)

@@ -14,8 +14,22 @@
  * -1 when it cannot be opened. */
 ssize_t rl_proc_read(const char *path, char *buf, size_t size);
 
-/* The number in the file at path (such as /proc/sys/kernel/ns_last_pid), or -1. */
+/* The number in the file at path (such as /proc/sys/kernel/pid_max), or -1. */
 long rl_proc_read_long(const char *path);
+
+/* The last pid the kernel gave out in this pid namespace (/proc/sys/kernel/ns_last_pid), or -1. */
+long rl_proc_last_pid(void);
+
+enum { RL_PIDS_UNKNOWN = -1, RL_PIDS_TOO_MANY = -2 };
+
+/* A scan of /proc misses a process made after the scan passed its pid (a fork-and-exit loop
+ * always has one). Pids are given out in order, wrapping at pid_max: the processes made since
+ * the last pid was `*since` have the pids after it. Calls fn(pid, ud) for each pid given out
+ * since *since (a process or not, or not any more; stops early when fn returns non-zero), and
+ * moves *since to the last. Returns how many were given out (0: none, the scan is complete),
+ * RL_PIDS_UNKNOWN when it cannot be told (no ns_last_pid, *since < 0), RL_PIDS_TOO_MANY when
+ * more than max (then scan again). */
+int rl_proc_each_new_pid(long *since, long max, int (*fn)(int pid, void *ud), void *ud);
 
 /* True when name is all digits (a pid or tid directory). */
 int rl_proc_is_number(const char *name);
